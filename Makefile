@@ -1,0 +1,93 @@
+# echo-operator: every development task. `make` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+# The project's own Node 24 (npm package `node`) comes first, whatever the machine has.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+NODE_DEPS := node_modules/.install-stamp
+TEST_FLAGS ?= --test-reporter=spec
+UNIT_TESTS := test/unit/**/*.test.ts
+INTEGRATION_TESTS := test/integration/**/*.test.ts
+E2E_TESTS := test/e2e/**/*.test.ts
+
+##@ Setup
+
+.PHONY: setup
+setup: $(NODE_DEPS) tools ## Install everything: npm packages (Node 24 included) and the control plane tools
+
+$(NODE_DEPS): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@node --version | grep -q '^v24\.' || { echo "node_modules/.bin/node is not Node 24" >&2; exit 1; }
+	@touch $@
+
+.PHONY: tools
+tools: ## Build etcd, kube-*, kubectl, kwok, helm and helm-unittest from Go modules (cached by version)
+	hack/tools/build.sh >/dev/null
+
+##@ Development
+
+.PHONY: run
+run: setup cluster-up ## Run the operator against the local cluster (started if needed)
+	KUBECONFIG=$(CURDIR)/.cluster/kubeconfig node src/main.ts
+
+.PHONY: cluster-up
+cluster-up: setup ## Start the local control plane in .cluster/ and print its kubeconfig
+	node hack/cluster/cli.ts up
+
+.PHONY: cluster-down
+cluster-down: $(NODE_DEPS) ## Stop the local control plane and remove .cluster/
+	node hack/cluster/cli.ts down
+
+.PHONY: cluster-status
+cluster-status: $(NODE_DEPS) ## Say whether the local control plane is running
+	node hack/cluster/cli.ts status
+
+.PHONY: fmt
+fmt: $(NODE_DEPS) ## Format the sources in place
+	prettier --write --log-level=warn .
+
+.PHONY: lint
+lint: $(NODE_DEPS) ## Type check, lint and check formatting
+	tsc -p tsconfig.json
+	eslint --max-warnings=0 .
+	prettier --check --log-level=warn .
+	bash -n hack/tools/build.sh .ci/run
+
+##@ Tests
+
+.PHONY: test
+test: setup lint ## Every suite: lint, unit, integration and e2e against a real local control plane
+	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts \
+		"$(UNIT_TESTS)" "$(INTEGRATION_TESTS)" $(if $(wildcard test/e2e/*.test.ts),"$(E2E_TESTS)")
+
+.PHONY: test-unit
+test-unit: $(NODE_DEPS) ## Unit tests: pure logic, no server
+	node --test $(TEST_FLAGS) "$(UNIT_TESTS)"
+
+.PHONY: test-integration
+test-integration: setup ## Integration tests against a local control plane started for the run
+	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts "$(INTEGRATION_TESTS)"
+
+.PHONY: test-e2e
+test-e2e: setup ## End-to-end tests (none yet: the chart arrives with issue 5)
+	$(if $(wildcard test/e2e/*.test.ts),node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts "$(E2E_TESTS)",@echo "no end-to-end tests yet")
+
+##@ Performance
+
+.PHONY: bench
+bench: setup ## Benchmark (not written yet)
+	@echo "no benchmark yet: it arrives with its own issue"
+
+##@ Housekeeping
+
+.PHONY: clean
+clean: ## Stop the local cluster and remove node_modules (the tool cache outside the tree stays)
+	-[ -d node_modules ] && node hack/cluster/cli.ts down
+	rm -rf node_modules .cluster coverage
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
+		/^##@/ {printf "\n%s\n", substr($$0, 5)} \
+		/^[a-zA-Z0-9_-]+:.*##/ {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

@@ -1,0 +1,453 @@
+// A real Kubernetes control plane on loopback: etcd, kube-apiserver (TLS, RBAC, PodSecurity),
+// kube-controller-manager, kube-scheduler and kwok playing the kubelets of fake Nodes. Binaries
+// come from hack/tools/build.sh. Ports are picked at runtime, so clusters can run side by side.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Agent, request } from 'undici';
+import { KubeClient } from '../../src/kube/client.ts';
+import { isNotFound } from '../../src/kube/errors.ts';
+import { createPki } from './pki.ts';
+import { isRunning, startProcess, stopProcess, tail, type RunningProcess } from './process.ts';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface ClusterOptions {
+  /** Where certificates, data and logs go; a new temporary directory by default. */
+  dir?: string;
+  /** Keep the processes running after this Node process exits (`make cluster-up`). */
+  detached?: boolean;
+  /** Record every API request in `<dir>/audit.log` (JSON lines, one per request). */
+  auditLog?: boolean;
+  /** Fake Nodes served by kwok. */
+  nodes?: number;
+  log?: (message: string) => void;
+}
+
+/** What is written to `<dir>/cluster.json`, enough for another process to use or stop the cluster. */
+export interface ClusterState {
+  dir: string;
+  server: string;
+  kubeconfig: string;
+  auditLog: string | undefined;
+  processes: { name: string; pid: number; command: string; logFile: string }[];
+}
+
+export class LocalCluster {
+  readonly state: ClusterState;
+
+  private constructor(state: ClusterState) {
+    this.state = state;
+  }
+
+  get kubeconfig(): string {
+    return this.state.kubeconfig;
+  }
+
+  /** Starts a cluster and waits until a Node is Ready and the controllers are serving. */
+  static async start(options: ClusterOptions = {}): Promise<LocalCluster> {
+    const log = options.log ?? (() => undefined);
+    const bin = toolsBinDir();
+    await reapStaleClusters();
+    const dir = options.dir ?? (await mkdtemp(join(tmpdir(), TMP_PREFIX)));
+    // The launcher owns its directory: whatever an earlier, crashed run left there goes.
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(join(dir, 'logs'), { recursive: true });
+    const started = Date.now();
+    const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(1)}s`;
+
+    const pki = await createPki(dir);
+    const [etcdClient, etcdPeer, apiserverPort, cmPort, schedulerPort] = (await freePorts(5)) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    const server = `https://127.0.0.1:${String(apiserverPort)}`;
+    const state: ClusterState = {
+      dir,
+      server,
+      kubeconfig: join(dir, 'kubeconfig'),
+      auditLog: options.auditLog ? join(dir, 'audit.log') : undefined,
+      processes: [],
+    };
+    const cluster = new LocalCluster(state);
+    const stateFile = join(dir, 'cluster.json');
+    // Written after every start, so a run killed half-way can still be cleaned up by pid.
+    const saveState = (): Promise<void> => writeFile(stateFile, JSON.stringify(state, null, 2));
+    const spawn = async (name: string, args: string[]): Promise<RunningProcess> => {
+      const p = startProcess({
+        name,
+        command: join(bin, name),
+        args,
+        logFile: join(dir, 'logs', `${name}.log`),
+        detached: options.detached ?? false,
+      });
+      state.processes.push({ name, pid: p.pid, command: p.command, logFile: p.logFile });
+      await saveState();
+      return p;
+    };
+
+    try {
+      const etcdUrl = `http://127.0.0.1:${String(etcdClient)}`;
+      const peerUrl = `http://127.0.0.1:${String(etcdPeer)}`;
+      const etcd = await spawn('etcd', [
+        `--data-dir=${join(dir, 'etcd')}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=${peerUrl}`,
+        `--initial-advertise-peer-urls=${peerUrl}`,
+        `--initial-cluster=default=${peerUrl}`,
+        // A throwaway test store: durability buys nothing and fsync dominates write latency.
+        '--unsafe-no-fsync=true',
+        '--log-level=warn',
+      ]);
+      await waitFor('etcd', etcd, async () => (await fetch(`${etcdUrl}/health`)).ok);
+      log(`etcd healthy (${elapsed()})`);
+
+      const apiserverArgs = [
+        `--etcd-servers=${etcdUrl}`,
+        '--bind-address=127.0.0.1',
+        `--secure-port=${String(apiserverPort)}`,
+        `--cert-dir=${join(dir, 'apiserver-certs')}`,
+        `--tls-cert-file=${pki.servingCert}`,
+        `--tls-private-key-file=${pki.servingKey}`,
+        `--client-ca-file=${pki.caCert}`,
+        '--authorization-mode=RBAC',
+        // PodSecurity is on by default; named here so nobody switches it off by accident.
+        '--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount',
+        '--service-cluster-ip-range=10.0.0.0/24',
+        `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
+        `--service-account-key-file=${pki.serviceAccountPub}`,
+        `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+        // The `kubernetes` Service would need a non-loopback address; nothing here uses it.
+        '--endpoint-reconciler-type=none',
+        '--advertise-address=127.0.0.1',
+        '--profiling=false',
+      ];
+      if (state.auditLog) {
+        const policy = join(dir, 'audit-policy.yaml');
+        await writeFile(policy, AUDIT_POLICY);
+        apiserverArgs.push(
+          `--audit-policy-file=${policy}`,
+          `--audit-log-path=${state.auditLog}`,
+          '--audit-log-format=json',
+          '--audit-log-mode=blocking',
+        );
+      }
+      const apiserver = await spawn('kube-apiserver', apiserverArgs);
+
+      await writeKubeconfig(state.kubeconfig, server, pki.caCert, pki.client('admin'));
+      const componentKubeconfig = async (name: string): Promise<string> => {
+        const path = join(dir, `${name}.kubeconfig`);
+        await writeKubeconfig(path, server, pki.caCert, pki.client(name));
+        return path;
+      };
+      const [cmKubeconfig, schedulerKubeconfig, kwokKubeconfig] = await Promise.all([
+        componentKubeconfig('kube-controller-manager'),
+        componentKubeconfig('kube-scheduler'),
+        componentKubeconfig('kwok'),
+      ]);
+      const admin = await KubeClient.fromFile(state.kubeconfig);
+      try {
+        await waitFor(
+          'kube-apiserver',
+          apiserver,
+          async () => {
+            return (
+              (await admin.request<string>({ path: '/readyz' }).catch(() => undefined)) === 'ok'
+            );
+          },
+          120_000,
+        );
+        log(`kube-apiserver ready at ${server} (${elapsed()})`);
+
+        const controllerManager = await spawn('kube-controller-manager', [
+          `--kubeconfig=${cmKubeconfig}`,
+          `--authentication-kubeconfig=${cmKubeconfig}`,
+          `--authorization-kubeconfig=${cmKubeconfig}`,
+          '--bind-address=127.0.0.1',
+          `--secure-port=${String(cmPort)}`,
+          '--leader-elect=false',
+          // One credential per controller, as in a real cluster, so the bootstrap RBAC roles apply.
+          '--use-service-account-credentials=true',
+          `--service-account-private-key-file=${pki.serviceAccountKey}`,
+          `--root-ca-file=${pki.caCert}`,
+          // The defaults (20 qps) throttle Pod creation long before the operator is the bottleneck.
+          '--kube-api-qps=500',
+          '--kube-api-burst=1000',
+          '--concurrent-deployment-syncs=20',
+          '--concurrent-replicaset-syncs=20',
+          '--concurrent-gc-syncs=40',
+        ]);
+        const schedulerConfig = join(dir, 'kube-scheduler.yaml');
+        await writeFile(schedulerConfig, schedulerConfiguration(schedulerKubeconfig));
+        const scheduler = await spawn('kube-scheduler', [
+          `--config=${schedulerConfig}`,
+          `--authentication-kubeconfig=${schedulerKubeconfig}`,
+          `--authorization-kubeconfig=${schedulerKubeconfig}`,
+          '--bind-address=127.0.0.1',
+          `--secure-port=${String(schedulerPort)}`,
+        ]);
+        const stages = join(bin, '..', 'kwok-stages');
+        const kwok = await spawn('kwok', [
+          `--kubeconfig=${kwokKubeconfig}`,
+          '--manage-all-nodes=true',
+          ...['node-initialize', 'node-heartbeat', 'pod-ready', 'pod-complete', 'pod-delete'].map(
+            (s) => `--config=${join(stages, `${s}.yaml`)}`,
+          ),
+        ]);
+
+        for (let i = 0; i < (options.nodes ?? 1); i++)
+          await createFakeNode(admin, `kwok-node-${String(i)}`);
+        await waitFor('kwok', kwok, async () => nodesReady(admin, options.nodes ?? 1), 60_000);
+        log(`fake nodes Ready (${elapsed()})`);
+        // The default ServiceAccount appearing shows the controller-manager's controllers are running.
+        await waitFor(
+          'kube-controller-manager',
+          controllerManager,
+          async () => {
+            await admin.request({ path: '/api/v1/namespaces/default/serviceaccounts/default' });
+            return true;
+          },
+          60_000,
+        );
+        await waitFor(
+          'kube-scheduler',
+          scheduler,
+          async () => {
+            return (
+              (await fetchInsecure(`https://127.0.0.1:${String(schedulerPort)}/healthz`)) === 'ok'
+            );
+          },
+          60_000,
+        );
+        log(`controller-manager and scheduler running (${elapsed()})`);
+      } finally {
+        await admin.close();
+      }
+      return cluster;
+    } catch (err) {
+      await cluster.stop().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Attaches to a cluster started by another process (for `cluster-down` and `cluster status`). */
+  static async attach(dir: string): Promise<LocalCluster> {
+    const state = JSON.parse(await readFile(join(dir, 'cluster.json'), 'utf8')) as ClusterState;
+    return new LocalCluster(state);
+  }
+
+  /** Stops every process (newest first), then removes the directory; safe to call twice. */
+  async stop(): Promise<void> {
+    for (const p of [...this.state.processes].reverse()) await stopProcess(p.pid, p.command);
+    this.state.processes = [];
+    await rm(this.state.dir, { recursive: true, force: true });
+  }
+
+  isRunning(): boolean {
+    return (
+      this.state.processes.length > 0 &&
+      this.state.processes.every((p) => isRunning(p.pid, p.command))
+    );
+  }
+
+  /** The certificate authority, for kubeconfigs of other identities. */
+  get caCert(): string {
+    return join(this.state.dir, 'ca.crt');
+  }
+}
+
+const TMP_PREFIX = 'echo-cluster-';
+
+/**
+ * Removes temporary clusters whose processes are all gone: what a test run killed with SIGKILL
+ * leaves behind (its processes die with it, through the parent-death signal, but not its files).
+ */
+async function reapStaleClusters(): Promise<void> {
+  const entries = await readdir(tmpdir()).catch(() => []);
+  for (const entry of entries.filter((e) => e.startsWith(TMP_PREFIX))) {
+    const dir = join(tmpdir(), entry);
+    try {
+      const state = JSON.parse(await readFile(join(dir, 'cluster.json'), 'utf8')) as ClusterState;
+      if (state.processes.some((p) => isRunning(p.pid, p.command))) continue;
+    } catch {
+      // No state yet: a cluster may be starting right now, unless the directory is old.
+      const age = Date.now() - (await stat(dir)).mtimeMs;
+      if (age < 10 * 60_000) continue;
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export function toolsBinDir(): string {
+  const dir = execFileSync(join(repoRoot, 'hack/tools/build.sh'), ['--print-dir'], {
+    encoding: 'utf8',
+  }).trim();
+  if (!existsSync(join(dir, 'kube-apiserver')) || !existsSync(join(dir, 'kwok'))) {
+    throw new Error(
+      `control plane binaries are missing from ${dir}: run "make setup" (or hack/tools/build.sh) first`,
+    );
+  }
+  return dir;
+}
+
+async function waitFor(
+  name: string,
+  proc: RunningProcess,
+  probe: () => Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.exit) {
+      throw new Error(
+        `${name} exited (${JSON.stringify(proc.exit)}) while starting; its log ends:\n${tail(proc.logFile)}`,
+      );
+    }
+    if (await probe().catch(() => false)) return;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `${name} not ready after ${String(timeoutMs / 1000)}s; its log ends:\n${tail(proc.logFile)}`,
+      );
+    }
+    await sleep(200);
+  }
+}
+
+async function freePorts(count: number): Promise<number[]> {
+  // Hold every listener until all are chosen, so the same port is never handed out twice.
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((ok, fail) => {
+          const s = createServer();
+          s.once('error', fail);
+          s.listen(0, '127.0.0.1', () => {
+            ok(s);
+          });
+        }),
+    ),
+  );
+  const ports = servers.map((s) => {
+    const addr = s.address();
+    if (addr === null || typeof addr === 'string') throw new Error('no port');
+    return addr.port;
+  });
+  await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
+  return ports;
+}
+
+export async function writeKubeconfig(
+  path: string,
+  server: string,
+  caFile: string,
+  user: { cert: string; key: string } | { token: string },
+): Promise<void> {
+  const userFields =
+    'token' in user
+      ? `    token: ${user.token}`
+      : `    client-certificate: ${user.cert}\n    client-key: ${user.key}`;
+  await writeFile(
+    path,
+    `apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: ${server}
+    certificate-authority: ${caFile}
+users:
+- name: user
+  user:
+${userFields}
+contexts:
+- name: local
+  context: {cluster: local, user: user}
+current-context: local
+`,
+    { mode: 0o600 },
+  );
+}
+
+function schedulerConfiguration(kubeconfig: string): string {
+  return `apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: ${kubeconfig}
+  qps: 500
+  burst: 1000
+leaderElection:
+  leaderElect: false
+`;
+}
+
+/** Metadata of every request, nothing of bodies: enough to count calls per identity and verb. */
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+`;
+
+async function createFakeNode(client: KubeClient, name: string): Promise<void> {
+  try {
+    await client.request({ path: `/api/v1/nodes/${name}` });
+    return;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  await client.request({
+    method: 'POST',
+    path: '/api/v1/nodes',
+    body: {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name,
+        annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+        labels: {
+          type: 'kwok',
+          'kubernetes.io/hostname': name,
+          'kubernetes.io/os': 'linux',
+          'kubernetes.io/arch': 'amd64',
+        },
+      },
+      // No NoSchedule taint: ordinary Deployments must land here. Room for benchmark-sized fleets.
+      status: {
+        allocatable: { cpu: '1000', memory: '4Ti', pods: '20000' },
+        capacity: { cpu: '1000', memory: '4Ti', pods: '20000' },
+      },
+    },
+  });
+}
+
+async function nodesReady(client: KubeClient, count: number): Promise<boolean> {
+  interface NodeList {
+    items: { status?: { conditions?: { type: string; status: string }[] } }[];
+  }
+  const list = await client.request<NodeList>({ path: '/api/v1/nodes' });
+  const ready = list.items.filter((n) =>
+    n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+  );
+  return ready.length >= count;
+}
+
+/** Health endpoints of the controller-manager and scheduler serve a self-signed certificate. */
+async function fetchInsecure(url: string): Promise<string> {
+  const dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
+  try {
+    const res = await request(url, { dispatcher });
+    return await res.body.text();
+  } finally {
+    await dispatcher.close();
+  }
+}

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Builds the local control plane and chart tooling from Go modules into a cache outside the
+# work tree, keyed by tool and version, and skips whatever is already there.
+#
+#   hack/tools/build.sh            build what is missing, print the bin directory
+#   hack/tools/build.sh --sync     rewrite the wrapper modules (go.mod, go.sum) from versions.env
+#   hack/tools/build.sh --print-dir  print the bin directory without building
+#
+# Why wrapper modules: k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
+# with local paths, which Go ignores in a dependency; each wrapper pins the published v0.X.Y of
+# every staging module instead. One wrapper per tool keeps minimal version selection from moving
+# one tool's dependencies (grpc, otel) under another.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache_root=${ECHO_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/echo-operator/tools}
+bin_dir="$cache_root/bin"
+export CGO_ENABLED=0 GOTOOLCHAIN=local
+
+kube_minor=${KUBERNETES_VERSION#v1.}
+kube_minor=${kube_minor%%.*}
+staging_version=v0.${KUBERNETES_VERSION#v1.}
+
+started=$SECONDS
+log() { printf '[tools %4ds] %s\n' "$((SECONDS - started))" "$*" >&2; }
+
+wrapper_require() { # module version: the version a wrapper's go.mod requires
+  (cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
+}
+
+sync_wrappers() {
+  local gomodcache kube_mod
+  gomodcache=$(go env GOMODCACHE)
+  log "kubernetes wrapper: k8s.io/kubernetes $KUBERNETES_VERSION, staging modules at $staging_version"
+  go mod download k8s.io/kubernetes@"$KUBERNETES_VERSION"
+  kube_mod="$gomodcache/cache/download/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod"
+  {
+    printf 'module echo-operator/hack/tools/kubernetes\n\ngo 1.26.0\n\n'
+    printf 'tool (\n'
+    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+      printf '\tk8s.io/kubernetes/cmd/%s\n' "$cmd"
+    done
+    printf ')\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$KUBERNETES_VERSION"
+    # The staging list comes from the real go.mod, so new staging modules are never missed.
+    sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$kube_mod" |
+      while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$staging_version"; done
+    printf ')\n'
+  } >"$here/kubernetes/go.mod"
+  (cd "$here/kubernetes" && rm -f go.sum && go mod tidy)
+
+  log "etcd wrapper: go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+  simple_wrapper etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
+  log "kwok wrapper: sigs.k8s.io/kwok $KWOK_VERSION"
+  simple_wrapper kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
+  log "helm wrapper: helm.sh/helm/v3 $HELM_VERSION"
+  simple_wrapper helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+  log "helm-unittest wrapper: $HELM_UNITTEST_VERSION"
+  # Its own go.mod replaces yaml-jsonpath with a fork; a dependency's replace is ignored, so copy it.
+  simple_wrapper helm-unittest github.com/helm-unittest/helm-unittest "$HELM_UNITTEST_VERSION" \
+    github.com/helm-unittest/helm-unittest/cmd/helm-unittest \
+    'github.com/vmware-labs/yaml-jsonpath v0.3.2 => github.com/helm-unittest/yaml-jsonpath v0.4.0'
+}
+
+simple_wrapper() { # dir module version tool-package [replace]
+  local dir=$1 module=$2 version=$3 pkg=$4 replace=${5:-}
+  {
+    printf 'module echo-operator/hack/tools/%s\n\ngo 1.26.0\n\ntool %s\n\nrequire %s %s\n' \
+      "$dir" "$pkg" "$module" "$version"
+    [[ -z $replace ]] || printf '\nreplace %s\n' "$replace"
+  } >"$here/$dir/go.mod"
+  (cd "$here/$dir" && rm -f go.sum && go mod tidy)
+}
+
+check_pins() {
+  local want got
+  while read -r dir module want; do
+    got=$(wrapper_require "$dir" "$module")
+    if [[ $got != "$want" ]]; then
+      echo "hack/tools/$dir/go.mod requires $module $got but versions.env says $want;" \
+        "run hack/tools/build.sh --sync" >&2
+      exit 1
+    fi
+  done <<EOF
+kubernetes k8s.io/kubernetes $KUBERNETES_VERSION
+etcd go.etcd.io/etcd/server/v3 $ETCD_VERSION
+kwok sigs.k8s.io/kwok $KWOK_VERSION
+helm helm.sh/helm/v3 $HELM_VERSION
+helm-unittest github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VERSION
+EOF
+}
+
+# build_tool name version wrapper-dir ldflags package... : a package is built into a binary named
+# after its last path element, or after the prefix in "binary=package". The versioned directory is filled in a temporary one and renamed at the end,
+# so an interrupted build never leaves a half-built tool that looks complete.
+build_tool() {
+  local name=$1 version=$2 dir=$3 ldflags=$4
+  shift 4
+  local dest="$cache_root/$name-$version"
+  if [[ -d $dest ]]; then
+    log "$name $version: cached in $dest"
+  else
+    local tmp="$dest.partial.$$" t0=$SECONDS
+    rm -rf "$tmp" && mkdir -p "$tmp/bin"
+    local pkg binary
+    for pkg in "$@"; do
+      binary=${pkg##*/}
+      [[ $pkg != *=* ]] || { binary=${pkg%%=*}; pkg=${pkg#*=}; }
+      log "$name $version: building $binary (cold builds take minutes)"
+      (cd "$here/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/bin/$binary" "$pkg")
+    done
+    post_build "$name" "$tmp"
+    mv "$tmp" "$dest"
+    log "$name $version: built in $((SECONDS - t0))s"
+  fi
+  for f in "$dest"/bin/*; do ln -sfn "$f" "$bin_dir/$(basename "$f")"; done
+}
+
+post_build() { # name dir: extra files a tool needs next to its binary
+  case $1 in
+    kwok)
+      # kwok needs Stage objects; the module ships them.
+      local src
+      src=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+      mkdir -p "$2/stages"
+      cp "$src"/kustomize/stage/node/fast/node-initialize.yaml \
+        "$src"/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
+        "$src"/kustomize/stage/pod/fast/pod-ready.yaml \
+        "$src"/kustomize/stage/pod/fast/pod-complete.yaml \
+        "$src"/kustomize/stage/pod/fast/pod-delete.yaml "$2/stages/"
+      chmod 0644 "$2"/stages/*
+      ;;
+    helm-unittest)
+      # A local plugin directory, so `helm unittest` works without `helm plugin install`
+      # (which downloads from a release site).
+      mkdir -p "$2/plugin/unittest"
+      cp "$2/bin/helm-unittest" "$2/plugin/unittest/untt"
+      printf 'name: "unittest"\nversion: "%s"\nusage: "unittest for helm charts"\ndescription: "built from Go modules by echo-operator hack/tools/build.sh"\nignoreFlags: false\ncommand: "$HELM_PLUGIN_DIR/untt"\n' \
+        "${HELM_UNITTEST_VERSION#v}" >"$2/plugin/unittest/plugin.yaml"
+      ;;
+  esac
+}
+
+case ${1:-} in
+  --sync) sync_wrappers; exit 0 ;;
+  --print-dir) echo "$bin_dir"; exit 0 ;;
+  "") ;;
+  *) echo "usage: $0 [--sync|--print-dir]" >&2; exit 2 ;;
+esac
+
+command -v go >/dev/null || { echo "go is required (Go 1.26+) to build the control plane tools" >&2; exit 1; }
+check_pins
+mkdir -p "$bin_dir"
+
+kube_ldflags="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
+kube_ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kube_minor"
+kube_ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+kube_ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+kube_ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$kube_minor"
+
+build_tool etcd "$ETCD_VERSION" etcd "" etcd=go.etcd.io/etcd/server/v3
+build_tool kubernetes "$KUBERNETES_VERSION" kubernetes "$kube_ldflags" \
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+build_tool kwok "$KWOK_VERSION" kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
+  sigs.k8s.io/kwok/cmd/kwok
+build_tool helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+  helm.sh/helm/v3/cmd/helm
+build_tool helm-unittest "$HELM_UNITTEST_VERSION" helm-unittest "" \
+  github.com/helm-unittest/helm-unittest/cmd/helm-unittest
+# Stable names for the non-binary parts, wherever the versioned directories are.
+ln -sfn "$cache_root/kwok-$KWOK_VERSION/stages" "$cache_root/kwok-stages"
+ln -sfn "$cache_root/helm-unittest-$HELM_UNITTEST_VERSION/plugin" "$cache_root/helm-plugins"
+
+log "all tools ready in $bin_dir"
+echo "$bin_dir"

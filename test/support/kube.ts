@@ -1,0 +1,102 @@
+// Helpers for tests that talk to the shared local cluster: clients as admin or as a
+// ServiceAccount (so a test holds exactly the RBAC it granted), namespaces, and polling.
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KubeConfig } from '@kubernetes/client-node';
+import { writeKubeconfig } from '../../hack/cluster/cluster.ts';
+import { KubeClient } from '../../src/kube/client.ts';
+
+export function clusterKubeconfig(): string {
+  const path = process.env.ECHO_TEST_KUBECONFIG;
+  if (!path) {
+    throw new Error(
+      'ECHO_TEST_KUBECONFIG is not set: run integration tests with "make test-integration"',
+    );
+  }
+  return path;
+}
+
+export async function adminClient(): Promise<KubeClient> {
+  return KubeClient.fromFile(clusterKubeconfig());
+}
+
+/** A kubeconfig that authenticates as a ServiceAccount with a token from the TokenRequest API. */
+export async function serviceAccountKubeconfig(
+  admin: KubeClient,
+  namespace: string,
+  name: string,
+): Promise<string> {
+  const review = await admin.request<{ status: { token: string } }>({
+    method: 'POST',
+    path: `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`,
+    body: {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { expirationSeconds: 3600 },
+    },
+  });
+  const kc = new KubeConfig();
+  kc.loadFromFile(clusterKubeconfig());
+  const cluster = kc.getCurrentCluster();
+  if (!cluster?.caFile) throw new Error('the test kubeconfig names no certificate-authority file');
+  // Beside the cluster's own kubeconfig, so it goes when the cluster's directory goes.
+  const path = join(
+    dirname(clusterKubeconfig()),
+    `sa-${namespace}-${name}-${randomBytes(3).toString('hex')}.kubeconfig`,
+  );
+  await writeKubeconfig(path, cluster.server, cluster.caFile, { token: review.status.token });
+  return path;
+}
+
+export async function serviceAccountClient(
+  admin: KubeClient,
+  namespace: string,
+  name: string,
+): Promise<KubeClient> {
+  return KubeClient.fromFile(await serviceAccountKubeconfig(admin, namespace, name));
+}
+
+/** Creates a namespace with a random suffix; the returned function deletes it. */
+export async function createNamespace(
+  admin: KubeClient,
+  prefix: string,
+  labels: Record<string, string> = {},
+): Promise<{ name: string; remove: () => Promise<void> }> {
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  await admin.request({
+    method: 'POST',
+    path: '/api/v1/namespaces',
+    body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } },
+  });
+  return {
+    name,
+    remove: async () => {
+      await admin.request({ method: 'DELETE', path: `/api/v1/namespaces/${name}` });
+    },
+  };
+}
+
+/** Polls `probe` until it returns a value other than undefined, or fails with `what` after the timeout. */
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+  intervalMs = 250,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      const detail = lastError instanceof Error ? `; last error: ${lastError.message}` : '';
+      throw new Error(`timed out after ${String(timeoutMs / 1000)}s waiting for ${what}${detail}`);
+    }
+    await sleep(intervalMs);
+  }
+}

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { retryAfterSeconds } from '../../../src/kube/client.ts';
+import {
+  ApiError,
+  isConflict,
+  isGone,
+  isInvalid,
+  isNotFound,
+  parseStatus,
+} from '../../../src/kube/errors.ts';
+
+describe('ApiError', () => {
+  it('takes the reason and causes from the server Status', () => {
+    const status = parseStatus(
+      JSON.stringify({
+        kind: 'Status',
+        status: 'Failure',
+        reason: 'Invalid',
+        code: 422,
+        message: 'Deployment.apps "x" is invalid',
+        details: { causes: [{ field: 'spec.selector', message: 'field is immutable' }] },
+      }),
+      422,
+    );
+    const err = new ApiError(
+      422,
+      status,
+      'apply',
+      '/apis/apps/v1/namespaces/{namespace}/deployments/{name}',
+    );
+    assert.ok(isInvalid(err));
+    assert.equal(err.causes[0]?.field, 'spec.selector');
+    assert.match(err.message, /^apply \/apis\/apps.*422 Invalid: Deployment/);
+  });
+
+  it('falls back on the HTTP code when the body is not a Status', () => {
+    const err = new ApiError(409, parseStatus('<html>conflict</html>', 409), 'update', '/x');
+    assert.ok(isConflict(err));
+    assert.equal(err.status.message, '<html>conflict</html>');
+    assert.ok(isNotFound(new ApiError(404, parseStatus('', 404), 'get', '/x')));
+  });
+
+  it('treats 410 and the Expired reason as Gone', () => {
+    assert.ok(isGone(new ApiError(410, { reason: 'Gone' }, 'watch', '/x')));
+    assert.ok(isGone(new ApiError(500, { reason: 'Expired' }, 'list', '/x')));
+    assert.ok(!isGone(new Error('plain')));
+  });
+});
+
+describe('retryAfterSeconds', () => {
+  it('honours Retry-After on 429 and 503 only', () => {
+    assert.equal(retryAfterSeconds({ 'retry-after': '3' }, 429), 3);
+    assert.equal(retryAfterSeconds({ 'retry-after': '2' }, 503), 2);
+    assert.equal(retryAfterSeconds({ 'retry-after': '2' }, 500), undefined);
+  });
+  it('retries a 429 without the header after a second, and a 503 without it not at all', () => {
+    assert.equal(retryAfterSeconds({}, 429), 1);
+    assert.equal(retryAfterSeconds({}, 503), undefined);
+    assert.equal(retryAfterSeconds({ 'retry-after': 'soon' }, 429), 1);
+  });
+});
