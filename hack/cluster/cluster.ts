@@ -61,7 +61,6 @@ export class LocalCluster {
     const started = Date.now();
     const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(1)}s`;
 
-    const pki = await createPki(dir);
     const [etcdClient, etcdPeer, apiserverPort, cmPort, schedulerPort] = (await freePorts(5)) as [
       number,
       number,
@@ -95,6 +94,7 @@ export class LocalCluster {
     };
 
     try {
+      const pki = await createPki(dir);
       const etcdUrl = `http://127.0.0.1:${String(etcdClient)}`;
       const peerUrl = `http://127.0.0.1:${String(etcdPeer)}`;
       const etcd = await spawn('etcd', [
@@ -159,11 +159,7 @@ export class LocalCluster {
         await waitFor(
           'kube-apiserver',
           apiserver,
-          async () => {
-            return (
-              (await admin.request<string>({ path: '/readyz' }).catch(() => undefined)) === 'ok'
-            );
-          },
+          async () => (await admin.text({ path: '/readyz' })) === 'ok',
           120_000,
         );
         log(`kube-apiserver ready at ${server} (${elapsed()})`);
@@ -306,16 +302,21 @@ async function waitFor(
   timeoutMs = 30_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let lastError = 'none';
   for (;;) {
     if (proc.exit) {
       throw new Error(
         `${name} exited (${JSON.stringify(proc.exit)}) while starting; its log ends:\n${tail(proc.logFile)}`,
       );
     }
-    if (await probe().catch(() => false)) return;
+    try {
+      if (await probe()) return;
+    } catch (err) {
+      lastError = err instanceof Error ? err.message : String(err);
+    }
     if (Date.now() > deadline) {
       throw new Error(
-        `${name} not ready after ${String(timeoutMs / 1000)}s; its log ends:\n${tail(proc.logFile)}`,
+        `${name} not ready after ${String(timeoutMs / 1000)}s (last probe error: ${lastError}); its log ends:\n${tail(proc.logFile)}`,
       );
     }
     await sleep(200);

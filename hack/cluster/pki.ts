@@ -2,6 +2,7 @@
 // certificate per component. openssl (Debian's, present on every machine we run on) signs them,
 // because Node's crypto can parse X.509 but not issue it.
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -62,7 +63,9 @@ async function issue(
     ca.cert,
     '-CAkey',
     ca.key,
-    '-CAcreateserial',
+    // A random serial per certificate: a shared serial file would race between parallel issues.
+    '-set_serial',
+    `0x${randomBytes(8).toString('hex')}`,
     '-days',
     '30',
     '-out',

@@ -109,6 +109,11 @@ export class KubeClient {
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
+  /** Sends a request and returns the body as text, for the non-JSON endpoints (/readyz, /metrics). */
+  async text(opts: RequestOptions): Promise<string> {
+    return this.requestText(opts);
+  }
+
   /** Server-side apply of a whole object the caller owns. */
   async apply<T>(
     path: string,

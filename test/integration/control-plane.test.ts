@@ -149,7 +149,7 @@ describe('local control plane', () => {
         .request({
           method: 'POST',
           path: `/api/v1/namespaces/${restricted.name}/pods`,
-          body: pod({ privileged: true }),
+          body: pod({}),
         })
         .then(
           () => undefined,

@@ -1,7 +1,9 @@
 // node --test --test-global-setup: one local cluster shared by every test file of the run. Test
 // files run in child processes and find it through ECHO_TEST_KUBECONFIG. Set that variable
 // yourself (e.g. to `make cluster-up`'s kubeconfig) to reuse a running cluster instead.
+import { existsSync } from 'node:fs';
 import { LocalCluster } from '../../hack/cluster/cluster.ts';
+import { isRunning } from '../../hack/cluster/process.ts';
 
 let cluster: LocalCluster | undefined;
 
@@ -27,8 +29,21 @@ export async function globalSetup(): Promise<void> {
   }
 }
 
+/** Stops the cluster, then checks that it left nothing: a leak fails the run. */
 export async function globalTeardown(): Promise<void> {
   const c = cluster;
   cluster = undefined;
-  await c?.stop();
+  if (!c) return;
+  const processes = [...c.state.processes];
+  await c.stop();
+  const leftovers = [
+    ...processes
+      .filter((p) => isRunning(p.pid, p.command))
+      .map((p) => `process ${p.name} (pid ${String(p.pid)})`),
+    ...(existsSync(c.state.dir) ? [`directory ${c.state.dir}`] : []),
+  ];
+  if (leftovers.length > 0) {
+    console.error(`[cluster] teardown left behind: ${leftovers.join(', ')}`);
+    process.exitCode = 1;
+  }
 }

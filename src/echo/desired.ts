@@ -1,0 +1,152 @@
+// Echo → the Deployment it should have. Pure: no I/O, so every rule here is unit-tested.
+import { createHash } from 'node:crypto';
+import { API_VERSION, DEFAULT_IMAGE, KIND, type Echo } from './api.ts';
+
+export const FIELD_MANAGER = 'echoes.example.com';
+export const MANAGED_BY = 'echo-operator';
+/** Label selecting every Deployment the operator manages: the scope of its Deployment cache. */
+export const MANAGED_BY_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
+/** Hash of the last applied desired state: a changed Echo is seen even where it only removes a field. */
+export const APPLIED_HASH_ANNOTATION = 'echoes.example.com/applied-hash';
+export const CONTAINER_PORT = 8080;
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+/** The Deployment fields the operator sets, in server-side apply form. */
+export interface DesiredDeployment {
+  apiVersion: 'apps/v1';
+  kind: 'Deployment';
+  metadata: {
+    name: string;
+    namespace: string;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    ownerReferences: OwnerReference[];
+  };
+  spec: {
+    replicas: number;
+    selector: { matchLabels: Record<string, string> };
+    template: {
+      metadata: { labels: Record<string, string> };
+      spec: {
+        containers: {
+          name: string;
+          image: string;
+          ports: { name: string; containerPort: number }[];
+        }[];
+      };
+    };
+  };
+}
+
+const LABEL_VALUE_MAX = 63;
+
+/**
+ * A label value that stands for the Echo's name: the name itself when it fits (63 characters),
+ * otherwise a prefix and a hash of the whole name, so names of any valid length stay distinct.
+ */
+export function instanceLabel(name: string): string {
+  if (name.length <= LABEL_VALUE_MAX) return name;
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 10);
+  return `${name.slice(0, LABEL_VALUE_MAX - hash.length - 1)}-${hash}`;
+}
+
+/**
+ * Labels selecting an Echo's pods. Only the name goes in: the selector of a Deployment is
+ * immutable, so user labels here would force a delete and recreate on every label edit.
+ */
+export function podSelector(echo: Echo): Record<string, string> {
+  return {
+    'app.kubernetes.io/name': 'echo',
+    'app.kubernetes.io/instance': instanceLabel(echo.metadata.name),
+  };
+}
+
+/** The same selector as a string, for status.selector (what `kubectl scale` and an HPA read). */
+export function selectorString(echo: Echo): string {
+  return Object.entries(podSelector(echo))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+export function ownerReference(echo: Echo): OwnerReference {
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    name: echo.metadata.name,
+    uid: echo.metadata.uid,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+export function desiredDeployment(echo: Echo): DesiredDeployment {
+  const selector = podSelector(echo);
+  const body: Omit<DesiredDeployment, 'metadata'> & {
+    metadata: Omit<DesiredDeployment['metadata'], 'annotations'>;
+  } = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name: echo.metadata.name,
+      namespace: echo.metadata.namespace,
+      // The operator's labels win over a user's label of the same key.
+      labels: { ...echo.metadata.labels, ...selector, 'app.kubernetes.io/managed-by': MANAGED_BY },
+      ownerReferences: [ownerReference(echo)],
+    },
+    spec: {
+      replicas: echo.spec.replicas,
+      selector: { matchLabels: selector },
+      template: {
+        metadata: { labels: selector },
+        spec: {
+          containers: [
+            {
+              name: 'echo',
+              image: echo.spec.image ?? DEFAULT_IMAGE,
+              ports: [{ name: 'http', containerPort: CONTAINER_PORT }],
+            },
+          ],
+        },
+      },
+    },
+  };
+  const hash = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
+  return {
+    ...body,
+    metadata: { ...body.metadata, annotations: { [APPLIED_HASH_ANNOTATION]: hash } },
+  };
+}
+
+/**
+ * Whether `actual` already holds everything in `desired`: each object key of `desired` present
+ * with a matching value, arrays of the same length matching element by element. Fields that the
+ * server defaults or others own (extra keys in `actual`) do not count.
+ */
+export function isSubset(desired: unknown, actual: unknown): boolean {
+  if (Array.isArray(desired)) {
+    return (
+      Array.isArray(actual) &&
+      desired.length === actual.length &&
+      desired.every((d, i) => isSubset(d, actual[i]))
+    );
+  }
+  if (desired !== null && typeof desired === 'object') {
+    if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return false;
+    const a = actual as Record<string, unknown>;
+    return Object.entries(desired).every(([k, v]) => isSubset(v, a[k]));
+  }
+  return desired === actual;
+}
+
+/** True when applying `desired` would change the Deployment: the only case where the operator writes. */
+export function deploymentNeedsApply(desired: DesiredDeployment, actual: unknown): boolean {
+  return actual === undefined || !isSubset(desired, actual);
+}
