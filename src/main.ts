@@ -1,15 +1,130 @@
-// The operator's entry point. The operator itself arrives with issue 3; for now this proves the
-// path from `make run` to a live cluster: load the kubeconfig, reach the API server, report.
+// The operator's entry point: configuration, preflight checks with plain-language failures,
+// then the operator until SIGTERM or SIGINT, with a graceful drain.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { KubeConfig } from '@kubernetes/client-node';
+import { ConfigError, parseConfig, usage, type Config } from './config.ts';
+import { API_VERSION, GROUP, PLURAL } from './echo/api.ts';
 import { KubeClient } from './kube/client.ts';
+import { ApiError } from './kube/errors.ts';
+import { RequestCounts } from './kube/request-counts.ts';
+import { EchoOperator, errorText } from './operator.ts';
+import { createLoggers, type Loggers } from './telemetry/logger.ts';
 
-const client = await KubeClient.fromDefault();
-try {
-  const version = await client.request<{ gitVersion: string }>({ path: '/version' });
-  console.log(`connected to ${client.server.origin} (Kubernetes ${version.gitVersion})`);
-  console.log('the Echo operator is not written yet (issue 3): nothing to run yet');
-} catch (err) {
-  console.error(`cannot reach the cluster: ${err instanceof Error ? err.message : String(err)}`);
-  process.exitCode = 1;
-} finally {
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  }
+).version;
+/** Matches controller-runtime's default graceful shutdown timeout. */
+const SHUTDOWN_TIMEOUT_MS = 30_000;
+
+/** Fails with a message a person can act on when the cluster is unreachable or the CRD absent. */
+async function preflight(client: KubeClient): Promise<void> {
+  let resources: { resources: { name: string }[] };
+  try {
+    resources = await client.request({ path: `/apis/${API_VERSION}` });
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 404) {
+      throw new Error(
+        `the Echo CRD (${PLURAL}.${GROUP}) is not installed in ${client.server.origin}: ` +
+          'kubectl apply -f charts/echo-operator/crds/',
+        { cause: err },
+      );
+    }
+    if (err instanceof ApiError && err.code === 401) {
+      throw new Error(
+        `${client.server.origin} rejected the operator's credentials (401 Unauthorized)`,
+        { cause: err },
+      );
+    }
+    if (err instanceof ApiError) throw err;
+    throw new Error(`cannot reach the API server at ${client.server.origin}: ${errorText(err)}`, {
+      cause: err,
+    });
+  }
+  if (!resources.resources.some((r) => r.name === PLURAL)) {
+    throw new Error(
+      `${API_VERSION} is served but has no ${PLURAL} resource: is the CRD installed?`,
+    );
+  }
+}
+
+async function run(config: Config, loggers: Loggers): Promise<void> {
+  const log = loggers.module('main');
+  const counts = new RequestCounts();
+  const kubeConfig = new KubeConfig();
+  if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
+  else kubeConfig.loadFromDefault();
+  const client = await KubeClient.fromKubeConfig(kubeConfig, { onResponse: counts.record });
+  await preflight(client);
+
+  const operator = new EchoOperator({
+    client,
+    namespaces: config.namespaces,
+    concurrency: config.concurrency,
+    resyncMs: config.resyncSeconds * 1000,
+    instance: config.instance,
+    log: loggers.module,
+  });
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stop.signal.aborted) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal }, 'shutting down: finishing in-flight reconciles');
+    stop.abort();
+    setTimeout(() => {
+      log.error('graceful shutdown timed out; exiting');
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS).unref();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  log.info(
+    {
+      version: VERSION,
+      server: client.server.origin,
+      namespaces: config.namespaces.length ? config.namespaces : 'all',
+    },
+    'echo-operator starting',
+  );
+  await operator.run(stop.signal);
   await client.close();
+  log.info({ requests: counts.total(), writes: counts.writes() }, 'stopped');
+}
+
+let config: Config;
+try {
+  const parsed = parseConfig(process.argv.slice(2), process.env, hostname());
+  if (parsed.kind === 'help') {
+    console.log(usage(VERSION));
+    process.exit(0);
+  }
+  if (parsed.kind === 'version') {
+    console.log(VERSION);
+    process.exit(0);
+  }
+  config = parsed.config;
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`echo-operator: ${err.message}\nRun with --help for the flags.`);
+  process.exit(2);
+}
+
+let loggers: Loggers;
+try {
+  loggers = createLoggers(config.logFilter, config.logFormat);
+} catch (err) {
+  console.error(`echo-operator: --log-filter: ${errorText(err)}`);
+  process.exit(2);
+}
+
+try {
+  await run(config, loggers);
+} catch (err) {
+  loggers.root.fatal({ err: errorText(err) }, 'echo-operator cannot run');
+  process.exitCode = 1;
 }

@@ -126,27 +126,39 @@ export function desiredDeployment(echo: Echo): DesiredDeployment {
 }
 
 /**
- * Whether `actual` already holds everything in `desired`: each object key of `desired` present
- * with a matching value, arrays of the same length matching element by element. Fields that the
- * server defaults or others own (extra keys in `actual`) do not count.
+ * Where `actual` fails to hold what `desired` says, as a path (`spec.replicas`), or undefined when
+ * it holds all of it: each object key of `desired` present with a matching value, arrays of the
+ * same length matching element by element. Keys only in `actual` (server defaults, fields others
+ * own) do not count.
  */
-export function isSubset(desired: unknown, actual: unknown): boolean {
+export function firstDifference(desired: unknown, actual: unknown, path = ''): string | undefined {
   if (Array.isArray(desired)) {
-    return (
-      Array.isArray(actual) &&
-      desired.length === actual.length &&
-      desired.every((d, i) => isSubset(d, actual[i]))
-    );
+    if (!Array.isArray(actual) || desired.length !== actual.length) return path;
+    for (const [i, d] of desired.entries()) {
+      const diff = firstDifference(d, actual[i], `${path}[${String(i)}]`);
+      if (diff !== undefined) return diff;
+    }
+    return undefined;
   }
   if (desired !== null && typeof desired === 'object') {
-    if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return false;
+    if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return path;
     const a = actual as Record<string, unknown>;
-    return Object.entries(desired).every(([k, v]) => isSubset(v, a[k]));
+    for (const [k, v] of Object.entries(desired)) {
+      const diff = firstDifference(v, a[k], path ? `${path}.${k}` : k);
+      if (diff !== undefined) return diff;
+    }
+    return undefined;
   }
-  return desired === actual;
+  return desired === actual ? undefined : path;
 }
 
-/** True when applying `desired` would change the Deployment: the only case where the operator writes. */
-export function deploymentNeedsApply(desired: DesiredDeployment, actual: unknown): boolean {
-  return actual === undefined || !isSubset(desired, actual);
+/**
+ * Why applying `desired` would change the Deployment (the path of the first difference, or
+ * `missing`), or undefined when it would not: the only case where the operator writes.
+ */
+export function deploymentDrift(desired: DesiredDeployment, actual: unknown): string | undefined {
+  if (actual === undefined) return 'missing';
+  // apiVersion and kind identify the request; list items do not even carry them.
+  const { apiVersion: _apiVersion, kind: _kind, ...fields } = desired;
+  return firstDifference(fields, actual);
 }

@@ -8,7 +8,7 @@
 // per-request accounting, which a small client over undici gives directly.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { ApiError, parseStatus } from './errors.ts';
 import { APPLY_PATCH, describeRequest, type RequestInfo } from './request-info.ts';
 
@@ -19,6 +19,12 @@ export interface RequestOptions {
   body?: unknown;
   contentType?: string;
   signal?: AbortSignal;
+}
+
+export interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  /** The object; a metav1.Status for ERROR; only metadata.resourceVersion for BOOKMARK. */
+  object: T;
 }
 
 export interface ResponseEvent extends RequestInfo {
@@ -131,17 +137,76 @@ export class KubeClient {
     });
   }
 
+  /**
+   * Opens a watch and yields its events as they arrive. `idleTimeoutMs` bounds the silence
+   * between two chunks: a stream that stalls without closing (a dead peer, a stopped apiserver)
+   * fails instead of hanging. Throws ApiError when the server refuses the watch.
+   */
+  async *watch<T>(opts: RequestOptions & { idleTimeoutMs: number }): AsyncGenerator<WatchEvent<T>> {
+    const query = stringifyQuery({ ...opts.query, watch: true });
+    const path = this.url(opts.path, query);
+    const info = describeRequest('GET', opts.path, Object.fromEntries(query));
+    const started = performance.now();
+    let code = 0;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool.request({
+        method: 'GET',
+        path,
+        headers: { accept: 'application/json', ...(await this.authHeaders()) },
+        signal: opts.signal ?? null,
+        bodyTimeout: opts.idleTimeoutMs,
+        headersTimeout: opts.idleTimeoutMs,
+      });
+      code = res.statusCode;
+    } finally {
+      this.options.onResponse?.({
+        ...info,
+        code,
+        durationSeconds: (performance.now() - started) / 1000,
+      });
+    }
+    if (code === 401) this.credentials = undefined;
+    if (code !== 200) {
+      throw new ApiError(
+        code,
+        parseStatus(await res.body.text(), code),
+        info.verb,
+        info.pathTemplate,
+      );
+    }
+    let buffered = '';
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body) {
+        buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+        let newline: number;
+        while ((newline = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          if (line.trim()) yield JSON.parse(line) as WatchEvent<T>;
+        }
+      }
+    } finally {
+      // Leaving early (abort, error, consumer break) must release the connection.
+      res.body.destroy();
+    }
+  }
+
   async close(): Promise<void> {
     await this.pool.close();
+  }
+
+  private url(path: string, query: URLSearchParams): string {
+    return (
+      this.server.pathname.replace(/\/$/, '') + path + (query.size ? `?${query.toString()}` : '')
+    );
   }
 
   private async requestText(opts: RequestOptions): Promise<string> {
     const method = opts.method ?? 'GET';
     const query = stringifyQuery(opts.query);
-    const path =
-      this.server.pathname.replace(/\/$/, '') +
-      opts.path +
-      (query.size ? `?${query.toString()}` : '');
+    const path = this.url(opts.path, query);
     const contentType =
       opts.body === undefined ? undefined : (opts.contentType ?? 'application/json');
     const info = describeRequest(method, opts.path, Object.fromEntries(query), contentType);

@@ -4,6 +4,8 @@
 import { existsSync } from 'node:fs';
 import { LocalCluster } from '../../hack/cluster/cluster.ts';
 import { isRunning } from '../../hack/cluster/process.ts';
+import { KubeClient } from '../../src/kube/client.ts';
+import { installCrd } from './operator.ts';
 
 let cluster: LocalCluster | undefined;
 
@@ -21,6 +23,13 @@ export async function globalSetup(): Promise<void> {
   );
   process.env.ECHO_TEST_KUBECONFIG = cluster.kubeconfig;
   process.env.ECHO_TEST_CLUSTER_DIR = cluster.state.dir;
+  // Installed before any test: the garbage collector picks up new resource types only every 30 s.
+  const admin = await KubeClient.fromFile(cluster.kubeconfig);
+  try {
+    await installCrd(admin);
+  } finally {
+    await admin.close();
+  }
   // An interrupted run still tears the cluster down and removes its directory.
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {

@@ -1,0 +1,193 @@
+// Command-line flags, each with an environment fallback (flag > environment > default), parsed
+// with node:util's parseArgs. A bad value is a ConfigError: main prints it and exits 2.
+import { parseArgs } from 'node:util';
+
+export type LogFormat = 'text' | 'json';
+
+export interface Config {
+  /** HTTP port of /metrics and the health endpoints. */
+  port: number;
+  /** `info`, or per-module levels: `info,controller=debug,kube=warn`. */
+  logFilter: string;
+  logFormat: LogFormat;
+  /** OTLP endpoint; tracing is off when empty. */
+  otlpEndpoint: string;
+  traceSampleRatio: number;
+  /** Namespaces to watch; empty means all. */
+  namespaces: string[];
+  concurrency: number;
+  resyncSeconds: number;
+  /** A kubeconfig file; empty means KUBECONFIG, ~/.kube/config or in-cluster. */
+  kubeconfig: string;
+  /** This replica's name in Events and leases: the pod name in a cluster. */
+  instance: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+interface Flag {
+  env: string;
+  description: string;
+  default: string;
+}
+
+const flags = {
+  port: {
+    env: 'ECHO_OPERATOR_PORT',
+    default: '8080',
+    description: 'HTTP port for /metrics, /healthz and /readyz',
+  },
+  'log-filter': {
+    env: 'ECHO_OPERATOR_LOG_FILTER',
+    default: 'info',
+    description: 'log level, optionally per module: info,controller=debug',
+  },
+  'log-format': {
+    env: 'ECHO_OPERATOR_LOG_FORMAT',
+    default: 'text',
+    description: 'log format: text or json',
+  },
+  'otlp-endpoint': {
+    env: 'ECHO_OPERATOR_OTLP_ENDPOINT',
+    default: '',
+    description: 'OpenTelemetry collector endpoint for traces (off when empty)',
+  },
+  'trace-sample-ratio': {
+    env: 'ECHO_OPERATOR_TRACE_SAMPLE_RATIO',
+    default: '0.1',
+    description: 'fraction of reconciles traced, 0 to 1',
+  },
+  namespaces: {
+    env: 'ECHO_OPERATOR_NAMESPACES',
+    default: '',
+    description: 'comma-separated namespaces to watch (all when empty)',
+  },
+  concurrency: {
+    env: 'ECHO_OPERATOR_CONCURRENCY',
+    default: '4',
+    description: 'Echoes reconciled at once',
+  },
+  'resync-period': {
+    env: 'ECHO_OPERATOR_RESYNC_PERIOD',
+    default: '10m',
+    description: 'how often every Echo is re-checked against the cache (e.g. 30s, 10m, 1h)',
+  },
+  kubeconfig: {
+    env: 'KUBECONFIG',
+    default: '',
+    description: 'kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster)',
+  },
+  instance: {
+    env: 'POD_NAME',
+    default: '',
+    description: 'this replica’s name in Events (default: the host name)',
+  },
+} satisfies Record<string, Flag>;
+
+export function usage(version: string): string {
+  const lines = Object.entries(flags).map(
+    ([name, f]) =>
+      `  --${name.padEnd(20)} ${f.description}\n  ${' '.repeat(22)} env ${f.env}${f.default ? `, default ${f.default}` : ''}`,
+  );
+  return [
+    `echo-operator ${version}: runs a Deployment for every Echo (echoes.example.com/v1)`,
+    '',
+    'Usage: echo-operator [flags]',
+    '',
+    ...lines,
+    '  --help                 print this help',
+    '  --version              print the version',
+  ].join('\n');
+}
+
+export type ParsedArgs = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: Config };
+
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: string): ParsedArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        ...Object.fromEntries(
+          Object.keys(flags).map((name) => [name, { type: 'string' as const }]),
+        ),
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    throw new ConfigError(err instanceof Error ? err.message : String(err));
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  const value = (name: keyof typeof flags): string => {
+    const v = values[name];
+    if (typeof v === 'string') return v;
+    return env[flags[name].env] ?? flags[name].default;
+  };
+
+  const logFormat = value('log-format');
+  if (logFormat !== 'text' && logFormat !== 'json') {
+    throw new ConfigError(`--log-format must be text or json, not "${logFormat}"`);
+  }
+  const ratio = Number(value('trace-sample-ratio'));
+  if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) {
+    throw new ConfigError(
+      `--trace-sample-ratio must be a number from 0 to 1, not "${value('trace-sample-ratio')}"`,
+    );
+  }
+  const otlpEndpoint = value('otlp-endpoint');
+  if (otlpEndpoint && !URL.canParse(otlpEndpoint)) {
+    throw new ConfigError(
+      `--otlp-endpoint must be a URL such as http://localhost:4317, not "${otlpEndpoint}"`,
+    );
+  }
+  const namespaces = value('namespaces')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const badNamespace = namespaces.find((n) => !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n));
+  if (badNamespace !== undefined)
+    throw new ConfigError(`--namespaces: "${badNamespace}" is not a namespace name`);
+
+  return {
+    kind: 'run',
+    config: {
+      port: integer('port', value('port'), 0, 65535),
+      logFilter: value('log-filter'),
+      logFormat,
+      otlpEndpoint,
+      traceSampleRatio: ratio,
+      namespaces,
+      concurrency: integer('concurrency', value('concurrency'), 1, 1000),
+      resyncSeconds: duration('resync-period', value('resync-period')),
+      kubeconfig: value('kubeconfig'),
+      instance: value('instance') || hostname,
+    },
+  };
+}
+
+function integer(flag: string, raw: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || n < min || n > max) {
+    throw new ConfigError(
+      `--${flag} must be a whole number from ${String(min)} to ${String(max)}, not "${raw}"`,
+    );
+  }
+  return n;
+}
+
+/** `90`, `90s`, `15m`, `1h` → seconds; at least one second. */
+export function duration(flag: string, raw: string): number {
+  const m = /^(\d+)(s|m|h)?$/.exec(raw.trim());
+  const unit = { s: 1, m: 60, h: 3600 };
+  const seconds = m ? Number(m[1]) * unit[(m[2] ?? 's') as keyof typeof unit] : NaN;
+  if (!Number.isFinite(seconds) || seconds < 1) {
+    throw new ConfigError(`--${flag} must be a duration such as 30s, 10m or 1h, not "${raw}"`);
+  }
+  return seconds;
+}

@@ -1,0 +1,210 @@
+// Reconciles one Echo: reads the Echo and its Deployment from the caches (never a GET), applies
+// the desired Deployment only when the cache shows a difference, and writes status only when it
+// changed. So an Echo in steady state costs no API call at all, resyncs included.
+import type { KubeClient } from '../kube/client.ts';
+import { isInvalid, isNotFound, type ApiError } from '../kube/errors.ts';
+import type { Reconcile } from '../runtime/controller.ts';
+import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
+import type { Informer, KubeObject } from '../runtime/informer.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { API_VERSION, KIND, PLURAL, type Echo } from './api.ts';
+import {
+  APPLIED_HASH_ANNOTATION,
+  FIELD_MANAGER,
+  deploymentDrift,
+  desiredDeployment,
+  type DesiredDeployment,
+} from './desired.ts';
+import { desiredStatus, statusChanged, type Blocker, type ObservedDeployment } from './status.ts';
+
+/** What the Deployment cache keeps of each Deployment: what desired.ts compares and status.ts reads. */
+export type CachedDeployment = KubeObject & ObservedDeployment & { spec?: Record<string, unknown> };
+
+export interface EchoReconcilerOptions {
+  client: KubeClient;
+  echoes: Pick<Informer<Echo>, 'get'>;
+  deployments: Pick<Informer<CachedDeployment>, 'get'>;
+  recorder: EventRecorder;
+  now?: () => Date;
+  /** Counts delete-and-recreate fallbacks (an immutable field changed). */
+  onRecreate?: () => void;
+  log?: Logger;
+}
+
+const deploymentsPath = (namespace: string): string =>
+  `/apis/apps/v1/namespaces/${namespace}/deployments`;
+
+/** Keeps only what the reconciler reads of a Deployment, so the cache stays small. */
+export function trimDeployment(d: CachedDeployment): CachedDeployment {
+  const m = d.metadata;
+  const hash = m.annotations?.[APPLIED_HASH_ANNOTATION];
+  const status = d.status;
+  return {
+    metadata: {
+      name: m.name,
+      ...(m.namespace ? { namespace: m.namespace } : {}),
+      ...(m.uid ? { uid: m.uid } : {}),
+      ...(m.resourceVersion ? { resourceVersion: m.resourceVersion } : {}),
+      ...(m.generation !== undefined ? { generation: m.generation } : {}),
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(hash ? { annotations: { [APPLIED_HASH_ANNOTATION]: hash } } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+    },
+    ...(d.spec ? { spec: d.spec } : {}),
+    ...(status
+      ? {
+          status: {
+            ...status,
+            ...(status.conditions
+              ? {
+                  conditions: status.conditions.map(({ type, status, reason, message }) => ({
+                    type,
+                    status,
+                    ...(reason ? { reason } : {}),
+                    ...(message ? { message } : {}),
+                  })),
+                }
+              : {}),
+          },
+        }
+      : {}),
+  };
+}
+
+/** Keeps only what the reconciler reads of an Echo: annotations (last-applied copies) go. */
+export function trimEcho(e: Echo): Echo {
+  const m = e.metadata;
+  return {
+    apiVersion: e.apiVersion,
+    kind: e.kind,
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      uid: m.uid,
+      resourceVersion: m.resourceVersion,
+      ...(m.generation !== undefined ? { generation: m.generation } : {}),
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    },
+    spec: e.spec,
+    ...(e.status ? { status: e.status } : {}),
+  };
+}
+
+function reference(echo: Echo): ObjectReference {
+  const { name, namespace, uid, resourceVersion } = echo.metadata;
+  return { apiVersion: API_VERSION, kind: KIND, name, namespace, uid, resourceVersion };
+}
+
+function hasCause(err: ApiError, fieldPrefix: string): boolean {
+  return err.causes.some((c) => c.field?.startsWith(fieldPrefix));
+}
+
+export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
+  const { client, recorder } = options;
+  const now = options.now ?? (() => new Date());
+
+  const apply = (desired: DesiredDeployment, signal: AbortSignal): Promise<CachedDeployment> =>
+    client.apply<CachedDeployment>(
+      `${deploymentsPath(desired.metadata.namespace)}/${desired.metadata.name}`,
+      desired,
+      FIELD_MANAGER,
+      signal,
+    );
+
+  return async (key, signal) => {
+    const echo = options.echoes.get(key);
+    // Gone or going: the garbage collector removes the Deployment through its owner reference.
+    if (!echo || echo.metadata.deletionTimestamp) return undefined;
+    const { name, namespace } = echo.metadata;
+    const cached = options.deployments.get(key);
+    let observed: ObservedDeployment | undefined = cached;
+    let blocker: Blocker | undefined;
+
+    const owner = cached?.metadata.ownerReferences?.find((r) => r.controller === true);
+    if (owner && owner.uid !== echo.metadata.uid) {
+      if (owner.kind === KIND && owner.apiVersion === API_VERSION) {
+        // The Deployment of an earlier Echo of the same name: wait for the garbage collector;
+        // its delete event brings this Echo back.
+        observed = undefined;
+      } else {
+        blocker = { kind: 'OwnedByAnother', owner: `${owner.kind} ${owner.name}` };
+      }
+    } else {
+      const desired = desiredDeployment(echo);
+      const drift = deploymentDrift(desired, cached);
+      if (drift !== undefined) {
+        options.log?.debug({ echo: key, drift }, 'applying the Deployment');
+        try {
+          observed = await apply(desired, signal);
+          recorder.record(
+            reference(echo),
+            'Normal',
+            cached ? 'DeploymentUpdated' : 'DeploymentApplied',
+            cached ? 'Update' : 'Apply',
+            `Deployment ${name} set to ${String(echo.spec.replicas)} replicas`,
+          );
+        } catch (err) {
+          if (!isInvalid(err)) throw err;
+          if (hasCause(err, 'metadata.ownerReferences')) {
+            // Another controller holds this Deployment: leave it, and say so on the Echo.
+            const cause = err.causes.find((c) => c.field?.startsWith('metadata.ownerReferences'));
+            blocker = { kind: 'OwnedByAnother', owner: cause?.message ?? 'another controller' };
+          } else if (
+            hasCause(err, 'spec.selector') ||
+            hasCause(err, 'spec.template.metadata.labels')
+          ) {
+            // An immutable field differs (a Deployment adopted from elsewhere): replace it.
+            await client
+              .request({
+                method: 'DELETE',
+                path: `${deploymentsPath(namespace)}/${name}`,
+                body: {
+                  propagationPolicy: 'Background',
+                  ...(cached?.metadata.uid ? { preconditions: { uid: cached.metadata.uid } } : {}),
+                },
+                signal,
+              })
+              .catch((e: unknown) => {
+                if (!isNotFound(e)) throw e;
+              });
+            options.onRecreate?.();
+            observed = await apply(desired, signal);
+            recorder.record(
+              reference(echo),
+              'Normal',
+              'DeploymentRecreated',
+              'Recreate',
+              `Deployment ${name} had an immutable field the Echo does not match; deleted and created again`,
+            );
+          } else {
+            blocker = { kind: 'ApplyFailed', message: err.message };
+          }
+        }
+      }
+    }
+
+    if (blocker) {
+      recorder.record(
+        reference(echo),
+        'Warning',
+        blocker.kind === 'OwnedByAnother' ? 'DeploymentOwnedByAnother' : 'ApplyFailed',
+        'Reconcile',
+        blocker.kind === 'OwnedByAnother'
+          ? `Deployment ${name} is controlled by ${blocker.owner}; not touching it`
+          : blocker.message,
+      );
+    }
+
+    const status = desiredStatus(echo, observed, now(), blocker);
+    if (statusChanged(echo.status, status)) {
+      await client.apply(
+        `/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${name}/status`,
+        { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace }, status },
+        FIELD_MANAGER,
+        signal,
+      );
+    }
+    return undefined;
+  };
+}

@@ -1,0 +1,161 @@
+// Wires the Echo domain into the generic runtime: two informer groups (Echoes, and the
+// Deployments the operator manages), a work queue, the controller, the reconciler, Events.
+import type { KubeClient } from './kube/client.ts';
+import { API_VERSION, KIND, PLURAL, type Echo } from './echo/api.ts';
+import { MANAGED_BY_SELECTOR } from './echo/desired.ts';
+import {
+  echoReconciler,
+  trimDeployment,
+  trimEcho,
+  type CachedDeployment,
+} from './echo/reconciler.ts';
+import { Controller, controllerOwnerKey, type ControllerObserver } from './runtime/controller.ts';
+import { EventRecorder } from './runtime/events.ts';
+import { InformerGroup, objectKey, type InformerObserver } from './runtime/informer.ts';
+import { WorkQueue, type QueueObserver } from './runtime/workqueue.ts';
+import type { Logger } from './telemetry/logger.ts';
+
+export interface OperatorOptions {
+  client: KubeClient;
+  /** Namespaces to watch; empty for the whole cluster. */
+  namespaces: string[];
+  concurrency: number;
+  resyncMs: number;
+  /** This replica's name, in Events. */
+  instance: string;
+  log: (module: string) => Logger;
+  queueObserver?: QueueObserver;
+  controllerObserver?: ControllerObserver;
+  informerObserver?: (informer: string) => InformerObserver;
+  onRecreate?: () => void;
+  /** Informer timeouts, shortened by tests that cut the API server off. */
+  watchTimeoutSeconds?: number;
+  idleTimeoutMs?: number;
+}
+
+export const CONTROLLER_NAME = 'echo';
+
+export class EchoOperator {
+  readonly echoes: InformerGroup<Echo>;
+  readonly deployments: InformerGroup<CachedDeployment>;
+  readonly queue: WorkQueue;
+  readonly recorder: EventRecorder;
+  private readonly controller: Controller;
+  private readonly options: OperatorOptions;
+
+  constructor(options: OperatorOptions) {
+    this.options = options;
+    const { client, namespaces } = options;
+    const informerLog = options.log('informer');
+    const common = {
+      client,
+      ...(options.watchTimeoutSeconds ? { watchTimeoutSeconds: options.watchTimeoutSeconds } : {}),
+      ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+      onError: (message: string, err: unknown) => {
+        informerLog.warn({ err: errorText(err) }, message);
+      },
+    };
+    this.echoes = new InformerGroup<Echo>(
+      namespaces,
+      (ns) =>
+        ns ? `/apis/${API_VERSION}/namespaces/${ns}/${PLURAL}` : `/apis/${API_VERSION}/${PLURAL}`,
+      {
+        ...common,
+        name: PLURAL,
+        transform: trimEcho,
+        ...(options.informerObserver ? { observer: options.informerObserver(PLURAL) } : {}),
+      },
+    );
+    this.deployments = new InformerGroup<CachedDeployment>(
+      namespaces,
+      (ns) => (ns ? `/apis/apps/v1/namespaces/${ns}/deployments` : '/apis/apps/v1/deployments'),
+      {
+        ...common,
+        name: 'deployments',
+        labelSelector: MANAGED_BY_SELECTOR,
+        transform: trimDeployment,
+        ...(options.informerObserver ? { observer: options.informerObserver('deployments') } : {}),
+      },
+    );
+    this.queue = new WorkQueue(undefined, options.queueObserver);
+    this.recorder = new EventRecorder({
+      client,
+      controller: `${API_VERSION.split('/')[0] ?? ''}/echo-operator`,
+      instance: options.instance,
+      onError: (err) => {
+        options.log('events').warn({ err: errorText(err) }, 'could not record an Event');
+      },
+    });
+
+    // An Echo matters when its spec, labels or deletion change; our own status writes do not.
+    this.echoes.onEvent((e) => {
+      if (e.type === 'update' && !echoChanged(e.old, e.object)) return;
+      this.queue.add(objectKey(e.object));
+    });
+    // A Deployment event wakes only the Echo that controls it.
+    this.deployments.onEvent((e) => {
+      const owner = controllerOwnerKey(e.object, { apiVersion: API_VERSION, kind: KIND });
+      if (owner) this.queue.add(owner);
+    });
+
+    const controllerLog = options.log('controller');
+    this.controller = new Controller({
+      name: CONTROLLER_NAME,
+      queue: this.queue,
+      primary: this.echoes,
+      informers: [this.echoes, this.deployments],
+      concurrency: options.concurrency,
+      resyncMs: options.resyncMs,
+      reconcile: echoReconciler({
+        client,
+        echoes: this.echoes,
+        deployments: this.deployments,
+        recorder: this.recorder,
+        log: options.log('reconciler'),
+        ...(options.onRecreate ? { onRecreate: options.onRecreate } : {}),
+      }),
+      ...(options.controllerObserver ? { observer: options.controllerObserver } : {}),
+      onError: (key, err, retries) => {
+        controllerLog.warn(
+          { echo: key, retries, err: errorText(err) },
+          'reconcile failed; retrying with backoff',
+        );
+      },
+    });
+  }
+
+  /** True once both caches hold a complete list. */
+  get synced(): boolean {
+    return this.echoes.synced && this.deployments.synced;
+  }
+
+  /** Re-queues every Echo now: what the periodic resync does, on demand. */
+  resync(): void {
+    for (const key of this.echoes.keys()) this.queue.add(key);
+  }
+
+  /** Runs until `signal` aborts; in-flight reconciles and Events finish first. */
+  async run(signal: AbortSignal): Promise<void> {
+    const log = this.options.log('operator');
+    const informers = Promise.all([this.echoes.run(signal), this.deployments.run(signal)]);
+    void this.echoes.whenSynced().then(async () => {
+      await this.deployments.whenSynced();
+      log.info({ echoes: this.echoes.size, deployments: this.deployments.size }, 'caches synced');
+    });
+    await this.controller.run(signal);
+    await informers;
+    await this.recorder.flush();
+  }
+}
+
+function echoChanged(old: Echo, next: Echo): boolean {
+  return (
+    old.metadata.generation !== next.metadata.generation ||
+    old.metadata.deletionTimestamp !== next.metadata.deletionTimestamp ||
+    JSON.stringify(old.metadata.labels ?? {}) !== JSON.stringify(next.metadata.labels ?? {})
+  );
+}
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

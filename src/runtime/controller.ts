@@ -1,0 +1,113 @@
+// The controller loop: informers feed keys into a work queue; a bounded pool of workers runs the
+// reconciler on them; failures come back with per-key backoff, successes may ask for a later
+// requeue; every primary object is re-queued each resync period. Knows nothing of Echo.
+import type { Informer, KubeObject } from './informer.ts';
+import { objectKey } from './informer.ts';
+import type { WorkQueue } from './workqueue.ts';
+
+export interface ReconcileResult {
+  /** Reconcile this key again after this long, even if nothing changes. */
+  requeueAfterMs?: number;
+}
+
+export type Reconcile = (key: string, signal: AbortSignal) => Promise<ReconcileResult | undefined>;
+
+export type ReconcileOutcome = 'success' | 'requeue_after' | 'error';
+
+export interface ControllerObserver {
+  reconciled?(outcome: ReconcileOutcome, seconds: number, error?: unknown): void;
+  activeWorkers?(count: number): void;
+}
+
+export interface ControllerOptions {
+  name: string;
+  queue: WorkQueue;
+  reconcile: Reconcile;
+  /** The informer of the objects the controller reconciles; its keys are what resync re-queues. */
+  primary: Pick<Informer<KubeObject>, 'keys'>;
+  /** Every informer the reconciler reads: workers start once all are synced. */
+  informers: Pick<Informer<KubeObject>, 'whenSynced'>[];
+  concurrency: number;
+  resyncMs: number;
+  observer?: ControllerObserver;
+  onError?: (key: string, error: unknown, retries: number) => void;
+}
+
+/** The key of `object`'s controller owner when that owner is of the given kind, else undefined. */
+export function controllerOwnerKey(
+  object: KubeObject,
+  owner: { apiVersion: string; kind: string },
+): string | undefined {
+  const ref = object.metadata.ownerReferences?.find((r) => r.controller === true);
+  if (ref?.apiVersion !== owner.apiVersion || ref.kind !== owner.kind) return undefined;
+  return object.metadata.namespace ? `${object.metadata.namespace}/${ref.name}` : ref.name;
+}
+
+export class Controller {
+  private readonly options: ControllerOptions;
+  private active = 0;
+
+  constructor(options: ControllerOptions) {
+    this.options = options;
+  }
+
+  enqueue(object: KubeObject): void {
+    this.options.queue.add(objectKey(object));
+  }
+
+  /** Runs until `signal` aborts, then lets in-flight reconciles finish before resolving. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { queue, informers, concurrency, resyncMs, primary } = this.options;
+    await Promise.race([
+      Promise.all(informers.map((i) => i.whenSynced())),
+      new Promise((resolve) => {
+        signal.addEventListener('abort', resolve, { once: true });
+      }),
+    ]);
+    if (signal.aborted) {
+      await queue.shutDown();
+      return;
+    }
+    const resync = setInterval(() => {
+      for (const key of primary.keys()) queue.add(key);
+    }, resyncMs);
+    resync.unref();
+    const workers = Array.from({ length: concurrency }, () => this.work(signal));
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearInterval(resync);
+        void queue.shutDown();
+      },
+      { once: true },
+    );
+    await Promise.all(workers);
+  }
+
+  private async work(signal: AbortSignal): Promise<void> {
+    const { queue, reconcile, observer, onError } = this.options;
+    for (;;) {
+      const key = await queue.get();
+      if (key === undefined) return;
+      observer?.activeWorkers?.(++this.active);
+      const started = performance.now();
+      try {
+        const result = await reconcile(key, signal);
+        queue.forget(key);
+        const after = result?.requeueAfterMs;
+        if (after !== undefined) queue.addAfter(key, after);
+        observer?.reconciled?.(
+          after === undefined ? 'success' : 'requeue_after',
+          (performance.now() - started) / 1000,
+        );
+      } catch (err) {
+        observer?.reconciled?.('error', (performance.now() - started) / 1000, err);
+        onError?.(key, err, queue.retries(key));
+        queue.addRateLimited(key);
+      } finally {
+        observer?.activeWorkers?.(--this.active);
+        queue.done(key);
+      }
+    }
+  }
+}

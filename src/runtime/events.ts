@@ -1,0 +1,104 @@
+// Kubernetes Events (events.k8s.io/v1) about the objects a controller manages: what a user reads
+// in `kubectl describe`. The same event about the same object is sent once per window, so a
+// controller stuck in a retry loop does not flood the API server.
+import { randomBytes } from 'node:crypto';
+import type { KubeClient } from '../kube/client.ts';
+
+export interface ObjectReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace: string;
+  uid: string;
+  resourceVersion?: string;
+}
+
+export type EventType = 'Normal' | 'Warning';
+
+export interface EventRecorderOptions {
+  client: KubeClient;
+  /** events.k8s.io reportingController, e.g. `example.com/echo-operator`. */
+  controller: string;
+  /** This replica: the pod name in a cluster. */
+  instance: string;
+  /** A repeat of the same event about the same object within this window is dropped. */
+  dedupWindowMs?: number;
+  onError?: (error: unknown) => void;
+}
+
+const MAX_REMEMBERED = 4096;
+
+export class EventRecorder {
+  private readonly options: EventRecorderOptions;
+  private readonly recent = new Map<string, number>();
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(options: EventRecorderOptions) {
+    this.options = options;
+  }
+
+  /** Sends the event in the background; a failure to record is reported, never thrown. */
+  record(
+    regarding: ObjectReference,
+    type: EventType,
+    reason: string,
+    action: string,
+    note: string,
+  ): void {
+    const key = `${regarding.uid}\0${type}\0${reason}\0${note}`;
+    const now = Date.now();
+    const last = this.recent.get(key);
+    if (last !== undefined && now - last < (this.options.dedupWindowMs ?? 10 * 60_000)) return;
+    this.recent.delete(key);
+    this.recent.set(key, now);
+    if (this.recent.size > MAX_REMEMBERED) {
+      const oldest = this.recent.keys().next().value;
+      if (oldest !== undefined) this.recent.delete(oldest);
+    }
+    const sent = this.send(regarding, type, reason, action, note)
+      .catch((err: unknown) => this.options.onError?.(err))
+      .finally(() => this.inFlight.delete(sent));
+    this.inFlight.add(sent);
+  }
+
+  /** Waits for events still being sent: call before exiting. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.inFlight]);
+  }
+
+  private async send(
+    regarding: ObjectReference,
+    type: EventType,
+    reason: string,
+    action: string,
+    note: string,
+  ) {
+    const time = new Date();
+    await this.options.client.request({
+      method: 'POST',
+      path: `/apis/events.k8s.io/v1/namespaces/${regarding.namespace}/events`,
+      body: {
+        apiVersion: 'events.k8s.io/v1',
+        kind: 'Event',
+        metadata: {
+          // Names of up to 253 characters: keep room for the unique suffix.
+          name: `${regarding.name.slice(0, 200)}.${time.getTime().toString(16)}${randomBytes(2).toString('hex')}`,
+          namespace: regarding.namespace,
+        },
+        eventTime: microTime(time),
+        reportingController: this.options.controller,
+        reportingInstance: this.options.instance,
+        action,
+        reason,
+        note: note.slice(0, 1024),
+        type,
+        regarding,
+      },
+    });
+  }
+}
+
+/** metav1.MicroTime: RFC 3339 with microseconds. */
+function microTime(date: Date): string {
+  return date.toISOString().replace(/Z$/, '000Z');
+}

@@ -1,0 +1,393 @@
+// An informer: a paginated list, then a watch from the list's resourceVersion, feeding an
+// in-memory store that the controller reads instead of the API server. It follows client-go's
+// reflector: bookmarks on, a server-side watch timeout, resume from the last resourceVersion
+// seen, relist on 410 Gone, reconnect backoff with jitter; plus a client-side inactivity timeout
+// so a stream that goes silent is noticed.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { KubeClient, WatchEvent } from '../kube/client.ts';
+import { ApiError, isGone, type Status } from '../kube/errors.ts';
+
+export interface ObjectMetadata {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: {
+    apiVersion: string;
+    kind: string;
+    name: string;
+    uid: string;
+    controller?: boolean;
+  }[];
+  deletionTimestamp?: string;
+  creationTimestamp?: string;
+}
+
+export interface KubeObject {
+  metadata: ObjectMetadata;
+}
+
+export type InformerEvent<T> =
+  | { type: 'add'; object: T }
+  | { type: 'update'; object: T; old: T }
+  | { type: 'delete'; object: T };
+
+export interface InformerObserver {
+  /** A list completed with this many objects (first sync or relist). */
+  listed?(objects: number): void;
+  /** A watch (re)opened. */
+  watchStarted?(): void;
+  /** A list or watch failed; the informer backs off and tries again. */
+  failed?(error: unknown): void;
+  /** A 410 Gone forced a relist. */
+  relisted?(): void;
+}
+
+export interface BackoffPolicy {
+  initialMs: number;
+  maxMs: number;
+  /** A watch that lived this long resets the backoff: the server is fine again. */
+  resetAfterMs: number;
+}
+
+export interface InformerOptions<T extends KubeObject> {
+  /** For logs and metrics: `echoes`, `deployments`. */
+  name: string;
+  client: KubeClient;
+  /** The collection path, e.g. `/apis/apps/v1/deployments` or a namespaced one. */
+  path: string;
+  labelSelector?: string;
+  /** Keeps only what the controller reads; managedFields are dropped before it runs. */
+  transform?: (object: T) => T;
+  /** Named index functions: each returns the index values of an object. */
+  indexers?: Record<string, (object: T) => string[]>;
+  pageSize?: number;
+  /** Server-side watch timeout, jittered per watch so reconnects of many clients spread out. */
+  watchTimeoutSeconds?: number;
+  /** Silence after which a watch is presumed dead (bookmarks come about once a minute). */
+  idleTimeoutMs?: number;
+  backoff?: BackoffPolicy;
+  observer?: InformerObserver;
+  /** Failures are reported here, never thrown: an informer keeps trying until stopped. */
+  onError?: (message: string, error: unknown) => void;
+}
+
+/** client-go's reflector backoff: 800 ms doubling to 30 s, reset after 2 minutes of health. */
+export const DEFAULT_BACKOFF: BackoffPolicy = {
+  initialMs: 800,
+  maxMs: 30_000,
+  resetAfterMs: 120_000,
+};
+
+/** Read through a call: TypeScript would otherwise keep `aborted` narrowed across awaits. */
+const aborted = (signal: AbortSignal): boolean => signal.aborted;
+
+export function objectKey(object: KubeObject): string {
+  const { namespace, name } = object.metadata;
+  return namespace ? `${namespace}/${name}` : name;
+}
+
+interface ObjectList<T> {
+  metadata: { resourceVersion?: string; continue?: string };
+  items: T[];
+}
+
+export class Informer<T extends KubeObject> {
+  private readonly options: Required<
+    Pick<InformerOptions<T>, 'pageSize' | 'watchTimeoutSeconds' | 'idleTimeoutMs' | 'backoff'>
+  > &
+    InformerOptions<T>;
+  private readonly store = new Map<string, T>();
+  private readonly indexes = new Map<string, Map<string, Set<string>>>();
+  private readonly handlers: ((event: InformerEvent<T>) => void)[] = [];
+  private resourceVersion: string | undefined;
+  private syncedFlag = false;
+  private readonly syncWaiters: (() => void)[] = [];
+
+  constructor(options: InformerOptions<T>) {
+    this.options = {
+      pageSize: 500,
+      watchTimeoutSeconds: 290,
+      idleTimeoutMs: 150_000,
+      backoff: DEFAULT_BACKOFF,
+      ...options,
+    };
+    for (const name of Object.keys(options.indexers ?? {})) this.indexes.set(name, new Map());
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** True once the first complete list is in the store. */
+  get synced(): boolean {
+    return this.syncedFlag;
+  }
+
+  whenSynced(): Promise<void> {
+    if (this.syncedFlag) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  get(key: string): T | undefined {
+    return this.store.get(key);
+  }
+
+  list(): T[] {
+    return [...this.store.values()];
+  }
+
+  keys(): string[] {
+    return [...this.store.keys()];
+  }
+
+  get size(): number {
+    return this.store.size;
+  }
+
+  /** Objects whose index function `index` returned `value`. */
+  byIndex(index: string, value: string): T[] {
+    const keys = this.indexes.get(index)?.get(value);
+    if (!keys) return [];
+    return [...keys].flatMap((k) => {
+      const o = this.store.get(k);
+      return o ? [o] : [];
+    });
+  }
+
+  /** Handlers run synchronously after the store changed; one that throws is reported, not fatal. */
+  onEvent(handler: (event: InformerEvent<T>) => void): void {
+    this.handlers.push(handler);
+  }
+
+  /** Lists and watches until `signal` aborts. Never rejects for API errors: it retries them. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { backoff } = this.options;
+    let delay = backoff.initialMs;
+    let needList = true;
+    while (!signal.aborted) {
+      const started = Date.now();
+      try {
+        if (needList) {
+          await this.listAll(signal);
+          needList = false;
+        }
+        await this.watchOnce(signal);
+        // A clean end (the server's timeout) resumes at once from the last resourceVersion.
+        delay = backoff.initialMs;
+        continue;
+      } catch (err) {
+        if (aborted(signal)) break;
+        if (isGone(err)) {
+          // Our resourceVersion is older than etcd's compaction: only a fresh list can resync.
+          this.options.observer?.relisted?.();
+          needList = true;
+          continue;
+        }
+        this.options.observer?.failed?.(err);
+        this.options.onError?.(
+          `${this.name}: ${needList ? 'list' : 'watch'} failed, retrying`,
+          err,
+        );
+        if (Date.now() - started > backoff.resetAfterMs) delay = backoff.initialMs;
+      }
+      // Full jitter on top of the delay, so many clients do not reconnect in step.
+      await sleep(delay * (1 + Math.random()), undefined, { signal }).catch(() => undefined);
+      delay = Math.min(delay * 2, backoff.maxMs);
+    }
+  }
+
+  private async listAll(signal: AbortSignal): Promise<void> {
+    const fresh = new Map<string, T>();
+    let continueToken: string | undefined;
+    let resourceVersion: string | undefined;
+    do {
+      const page = await this.options.client.request<ObjectList<T>>({
+        path: this.options.path,
+        query: {
+          limit: this.options.pageSize,
+          labelSelector: this.options.labelSelector,
+          continue: continueToken,
+        },
+        signal,
+      });
+      for (const item of page.items) {
+        const object = this.prepare(item);
+        fresh.set(objectKey(object), object);
+      }
+      continueToken = page.metadata.continue === '' ? undefined : page.metadata.continue;
+      resourceVersion = page.metadata.resourceVersion;
+    } while (continueToken);
+    this.replace(fresh);
+    this.resourceVersion = resourceVersion;
+    this.options.observer?.listed?.(fresh.size);
+    if (!this.syncedFlag) {
+      this.syncedFlag = true;
+      for (const resolve of this.syncWaiters.splice(0)) resolve();
+    }
+  }
+
+  private async watchOnce(signal: AbortSignal): Promise<void> {
+    const timeout = Math.round(this.options.watchTimeoutSeconds * (1 + Math.random() / 5));
+    const events = this.options.client.watch<T | Status>({
+      path: this.options.path,
+      query: {
+        resourceVersion: this.resourceVersion,
+        allowWatchBookmarks: true,
+        timeoutSeconds: timeout,
+        labelSelector: this.options.labelSelector,
+      },
+      signal,
+      idleTimeoutMs: this.options.idleTimeoutMs,
+    });
+    this.options.observer?.watchStarted?.();
+    for await (const event of events) this.apply(event);
+  }
+
+  private apply(event: WatchEvent<T | Status>): void {
+    if (event.type === 'ERROR') {
+      const status = event.object as Status;
+      throw new ApiError(status.code ?? 500, status, 'watch', this.options.path);
+    }
+    const object = event.object as T;
+    if (object.metadata.resourceVersion) this.resourceVersion = object.metadata.resourceVersion;
+    if (event.type === 'BOOKMARK') return;
+    const prepared = this.prepare(object);
+    const key = objectKey(prepared);
+    const old = this.store.get(key);
+    if (event.type === 'DELETED') {
+      this.remove(key);
+      this.emit({ type: 'delete', object: old ?? prepared });
+      return;
+    }
+    this.put(key, prepared);
+    this.emit(old ? { type: 'update', object: prepared, old } : { type: 'add', object: prepared });
+  }
+
+  /** Swaps in a complete list, telling handlers what appeared, changed and vanished meanwhile. */
+  private replace(fresh: Map<string, T>): void {
+    const events: InformerEvent<T>[] = [];
+    for (const [key, old] of this.store) {
+      if (!fresh.has(key)) {
+        this.remove(key);
+        events.push({ type: 'delete', object: old });
+      }
+    }
+    for (const [key, object] of fresh) {
+      const old = this.store.get(key);
+      this.put(key, object);
+      if (!old) events.push({ type: 'add', object });
+      else if (old.metadata.resourceVersion !== object.metadata.resourceVersion) {
+        events.push({ type: 'update', object, old });
+      }
+    }
+    for (const e of events) this.emit(e);
+  }
+
+  private prepare(raw: T): T {
+    const metadata = { ...raw.metadata } as ObjectMetadata & { managedFields?: unknown };
+    delete metadata.managedFields;
+    const object = { ...raw, metadata };
+    return this.options.transform ? this.options.transform(object) : object;
+  }
+
+  private put(key: string, object: T): void {
+    this.unindex(key);
+    this.store.set(key, object);
+    for (const [name, fn] of Object.entries(this.options.indexers ?? {})) {
+      const index = this.indexes.get(name);
+      if (!index) continue;
+      for (const value of fn(object)) {
+        let keys = index.get(value);
+        if (!keys) index.set(value, (keys = new Set()));
+        keys.add(key);
+      }
+    }
+  }
+
+  private remove(key: string): void {
+    this.unindex(key);
+    this.store.delete(key);
+  }
+
+  private unindex(key: string): void {
+    const old = this.store.get(key);
+    if (!old) return;
+    for (const [name, fn] of Object.entries(this.options.indexers ?? {})) {
+      const index = this.indexes.get(name);
+      for (const value of fn(old)) {
+        const keys = index?.get(value);
+        keys?.delete(key);
+        if (keys?.size === 0) index?.delete(value);
+      }
+    }
+  }
+
+  private emit(event: InformerEvent<T>): void {
+    for (const handler of this.handlers) {
+      try {
+        handler(event);
+      } catch (err) {
+        this.options.onError?.(`${this.name}: event handler failed`, err);
+      }
+    }
+  }
+}
+
+/**
+ * Informers of one resource over several namespaces, read as one store: the operator watches
+ * either the whole cluster (one informer) or a list of namespaces (one each, for RBAC scoped by
+ * namespace).
+ */
+export class InformerGroup<T extends KubeObject> {
+  private readonly byNamespace: Map<string | undefined, Informer<T>>;
+
+  /** `namespaces` empty means one cluster-wide informer; `pathFor` builds the collection path. */
+  constructor(
+    namespaces: string[],
+    pathFor: (namespace: string | undefined) => string,
+    options: Omit<InformerOptions<T>, 'path'>,
+  ) {
+    const scopes = namespaces.length > 0 ? namespaces : [undefined];
+    this.byNamespace = new Map(
+      scopes.map((ns) => [ns, new Informer<T>({ ...options, path: pathFor(ns) })]),
+    );
+  }
+
+  get informers(): Informer<T>[] {
+    return [...this.byNamespace.values()];
+  }
+
+  get(key: string): T | undefined {
+    const slash = key.indexOf('/');
+    const namespace = slash >= 0 ? key.slice(0, slash) : undefined;
+    return (this.byNamespace.get(namespace) ?? this.byNamespace.get(undefined))?.get(key);
+  }
+
+  keys(): string[] {
+    return this.informers.flatMap((i) => i.keys());
+  }
+
+  get size(): number {
+    return this.informers.reduce((n, i) => n + i.size, 0);
+  }
+
+  get synced(): boolean {
+    return this.informers.every((i) => i.synced);
+  }
+
+  async whenSynced(): Promise<void> {
+    await Promise.all(this.informers.map((i) => i.whenSynced()));
+  }
+
+  onEvent(handler: (event: InformerEvent<T>) => void): void {
+    for (const i of this.informers) i.onEvent(handler);
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.all(this.informers.map((i) => i.run(signal)));
+  }
+}

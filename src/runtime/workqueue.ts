@@ -1,0 +1,173 @@
+// A work queue with client-go's guarantees: a key waiting in the queue is held once however often
+// it is added; a key is never handed to two workers at once; a key added while it is being
+// processed runs again once it is done. On top: delayed adds and per-key exponential backoff.
+
+export interface QueueObserver {
+  /** A key entered the queue (not counted when it was already waiting). */
+  added?(): void;
+  /** A worker took a key that had waited `seconds`. */
+  started?(waitSeconds: number): void;
+  /** A worker finished a key after `seconds`. */
+  finished?(workSeconds: number): void;
+  /** A key was put back after a failure. */
+  retried?(): void;
+}
+
+/** Per-key exponential backoff: base·2^failures, capped (client-go: 5 ms to 1000 s). */
+export class ExponentialBackoff {
+  private readonly failures = new Map<string, number>();
+  private readonly baseMs: number;
+  private readonly maxMs: number;
+
+  constructor(baseMs = 5, maxMs = 1000_000) {
+    this.baseMs = baseMs;
+    this.maxMs = maxMs;
+  }
+
+  /** The delay before the next attempt of `key`, counting this failure. */
+  next(key: string): number {
+    const n = this.failures.get(key) ?? 0;
+    this.failures.set(key, n + 1);
+    return Math.min(this.baseMs * 2 ** n, this.maxMs);
+  }
+
+  retries(key: string): number {
+    return this.failures.get(key) ?? 0;
+  }
+
+  forget(key: string): void {
+    this.failures.delete(key);
+  }
+}
+
+interface Waiter {
+  resolve: (key: string | undefined) => void;
+}
+
+export class WorkQueue {
+  private readonly queue: string[] = [];
+  /** Keys waiting to be processed (in `queue`, or to be re-queued when their worker finishes). */
+  private readonly dirty = new Set<string>();
+  private readonly processing = new Set<string>();
+  private readonly addedAt = new Map<string, number>();
+  private readonly startedAt = new Map<string, number>();
+  private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly waiters: Waiter[] = [];
+  private readonly backoff: ExponentialBackoff;
+  private readonly observer: QueueObserver;
+  private shuttingDown = false;
+  private drained: (() => void) | undefined;
+
+  constructor(backoff = new ExponentialBackoff(), observer: QueueObserver = {}) {
+    this.backoff = backoff;
+    this.observer = observer;
+  }
+
+  add(key: string): void {
+    if (this.shuttingDown || this.dirty.has(key)) return;
+    this.dirty.add(key);
+    this.addedAt.set(key, performance.now());
+    this.observer.added?.();
+    if (this.processing.has(key)) return;
+    this.push(key);
+  }
+
+  /** Adds `key` after `ms`; an earlier pending delayed add of the same key wins. */
+  addAfter(key: string, ms: number): void {
+    if (this.shuttingDown) return;
+    if (ms <= 0) {
+      this.add(key);
+      return;
+    }
+    const at = Date.now() + ms;
+    const pending = this.delayed.get(key);
+    if (pending && pending.at <= at) return;
+    if (pending) clearTimeout(pending.timer);
+    const timer = setTimeout(() => {
+      this.delayed.delete(key);
+      this.add(key);
+    }, ms);
+    timer.unref();
+    this.delayed.set(key, { at, timer });
+  }
+
+  /** Adds `key` after its backoff delay, which doubles with each consecutive failure. */
+  addRateLimited(key: string): void {
+    this.observer.retried?.();
+    this.addAfter(key, this.backoff.next(key));
+  }
+
+  /** Resets the backoff of `key`: call after it succeeded. */
+  forget(key: string): void {
+    this.backoff.forget(key);
+  }
+
+  retries(key: string): number {
+    return this.backoff.retries(key);
+  }
+
+  /** The next key to process, or undefined once the queue is shut down. */
+  get(): Promise<string | undefined> {
+    const key = this.queue.shift();
+    if (key !== undefined) return Promise.resolve(this.start(key));
+    if (this.shuttingDown) return Promise.resolve(undefined);
+    return new Promise((resolve) => this.waiters.push({ resolve }));
+  }
+
+  /** Marks `key` as processed; it runs again if it was added meanwhile. */
+  done(key: string): void {
+    const started = this.startedAt.get(key);
+    this.startedAt.delete(key);
+    this.processing.delete(key);
+    if (started !== undefined) this.observer.finished?.((performance.now() - started) / 1000);
+    if (this.dirty.has(key)) this.push(key);
+    if (this.shuttingDown && this.processing.size === 0) this.drained?.();
+  }
+
+  get length(): number {
+    return this.queue.length;
+  }
+
+  /** Seconds the longest-running key has been processing, and the sum over all running keys. */
+  runningSeconds(): { longest: number; total: number } {
+    const now = performance.now();
+    let longest = 0;
+    let total = 0;
+    for (const t of this.startedAt.values()) {
+      const s = (now - t) / 1000;
+      longest = Math.max(longest, s);
+      total += s;
+    }
+    return { longest, total };
+  }
+
+  /** Stops handing out work, wakes idle workers and resolves once in-flight keys are done. */
+  async shutDown(): Promise<void> {
+    this.shuttingDown = true;
+    for (const { timer } of this.delayed.values()) clearTimeout(timer);
+    this.delayed.clear();
+    this.queue.length = 0;
+    for (const w of this.waiters.splice(0)) w.resolve(undefined);
+    if (this.processing.size === 0) return;
+    await new Promise<void>((resolve) => {
+      this.drained = resolve;
+    });
+  }
+
+  private push(key: string): void {
+    const waiter = this.waiters.shift();
+    if (waiter) waiter.resolve(this.start(key));
+    else this.queue.push(key);
+  }
+
+  private start(key: string): string {
+    this.dirty.delete(key);
+    this.processing.add(key);
+    const now = performance.now();
+    this.startedAt.set(key, now);
+    const added = this.addedAt.get(key);
+    this.addedAt.delete(key);
+    if (added !== undefined) this.observer.started?.((now - added) / 1000);
+    return key;
+  }
+}

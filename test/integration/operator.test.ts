@@ -1,0 +1,361 @@
+// The operator against the real control plane: echo-operator-rs's end-to-end scenarios, and the
+// cases where it fell short (long names, label edits, foreign owners, zero steady-state writes).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parse } from 'yaml';
+import { toolsBinDir } from '../../hack/cluster/cluster.ts';
+import type { Echo } from '../../src/echo/api.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import { isInvalid, isNotFound, type ApiError } from '../../src/kube/errors.ts';
+import { adminClient, clusterKubeconfig, createNamespace, eventually } from '../support/kube.ts';
+import { installCrd, startOperator, type RunningOperator } from '../support/operator.ts';
+
+interface Deployment {
+  metadata: {
+    name: string;
+    uid: string;
+    labels?: Record<string, string>;
+    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
+  };
+  spec: { replicas: number; selector: { matchLabels: Record<string, string> } };
+  status?: { readyReplicas?: number };
+}
+
+describe('echo operator', () => {
+  let admin: KubeClient;
+  let ns: Awaited<ReturnType<typeof createNamespace>>;
+  let running: RunningOperator;
+
+  const echoes = (): string => `/apis/example.com/v1/namespaces/${ns.name}/echoes`;
+  const deployments = (): string => `/apis/apps/v1/namespaces/${ns.name}/deployments`;
+
+  const createEcho = (
+    name: string,
+    replicas: number,
+    labels: Record<string, string> = {},
+  ): Promise<Echo> =>
+    admin.request<Echo>({
+      method: 'POST',
+      path: echoes(),
+      body: {
+        apiVersion: 'example.com/v1',
+        kind: 'Echo',
+        metadata: { name, labels },
+        spec: { replicas },
+      },
+    });
+  const getEcho = (name: string): Promise<Echo> =>
+    admin.request<Echo>({ path: `${echoes()}/${name}` });
+  const getDeployment = (name: string): Promise<Deployment> =>
+    admin.request<Deployment>({ path: `${deployments()}/${name}` });
+  const patch = (path: string, body: unknown): Promise<unknown> =>
+    admin.request({ method: 'PATCH', path, body, contentType: 'application/merge-patch+json' });
+  const gone = async (path: string): Promise<true | undefined> => {
+    try {
+      await admin.request({ path });
+      return undefined;
+    } catch (err) {
+      if (isNotFound(err)) return true;
+      throw err;
+    }
+  };
+
+  /** Waits until the Echo says Ready with `replicas` ready pods, for its current generation. */
+  const readyEcho = (name: string, replicas: number): Promise<Echo> =>
+    eventually(`Echo ${name} Ready with ${String(replicas)} replicas`, async () => {
+      const echo = await getEcho(name);
+      const ready = echo.status?.conditions?.find((c) => c.type === 'Ready');
+      return ready?.status === 'True' &&
+        echo.status?.readyReplicas === replicas &&
+        echo.status.observedGeneration === echo.metadata.generation
+        ? echo
+        : undefined;
+    });
+
+  before(async () => {
+    admin = await adminClient();
+    await installCrd(admin);
+    ns = await createNamespace(admin, 'operator');
+    running = await startOperator([ns.name]);
+  });
+
+  after(async () => {
+    await running.stop();
+    await ns.remove();
+    await admin.close();
+  });
+
+  it('creates a Deployment for a new Echo and reports it Ready', async () => {
+    await createEcho('basic', 2, { team: 'a' });
+    const echo = await readyEcho('basic', 2);
+    const d = await getDeployment('basic');
+    assert.equal(d.spec.replicas, 2);
+    assert.equal(d.metadata.labels?.['app.kubernetes.io/managed-by'], 'echo-operator');
+    assert.equal(d.metadata.labels.team, 'a');
+    const owner = d.metadata.ownerReferences?.[0];
+    assert.deepEqual(
+      { kind: owner?.kind, name: owner?.name, uid: owner?.uid, controller: owner?.controller },
+      { kind: 'Echo', name: 'basic', uid: echo.metadata.uid, controller: true },
+    );
+    assert.equal(
+      echo.status?.selector,
+      'app.kubernetes.io/name=echo,app.kubernetes.io/instance=basic',
+    );
+    const progressing = echo.status.conditions?.find((c) => c.type === 'Progressing');
+    assert.equal(progressing?.status, 'False');
+    assert.equal(progressing.reason, 'Complete');
+  });
+
+  it('recreates a Deployment deleted by hand', async () => {
+    await createEcho('recreate', 1);
+    const first = await eventually('the Deployment', () => getDeployment('recreate'));
+    await admin.request({ method: 'DELETE', path: `${deployments()}/recreate` });
+    const second = await eventually('a new Deployment', async () => {
+      const d = await getDeployment('recreate').catch(() => undefined);
+      return d && d.metadata.uid !== first.metadata.uid ? d : undefined;
+    });
+    assert.equal(second.spec.replicas, 1);
+    await readyEcho('recreate', 1);
+  });
+
+  it('lets the garbage collector remove the Deployment of a deleted Echo', async () => {
+    await createEcho('doomed', 1);
+    await eventually('the Deployment', () => getDeployment('doomed'));
+    await admin.request({ method: 'DELETE', path: `${echoes()}/doomed` });
+    await eventually('the Deployment to be garbage-collected', () =>
+      gone(`${deployments()}/doomed`),
+    );
+  });
+
+  it('reverts a hand edit of the Deployment replicas', async () => {
+    await createEcho('drift', 2);
+    await readyEcho('drift', 2);
+    await patch(`${deployments()}/drift`, { spec: { replicas: 5 } });
+    await eventually('replicas reverted to 2', async () =>
+      (await getDeployment('drift')).spec.replicas === 2 ? true : undefined,
+    );
+  });
+
+  it('follows a change of the Echo replicas, status included', async () => {
+    await createEcho('scale', 1);
+    await readyEcho('scale', 1);
+    await patch(`${echoes()}/scale`, { spec: { replicas: 3 } });
+    const echo = await readyEcho('scale', 3);
+    assert.equal((await getDeployment('scale')).spec.replicas, 3);
+    assert.equal(echo.status?.replicas, 3);
+  });
+
+  it('scales through the scale subresource, as kubectl scale does', async () => {
+    await createEcho('kscale', 1);
+    await readyEcho('kscale', 1);
+    execFileSync(join(toolsBinDir(), 'kubectl'), [
+      '--kubeconfig',
+      clusterKubeconfig(),
+      '-n',
+      ns.name,
+      'scale',
+      'echo/kscale',
+      '--replicas=4',
+    ]);
+    await readyEcho('kscale', 4);
+    const scale = await admin.request<{ spec: { replicas: number }; status: { selector: string } }>(
+      {
+        path: `${echoes()}/kscale/scale`,
+      },
+    );
+    assert.equal(scale.spec.replicas, 4);
+    assert.equal(
+      scale.status.selector,
+      'app.kubernetes.io/name=echo,app.kubernetes.io/instance=kscale',
+    );
+  });
+
+  it('takes over a pre-existing Deployment of the same name', async () => {
+    await admin.request({
+      method: 'POST',
+      path: deployments(),
+      body: {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'adopt' },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { legacy: 'yes' } },
+          template: {
+            metadata: { labels: { legacy: 'yes' } },
+            spec: { containers: [{ name: 'old', image: 'registry.invalid/old:1' }] },
+          },
+        },
+      },
+    });
+    await createEcho('adopt', 2);
+    const echo = await readyEcho('adopt', 2);
+    const d = await getDeployment('adopt');
+    assert.equal(d.metadata.ownerReferences?.[0]?.uid, echo.metadata.uid);
+    assert.deepEqual(d.spec.selector.matchLabels, {
+      'app.kubernetes.io/name': 'echo',
+      'app.kubernetes.io/instance': 'adopt',
+    });
+  });
+
+  it('handles names longer than a label value allows', async () => {
+    const name = `long-${'x'.repeat(200)}`;
+    await createEcho(name, 1);
+    const echo = await readyEcho(name, 1);
+    const d = await getDeployment(name);
+    const instance = d.spec.selector.matchLabels['app.kubernetes.io/instance'] ?? '';
+    assert.ok(instance.length <= 63, `label value ${instance} fits`);
+    assert.equal(
+      echo.status?.selector,
+      `app.kubernetes.io/name=echo,app.kubernetes.io/instance=${instance}`,
+    );
+  });
+
+  it('updates Deployment labels without recreating it when the Echo labels change', async () => {
+    await createEcho('labels', 1, { tier: 'one' });
+    await readyEcho('labels', 1);
+    const before = await getDeployment('labels');
+    await patch(`${echoes()}/labels`, { metadata: { labels: { tier: null, color: 'blue' } } });
+    const after = await eventually('the new labels', async () => {
+      const d = await getDeployment('labels');
+      return d.metadata.labels?.color === 'blue' && d.metadata.labels.tier === undefined
+        ? d
+        : undefined;
+    });
+    assert.equal(after.metadata.uid, before.metadata.uid, 'same Deployment, not recreated');
+  });
+
+  it('leaves alone a Deployment controlled by someone else, and says so', async () => {
+    const owner = await admin.request<{ metadata: { uid: string } }>({
+      method: 'POST',
+      path: `/api/v1/namespaces/${ns.name}/configmaps`,
+      body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'someone-else' } },
+    });
+    await admin.request({
+      method: 'POST',
+      path: deployments(),
+      body: {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: {
+          name: 'taken',
+          ownerReferences: [
+            {
+              apiVersion: 'v1',
+              kind: 'ConfigMap',
+              name: 'someone-else',
+              uid: owner.metadata.uid,
+              controller: true,
+            },
+          ],
+        },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { theirs: 'yes' } },
+          template: {
+            metadata: { labels: { theirs: 'yes' } },
+            spec: { containers: [{ name: 'theirs', image: 'registry.invalid/theirs:1' }] },
+          },
+        },
+      },
+    });
+    await createEcho('taken', 3);
+    const echo = await eventually('the Echo to report the foreign owner', async () => {
+      const e = await getEcho('taken');
+      const ready = e.status?.conditions?.find((c) => c.type === 'Ready');
+      return ready?.reason === 'DeploymentOwnedByAnother' ? e : undefined;
+    });
+    assert.equal(echo.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'False');
+    const d = await getDeployment('taken');
+    assert.equal(d.spec.replicas, 1, 'untouched');
+    assert.deepEqual(d.spec.selector.matchLabels, { theirs: 'yes' });
+    const events = await admin.request<{
+      items: { reason: string; regarding: { name: string } }[];
+    }>({
+      path: `/apis/events.k8s.io/v1/namespaces/${ns.name}/events`,
+    });
+    assert.ok(
+      events.items.some(
+        (e) => e.regarding.name === 'taken' && e.reason === 'DeploymentOwnedByAnother',
+      ),
+    );
+  });
+
+  it('records Events a user sees in kubectl describe', async () => {
+    await createEcho('described', 1);
+    await readyEcho('described', 1);
+    const out = await eventually('an Event in kubectl describe', () => {
+      const text = execFileSync(
+        join(toolsBinDir(), 'kubectl'),
+        ['--kubeconfig', clusterKubeconfig(), '-n', ns.name, 'describe', 'echo', 'described'],
+        { encoding: 'utf8' },
+      );
+      return Promise.resolve(text.includes('DeploymentApplied') ? text : undefined);
+    });
+    assert.match(out, /Normal\s+DeploymentApplied/);
+  });
+
+  it('makes zero write calls in steady state, across a forced resync', async () => {
+    await createEcho('steady', 2);
+    await readyEcho('steady', 2);
+    // Let Deployment status updates and their reconciles settle.
+    await sleep(2000);
+    const before = running.counts.all();
+    running.operator.resync();
+    await eventually('the resync to be processed', () =>
+      Promise.resolve(running.operator.queue.length === 0 ? true : undefined),
+    );
+    await sleep(1000);
+    const made = running.counts
+      .all()
+      .map((c) => ({
+        ...c,
+        count:
+          c.count -
+          (before.find((b) => b.verb === c.verb && b.resource === c.resource && b.code === c.code)
+            ?.count ?? 0),
+      }))
+      .filter((c) => c.count > 0);
+    // Not even a read: the reconciler works from the caches, so a resync costs the API server nothing.
+    assert.deepEqual(made, [], 'no API calls in steady state');
+  });
+
+  it('is refused invalid Echoes by the API server, with a clear message', async () => {
+    const refuse = async (body: unknown): Promise<ApiError> => {
+      const err = await admin.request({ method: 'POST', path: echoes(), body }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(isInvalid(err), `expected 422 Invalid, got ${String(err)}`);
+      return err;
+    };
+    const echo = (name: string, spec: unknown): unknown => ({
+      apiVersion: 'example.com/v1',
+      kind: 'Echo',
+      metadata: { name },
+      spec,
+    });
+    assert.match(
+      (await refuse(echo('neg', { replicas: -1 }))).message,
+      /spec\.replicas.*should be greater than or equal to 0/,
+    );
+    assert.match(
+      (await refuse(echo('big', { replicas: 1001 }))).message,
+      /spec\.replicas.*less than or equal to 1000/,
+    );
+    assert.match((await refuse(echo('none', {}))).message, /spec\.replicas: Required value/);
+    assert.match(
+      (await refuse(echo('text', { replicas: 'three' }))).message,
+      /spec\.replicas.*integer/,
+    );
+    assert.match((await refuse(echo('Upper.Case', { replicas: 1 }))).message, /RFC 1123 subdomain/);
+    const invalidExample = parse(
+      readFileSync(new URL('../../examples/echo-invalid.yaml', import.meta.url), 'utf8'),
+    ) as unknown;
+    assert.match((await refuse(invalidExample)).message, /spec\.replicas/);
+  });
+});

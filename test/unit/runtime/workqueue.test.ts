@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ExponentialBackoff, WorkQueue } from '../../../src/runtime/workqueue.ts';
+
+describe('WorkQueue', () => {
+  it('holds a waiting key once however often it is added', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    q.add('b');
+    q.add('a');
+    q.add('a');
+    assert.equal(q.length, 2);
+    assert.equal(await q.get(), 'a');
+    assert.equal(await q.get(), 'b');
+    assert.equal(q.length, 0);
+  });
+
+  it('never hands a key to two workers, and runs it again if it was added while processing', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    const first = await q.get();
+    q.add('a'); // changed while a worker holds it
+    assert.equal(q.length, 0, 'not available to a second worker while processing');
+    let second: string | undefined;
+    void q.get().then((k) => (second = k));
+    await sleep(5);
+    assert.equal(second, undefined);
+    q.done(first ?? '');
+    await sleep(0);
+    assert.equal(second, 'a', 'runs again after done');
+  });
+
+  it('wakes a waiting worker when a key arrives', async () => {
+    const q = new WorkQueue();
+    const next = q.get();
+    q.add('x');
+    assert.equal(await next, 'x');
+  });
+
+  it('keeps the earliest of several delayed adds', async () => {
+    const q = new WorkQueue();
+    q.addAfter('k', 10_000);
+    q.addAfter('k', 20);
+    q.addAfter('k', 5_000);
+    const t0 = Date.now();
+    assert.equal(await q.get(), 'k');
+    assert.ok(Date.now() - t0 < 1000);
+    q.done('k');
+    assert.equal(q.length, 0, 'the later delayed adds were dropped');
+  });
+
+  it('backs off exponentially per key and resets on forget', async () => {
+    const q = new WorkQueue(new ExponentialBackoff(10, 1000));
+    const delays: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      q.addRateLimited('k');
+      const k = await q.get();
+      delays.push(performance.now() - t0);
+      q.done(k ?? '');
+    }
+    assert.equal(q.retries('k'), 3);
+    // 10, 20, 40 ms: each at least its nominal delay, and growing.
+    const [first = 0, second = 0, third = 0] = delays;
+    assert.ok(first >= 9 && second >= 19 && third >= 39, delays.join(','));
+    q.forget('k');
+    assert.equal(q.retries('k'), 0);
+  });
+
+  it('shutdown wakes idle workers and waits for in-flight work', async () => {
+    const q = new WorkQueue();
+    q.add('busy');
+    const busy = await q.get();
+    const idle = q.get();
+    let stopped = false;
+    const stopping = q.shutDown().then(() => (stopped = true));
+    assert.equal(await idle, undefined);
+    await sleep(5);
+    assert.equal(stopped, false, 'still waiting for the in-flight key');
+    q.add('late');
+    q.done(busy ?? '');
+    await stopping;
+    assert.equal(stopped, true);
+    assert.equal(await q.get(), undefined, 'nothing handed out after shutdown');
+  });
+
+  it('reports adds, waits, work and retries', async () => {
+    const seen = { added: 0, started: 0, finished: 0, retried: 0 };
+    const q = new WorkQueue(new ExponentialBackoff(1, 10), {
+      added: () => seen.added++,
+      started: () => seen.started++,
+      finished: () => seen.finished++,
+      retried: () => seen.retried++,
+    });
+    q.add('a');
+    q.add('a');
+    q.done((await q.get()) ?? '');
+    q.addRateLimited('a');
+    q.done((await q.get()) ?? '');
+    assert.deepEqual(seen, { added: 2, started: 2, finished: 2, retried: 1 });
+  });
+});
+
+describe('ExponentialBackoff', () => {
+  it('doubles from the base and stops at the cap', () => {
+    const b = new ExponentialBackoff(5, 1000_000);
+    const seq = Array.from({ length: 20 }, () => b.next('x'));
+    assert.deepEqual(seq.slice(0, 4), [5, 10, 20, 40]);
+    assert.equal(seq[19], 1000_000);
+    assert.equal(b.next('other'), 5, 'per key');
+  });
+});
