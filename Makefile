@@ -6,6 +6,10 @@ SHELL := /bin/bash
 # The project's own Node 24 (npm package `node`) comes first, whatever the machine has.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE_DEPS := node_modules/.install-stamp
+# Extra operator flags for `make run`, e.g. RUN_FLAGS="--log-filter=debug --port=9090".
+RUN_FLAGS ?=
+KUBECTL = $(shell hack/tools/build.sh --print-dir)/kubectl --kubeconfig=$(CURDIR)/.cluster/kubeconfig \
+	--cache-dir=$(CURDIR)/.cluster/kube-cache
 # A hung test fails after 5 minutes instead of holding CI until its own timeout.
 TEST_FLAGS ?= --test-reporter=spec --test-timeout=300000
 UNIT_TESTS := test/unit/**/*.test.ts
@@ -29,8 +33,10 @@ tools: ## Build etcd, kube-*, kubectl, kwok, helm and helm-unittest from Go modu
 ##@ Development
 
 .PHONY: run
-run: setup cluster-up ## Run the operator against the local cluster (started if needed)
-	KUBECONFIG=$(CURDIR)/.cluster/kubeconfig node src/main.ts
+run: setup cluster-up ## Run the operator against the local cluster (started if needed), CRD installed
+	$(KUBECTL) apply --server-side -f charts/echo-operator/crds/
+	@echo "operator starting; in another shell: source .cluster/env; kubectl apply -f examples/echo.yaml; kubectl get echo"
+	node src/main.ts --kubeconfig=$(CURDIR)/.cluster/kubeconfig $(RUN_FLAGS)
 
 .PHONY: cluster-up
 cluster-up: setup ## Start the local control plane in .cluster/ and print its kubeconfig
@@ -43,6 +49,10 @@ cluster-down: $(NODE_DEPS) ## Stop the local control plane and remove .cluster/
 .PHONY: cluster-status
 cluster-status: $(NODE_DEPS) ## Say whether the local control plane is running
 	node hack/cluster/cli.ts status
+
+.PHONY: generate
+generate: $(NODE_DEPS) ## Regenerate the CRD manifest from src/echo/api.ts
+	node hack/generate.ts
 
 .PHONY: fmt
 fmt: $(NODE_DEPS) ## Format the sources in place

@@ -8,6 +8,7 @@ import { API_VERSION, GROUP, PLURAL } from './echo/api.ts';
 import { KubeClient } from './kube/client.ts';
 import { ApiError } from './kube/errors.ts';
 import { RequestCounts } from './kube/request-counts.ts';
+import { startHttpServer } from './http/server.ts';
 import { EchoOperator, errorText } from './operator.ts';
 import { createLoggers, type Loggers } from './telemetry/logger.ts';
 
@@ -67,6 +68,12 @@ async function run(config: Config, loggers: Loggers): Promise<void> {
     instance: config.instance,
     log: loggers.module,
   });
+  const http = await startHttpServer({
+    port: config.port,
+    readiness: { 'informers-synced': () => operator.synced },
+  });
+  if (config.otlpEndpoint)
+    log.warn('--otlp-endpoint is set but tracing is not built yet (issue 4): no spans are sent');
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stop.signal.aborted) {
@@ -92,6 +99,7 @@ async function run(config: Config, loggers: Loggers): Promise<void> {
     'echo-operator starting',
   );
   await operator.run(stop.signal);
+  await http.close();
   await client.close();
   log.info({ requests: counts.total(), writes: counts.writes() }, 'stopped');
 }

@@ -22,7 +22,7 @@ async function up(): Promise<void> {
     await existing.stop();
   }
   const cluster = await LocalCluster.start({ dir, detached: true, auditLog: true, log });
-  log(`up: kubectl --kubeconfig ${cluster.kubeconfig} get nodes`);
+  log(`up: source ${join(dir, 'env')}; kubectl get nodes`);
   console.log(cluster.kubeconfig);
 }
 

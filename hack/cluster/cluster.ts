@@ -228,6 +228,12 @@ export class LocalCluster {
       } finally {
         await admin.close();
       }
+      // Ports repeat across clusters, and kubectl keys its discovery cache by host:port: a cache
+      // per cluster keeps kubectl from trusting what an earlier cluster on the same port served.
+      await writeFile(
+        join(dir, 'env'),
+        `export KUBECONFIG=${state.kubeconfig}\nexport KUBECACHEDIR=${join(dir, 'kube-cache')}\nexport PATH=${bin}:$PATH\n`,
+      );
       return cluster;
     } catch (err) {
       await cluster.stop().catch(() => undefined);

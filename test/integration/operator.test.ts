@@ -1,17 +1,14 @@
 // The operator against the real control plane: echo-operator-rs's end-to-end scenarios, and the
 // cases where it fell short (long names, label edits, foreign owners, zero steady-state writes).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'yaml';
-import { toolsBinDir } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { isInvalid, isNotFound, type ApiError } from '../../src/kube/errors.ts';
-import { adminClient, clusterKubeconfig, createNamespace, eventually } from '../support/kube.ts';
+import { adminClient, createNamespace, eventually, kubectl } from '../support/kube.ts';
 import { installCrd, startOperator, type RunningOperator } from '../support/operator.ts';
 
 interface Deployment {
@@ -152,15 +149,7 @@ describe('echo operator', () => {
   it('scales through the scale subresource, as kubectl scale does', async () => {
     await createEcho('kscale', 1);
     await readyEcho('kscale', 1);
-    execFileSync(join(toolsBinDir(), 'kubectl'), [
-      '--kubeconfig',
-      clusterKubeconfig(),
-      '-n',
-      ns.name,
-      'scale',
-      'echo/kscale',
-      '--replicas=4',
-    ]);
+    kubectl('-n', ns.name, 'scale', 'echo/kscale', '--replicas=4');
     await readyEcho('kscale', 4);
     const scale = await admin.request<{ spec: { replicas: number }; status: { selector: string } }>(
       {
@@ -289,11 +278,7 @@ describe('echo operator', () => {
     await createEcho('described', 1);
     await readyEcho('described', 1);
     const out = await eventually('an Event in kubectl describe', () => {
-      const text = execFileSync(
-        join(toolsBinDir(), 'kubectl'),
-        ['--kubeconfig', clusterKubeconfig(), '-n', ns.name, 'describe', 'echo', 'described'],
-        { encoding: 'utf8' },
-      );
+      const text = kubectl('-n', ns.name, 'describe', 'echo', 'described');
       return Promise.resolve(text.includes('DeploymentApplied') ? text : undefined);
     });
     assert.match(out, /Normal\s+DeploymentApplied/);

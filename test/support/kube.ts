@@ -1,10 +1,11 @@
 // Helpers for tests that talk to the shared local cluster: clients as admin or as a
 // ServiceAccount (so a test holds exactly the RBAC it granted), namespaces, and polling.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
-import { writeKubeconfig } from '../../hack/cluster/cluster.ts';
+import { toolsBinDir, writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 
 export function clusterKubeconfig(): string {
@@ -99,4 +100,18 @@ export async function eventually<T>(
     }
     await sleep(intervalMs);
   }
+}
+
+/** Runs the project's kubectl against the test cluster, with a discovery cache of its own. */
+export function kubectl(...args: string[]): string {
+  const kubeconfig = clusterKubeconfig();
+  return execFileSync(
+    join(toolsBinDir(), 'kubectl'),
+    [
+      `--kubeconfig=${kubeconfig}`,
+      `--cache-dir=${join(dirname(kubeconfig), 'kube-cache')}`,
+      ...args,
+    ],
+    { encoding: 'utf8' },
+  );
 }

@@ -1,0 +1,68 @@
+// The operator's HTTP endpoints: /healthz (the process serves), /readyz (caches synced), and a
+// plain 404 elsewhere. `?verbose` lists the individual checks, as the Kubernetes components do.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Check = () => boolean;
+
+export interface HttpServerOptions {
+  port: number;
+  /** Named readiness checks: all must pass for /readyz to answer 200. */
+  readiness: Record<string, Check>;
+}
+
+export interface RunningServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startHttpServer(options: HttpServerOptions): Promise<RunningServer> {
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const verbose = url.searchParams.has('verbose');
+    const reply = (code: number, body: string): void => {
+      res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8' }).end(body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      reply(405, 'method not allowed\n');
+      return;
+    }
+    switch (url.pathname) {
+      case '/healthz':
+      case '/livez':
+        reply(200, verbose ? '[+]ping ok\nhealthz check passed\n' : 'ok');
+        return;
+      case '/readyz': {
+        const results = Object.entries(options.readiness).map(
+          ([name, check]) => [name, check()] as const,
+        );
+        const ok = results.every(([, passed]) => passed);
+        const detail = results.map(
+          ([name, passed]) => `[${passed ? '+' : '-'}]${name} ${passed ? 'ok' : 'failed'}`,
+        );
+        if (verbose || !ok)
+          reply(ok ? 200 : 503, `${detail.join('\n')}\nreadyz check ${ok ? 'passed' : 'failed'}\n`);
+        else reply(200, 'ok');
+        return;
+      }
+      default:
+        reply(404, `404 not found: ${url.pathname}\nendpoints: /healthz, /livez, /readyz\n`);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, () => {
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+        server.closeAllConnections();
+      }),
+  };
+}

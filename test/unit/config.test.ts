@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, duration, parseConfig, type Config } from '../../src/config.ts';
+
+const run = (argv: string[], env: NodeJS.ProcessEnv = {}): Config => {
+  const parsed = parseConfig(argv, env, 'host-1');
+  assert.equal(parsed.kind, 'run');
+  return parsed.config;
+};
+
+describe('parseConfig', () => {
+  it('has defaults for everything', () => {
+    const c = run([]);
+    assert.deepEqual(c, {
+      port: 8080,
+      logFilter: 'info',
+      logFormat: 'text',
+      otlpEndpoint: '',
+      traceSampleRatio: 0.1,
+      namespaces: [],
+      concurrency: 4,
+      resyncSeconds: 600,
+      kubeconfig: '',
+      instance: 'host-1',
+    });
+  });
+
+  it('takes the environment when no flag is given, and the flag over the environment', () => {
+    const env = {
+      ECHO_OPERATOR_CONCURRENCY: '8',
+      ECHO_OPERATOR_NAMESPACES: 'a, b',
+      POD_NAME: 'pod-x',
+    };
+    assert.equal(run([], env).concurrency, 8);
+    assert.deepEqual(run([], env).namespaces, ['a', 'b']);
+    assert.equal(run([], env).instance, 'pod-x');
+    assert.equal(run(['--concurrency=2'], env).concurrency, 2);
+  });
+
+  it('answers --help and --version', () => {
+    assert.equal(parseConfig(['--help'], {}, 'h').kind, 'help');
+    assert.equal(parseConfig(['--version'], {}, 'h').kind, 'version');
+  });
+
+  it('refuses bad values with a message naming the flag', () => {
+    const cases: [string[], RegExp][] = [
+      [['--port=http'], /--port must be a whole number/],
+      [['--concurrency=0'], /--concurrency must be a whole number from 1/],
+      [['--log-format=xml'], /--log-format must be text or json/],
+      [['--trace-sample-ratio=2'], /--trace-sample-ratio must be a number from 0 to 1/],
+      [['--otlp-endpoint=not a url'], /--otlp-endpoint must be a URL/],
+      [['--namespaces=Bad_NS'], /"Bad_NS" is not a namespace name/],
+      [['--resync-period=soon'], /--resync-period must be a duration/],
+      [['--no-such-flag'], /Unknown option '--no-such-flag'/],
+    ];
+    for (const [argv, message] of cases) {
+      assert.throws(
+        () => parseConfig(argv, {}, 'h'),
+        (err: unknown) => err instanceof ConfigError && message.test(err.message),
+      );
+    }
+  });
+});
+
+describe('duration', () => {
+  it('reads seconds, minutes and hours', () => {
+    assert.equal(duration('x', '45'), 45);
+    assert.equal(duration('x', '30s'), 30);
+    assert.equal(duration('x', '10m'), 600);
+    assert.equal(duration('x', '2h'), 7200);
+    assert.throws(() => duration('x', '0s'), ConfigError);
+  });
+});

@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Echo } from '../../../src/echo/api.ts';
+import {
+  APPLIED_HASH_ANNOTATION,
+  deploymentDrift,
+  desiredDeployment,
+  firstDifference,
+  instanceLabel,
+  selectorString,
+} from '../../../src/echo/desired.ts';
+
+const echo = (over: Partial<Echo['metadata']> = {}, spec: Partial<Echo['spec']> = {}): Echo => ({
+  apiVersion: 'example.com/v1',
+  kind: 'Echo',
+  metadata: {
+    name: 'web',
+    namespace: 'team',
+    uid: 'uid-1',
+    resourceVersion: '7',
+    generation: 2,
+    ...over,
+  },
+  spec: { replicas: 3, ...spec },
+});
+
+describe('desiredDeployment', () => {
+  it('runs spec.replicas echo-server pods, controlled by the Echo', () => {
+    const d = desiredDeployment(echo());
+    assert.equal(d.metadata.name, 'web');
+    assert.equal(d.metadata.namespace, 'team');
+    assert.equal(d.spec.replicas, 3);
+    assert.deepEqual(d.metadata.ownerReferences, [
+      {
+        apiVersion: 'example.com/v1',
+        kind: 'Echo',
+        name: 'web',
+        uid: 'uid-1',
+        controller: true,
+        blockOwnerDeletion: true,
+      },
+    ]);
+    const [container] = d.spec.template.spec.containers;
+    assert.equal(container?.image, 'inanimate/echo-server');
+    assert.deepEqual(container.ports, [{ name: 'http', containerPort: 8080 }]);
+    assert.equal(d.metadata.labels['app.kubernetes.io/managed-by'], 'echo-operator');
+  });
+
+  it('uses the image the Echo names', () => {
+    assert.equal(
+      desiredDeployment(echo({}, { image: 'my/echo:2' })).spec.template.spec.containers[0]?.image,
+      'my/echo:2',
+    );
+  });
+
+  it('copies the Echo labels onto the Deployment but never into its selector or pods', () => {
+    const d = desiredDeployment(
+      echo({ labels: { team: 'a', 'app.kubernetes.io/managed-by': 'me' } }),
+    );
+    assert.equal(d.metadata.labels.team, 'a');
+    assert.equal(d.metadata.labels['app.kubernetes.io/managed-by'], 'echo-operator', 'ours wins');
+    assert.deepEqual(d.spec.selector.matchLabels, {
+      'app.kubernetes.io/name': 'echo',
+      'app.kubernetes.io/instance': 'web',
+    });
+    assert.deepEqual(d.spec.template.metadata.labels, d.spec.selector.matchLabels);
+  });
+
+  it('keeps the selector when only labels change, and changes the hash', () => {
+    const a = desiredDeployment(echo({ labels: { tier: 'one' } }));
+    const b = desiredDeployment(echo({ labels: { color: 'blue' } }));
+    assert.deepEqual(a.spec.selector, b.spec.selector);
+    assert.notEqual(
+      a.metadata.annotations[APPLIED_HASH_ANNOTATION],
+      b.metadata.annotations[APPLIED_HASH_ANNOTATION],
+    );
+  });
+
+  it('is a pure function of the Echo', () => {
+    assert.deepEqual(desiredDeployment(echo()), desiredDeployment(echo()));
+    assert.deepEqual(
+      desiredDeployment(echo({ resourceVersion: '99', generation: 5 })),
+      desiredDeployment(echo()),
+      'resourceVersion and generation do not change the Deployment',
+    );
+  });
+});
+
+describe('instanceLabel', () => {
+  it('is the name itself up to 63 characters', () => {
+    const name = 'a'.repeat(63);
+    assert.equal(instanceLabel(name), name);
+  });
+  it('shortens longer names to a valid, distinct label value', () => {
+    const a = instanceLabel(`${'a'.repeat(100)}.x`);
+    const b = instanceLabel(`${'a'.repeat(100)}.y`);
+    for (const v of [a, b]) {
+      assert.ok(v.length <= 63);
+      assert.match(v, /^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/);
+    }
+    assert.notEqual(a, b);
+    assert.equal(instanceLabel(`${'a'.repeat(100)}.x`), a, 'stable');
+  });
+  it('gives the status selector', () => {
+    assert.equal(
+      selectorString(echo()),
+      'app.kubernetes.io/name=echo,app.kubernetes.io/instance=web',
+    );
+  });
+});
+
+describe('deploymentDrift', () => {
+  const desired = desiredDeployment(echo());
+  // What the API server returns: our fields plus defaults and fields of others, no apiVersion in lists.
+  const live = (): Record<string, unknown> => {
+    const copy = structuredClone(desired) as unknown as Record<string, unknown> & typeof desired;
+    delete (copy as Partial<typeof desired>).apiVersion;
+    delete (copy as Partial<typeof desired>).kind;
+    copy.metadata.labels.extra = 'someone else';
+    (copy.spec as Record<string, unknown>).revisionHistoryLimit = 10;
+    const container = copy.spec.template.spec.containers[0] as unknown as Record<string, unknown>;
+    container.imagePullPolicy = 'Always';
+    (container.ports as Record<string, unknown>[])[0]!.protocol = 'TCP';
+    return copy;
+  };
+
+  it("sees no drift where the server only added defaults and others' fields", () => {
+    assert.equal(deploymentDrift(desired, live()), undefined);
+  });
+  it('reports a missing Deployment', () => {
+    assert.equal(deploymentDrift(desired, undefined), 'missing');
+  });
+  it('reports a hand edit of the replicas', () => {
+    const edited = live();
+    (edited.spec as { replicas: number }).replicas = 5;
+    assert.equal(deploymentDrift(desired, edited), 'spec.replicas');
+  });
+  it('reports a changed Echo through the applied hash, even for a removed label', () => {
+    const withLabel = desiredDeployment(echo({ labels: { gone: 'soon' } }));
+    const applied = structuredClone(withLabel);
+    // The live labels still hold everything desired; only the hash tells the label must go.
+    assert.equal(
+      deploymentDrift(desiredDeployment(echo()), applied),
+      `metadata.annotations.${APPLIED_HASH_ANNOTATION}`,
+    );
+  });
+});
+
+describe('firstDifference', () => {
+  it('compares arrays by length and position', () => {
+    assert.equal(firstDifference({ a: [1, 2] }, { a: [1, 2] }), undefined);
+    assert.equal(firstDifference({ a: [1, 2] }, { a: [1] }), 'a');
+    assert.equal(firstDifference({ a: [{ b: 1 }] }, { a: [{ b: 2 }] }), 'a[0].b');
+  });
+  it('treats a missing object as a difference', () => {
+    assert.equal(firstDifference({ a: { b: 1 } }, {}), 'a');
+    assert.equal(firstDifference({ a: { b: 1 } }, { a: null }), 'a');
+  });
+});

@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Condition, Echo } from '../../../src/echo/api.ts';
+import {
+  desiredStatus,
+  setCondition,
+  statusChanged,
+  type ObservedDeployment,
+} from '../../../src/echo/status.ts';
+
+const echo = (replicas = 3, status?: Echo['status']): Echo => ({
+  apiVersion: 'example.com/v1',
+  kind: 'Echo',
+  metadata: { name: 'web', namespace: 'team', uid: 'u', resourceVersion: '1', generation: 4 },
+  spec: { replicas },
+  ...(status ? { status } : {}),
+});
+
+const deployment = (
+  ready: number,
+  over: Partial<NonNullable<ObservedDeployment['status']>> = {},
+): ObservedDeployment => ({
+  metadata: { generation: 2 },
+  spec: { replicas: 3 },
+  status: {
+    observedGeneration: 2,
+    replicas: 3,
+    updatedReplicas: 3,
+    readyReplicas: ready,
+    availableReplicas: ready,
+    ...over,
+  },
+});
+
+const t1 = new Date('2026-11-25T10:00:00.123Z');
+const t2 = new Date('2026-11-25T11:00:00Z');
+const condition = (s: Echo['status'], type: string): Condition | undefined =>
+  s?.conditions?.find((c) => c.type === type);
+
+describe('desiredStatus', () => {
+  it('is Ready when replicas, updated and ready all match the spec', () => {
+    const s = desiredStatus(echo(), deployment(3), t1);
+    assert.deepEqual(condition(s, 'Ready'), {
+      type: 'Ready',
+      status: 'True',
+      reason: 'ReplicasReady',
+      message: '3/3 replicas ready, 3 updated',
+      observedGeneration: 4,
+      lastTransitionTime: '2026-11-25T10:00:00Z',
+    });
+    assert.equal(condition(s, 'Progressing')?.status, 'False');
+    assert.equal(condition(s, 'Progressing')?.reason, 'Complete');
+    assert.equal(s.observedGeneration, 4, "the Echo's generation, not the Deployment's");
+    assert.deepEqual(
+      {
+        replicas: s.replicas,
+        ready: s.readyReplicas,
+        available: s.availableReplicas,
+        updated: s.updatedReplicas,
+      },
+      { replicas: 3, ready: 3, available: 3, updated: 3 },
+    );
+    assert.equal(s.selector, 'app.kubernetes.io/name=echo,app.kubernetes.io/instance=web');
+  });
+
+  it('is Progressing while pods are not ready, with counts in the message', () => {
+    const s = desiredStatus(echo(), deployment(1), t1);
+    assert.equal(condition(s, 'Ready')?.status, 'False');
+    assert.equal(condition(s, 'Ready')?.reason, 'RollingOut');
+    assert.equal(condition(s, 'Progressing')?.status, 'True');
+    assert.match(condition(s, 'Ready')?.message ?? '', /^1\/3 replicas ready/);
+  });
+
+  it('is not Ready while the Deployment controller has not seen the latest spec', () => {
+    const stale = { ...deployment(3), metadata: { generation: 3 } };
+    assert.equal(condition(desiredStatus(echo(), stale, t1), 'Ready')?.status, 'False');
+  });
+
+  it('says the Deployment is pending when there is none yet', () => {
+    const s = desiredStatus(echo(), undefined, t1);
+    assert.equal(condition(s, 'Ready')?.reason, 'DeploymentPending');
+    assert.equal(s.readyReplicas, 0);
+  });
+
+  it('reports a stalled rollout', () => {
+    const stalled = deployment(1, {
+      conditions: [
+        {
+          type: 'Progressing',
+          status: 'False',
+          reason: 'ProgressDeadlineExceeded',
+          message: 'too slow',
+        },
+      ],
+    });
+    const s = desiredStatus(echo(), stalled, t1);
+    assert.equal(condition(s, 'Progressing')?.status, 'False');
+    assert.equal(condition(s, 'Progressing')?.reason, 'ProgressDeadlineExceeded');
+  });
+
+  it('names the owner of a Deployment it may not touch', () => {
+    const s = desiredStatus(echo(), undefined, t1, {
+      kind: 'OwnedByAnother',
+      owner: 'ConfigMap x',
+    });
+    assert.equal(condition(s, 'Ready')?.reason, 'DeploymentOwnedByAnother');
+    assert.match(condition(s, 'Ready')?.message ?? '', /ConfigMap x/);
+  });
+
+  it('keeps exactly one condition of each type across reconciles', () => {
+    let s = desiredStatus(echo(), deployment(1), t1);
+    for (let i = 0; i < 3; i++) s = desiredStatus(echo(3, s), deployment(i), t2);
+    assert.deepEqual(
+      s.conditions?.map((c) => c.type),
+      ['Ready', 'Progressing'],
+    );
+  });
+});
+
+describe('setCondition', () => {
+  const base = {
+    type: 'Ready',
+    status: 'False' as const,
+    reason: 'RollingOut',
+    message: '1/3',
+    observedGeneration: 1,
+  };
+
+  it('moves lastTransitionTime only when the status changes', () => {
+    const [first] = setCondition([], base, 'T1');
+    assert.equal(first?.lastTransitionTime, 'T1');
+    const [same] = setCondition([first], { ...base, message: '2/3', observedGeneration: 2 }, 'T2');
+    assert.equal(same?.lastTransitionTime, 'T1', 'same status: time kept');
+    assert.equal(same.message, '2/3', 'message follows');
+    assert.equal(same.observedGeneration, 2, 'generation follows');
+    const [flipped] = setCondition(
+      [same],
+      { ...base, status: 'True', reason: 'ReplicasReady' },
+      'T3',
+    );
+    assert.equal(flipped?.lastTransitionTime, 'T3');
+  });
+});
+
+describe('statusChanged', () => {
+  it('is false for a status that only differs in key order', () => {
+    const s = desiredStatus(echo(), deployment(3), t1);
+    const reordered = JSON.parse(JSON.stringify({ conditions: s.conditions, ...s })) as typeof s;
+    assert.equal(statusChanged(reordered, s), false);
+  });
+  it('is false when recomputed later with nothing changed: steady state writes nothing', () => {
+    const s = desiredStatus(echo(), deployment(3), t1);
+    assert.equal(statusChanged(s, desiredStatus(echo(3, s), deployment(3), t2)), false);
+  });
+  it('is true when a count changes', () => {
+    const s = desiredStatus(echo(), deployment(3), t1);
+    assert.equal(statusChanged(s, desiredStatus(echo(3, s), deployment(2), t2)), true);
+  });
+});
