@@ -94,6 +94,7 @@ async function run(config: Config, loggers: Loggers): Promise<void> {
     {
       version: VERSION,
       server: client.server.origin,
+      port: http.port,
       namespaces: config.namespaces.length ? config.namespaces : 'all',
     },
     'echo-operator starting',

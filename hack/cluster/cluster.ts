@@ -35,7 +35,14 @@ export interface ClusterState {
   server: string;
   kubeconfig: string;
   auditLog: string | undefined;
-  processes: { name: string; pid: number; command: string; logFile: string }[];
+  processes: {
+    name: string;
+    pid: number;
+    command: string;
+    args: string[];
+    logFile: string;
+    detached: boolean;
+  }[];
 }
 
 export class LocalCluster {
@@ -88,7 +95,14 @@ export class LocalCluster {
         logFile: join(dir, 'logs', `${name}.log`),
         detached: options.detached ?? false,
       });
-      state.processes.push({ name, pid: p.pid, command: p.command, logFile: p.logFile });
+      state.processes.push({
+        name,
+        pid: p.pid,
+        command: p.command,
+        args,
+        logFile: p.logFile,
+        detached: options.detached ?? false,
+      });
       await saveState();
       return p;
     };
@@ -252,6 +266,25 @@ export class LocalCluster {
     for (const p of [...this.state.processes].reverse()) await stopProcess(p.pid, p.command);
     this.state.processes = [];
     await rm(this.state.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Stops one component and starts it again with the same flags, waiting for the API server to
+   * be ready again: how tests cut every watch at once.
+   */
+  async restart(name: string): Promise<void> {
+    const entry = this.state.processes.find((p) => p.name === name);
+    if (!entry) throw new Error(`no process named ${name}`);
+    await stopProcess(entry.pid, entry.command);
+    const p = startProcess({ ...entry, name });
+    entry.pid = p.pid;
+    await writeFile(join(this.state.dir, 'cluster.json'), JSON.stringify(this.state, null, 2));
+    const admin = await KubeClient.fromFile(this.state.kubeconfig);
+    try {
+      await waitFor(name, p, async () => (await admin.text({ path: '/readyz' })) === 'ok', 120_000);
+    } finally {
+      await admin.close();
+    }
   }
 
   isRunning(): boolean {

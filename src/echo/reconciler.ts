@@ -31,6 +31,9 @@ export interface EchoReconcilerOptions {
   log?: Logger;
 }
 
+const BLOCKED_RETRY_MS = 60_000;
+const BLOCKED_RETRY_MAX_MS = 3600_000;
+
 const deploymentsPath = (namespace: string): string =>
   `/apis/apps/v1/namespaces/${namespace}/deployments`;
 
@@ -112,17 +115,37 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
       signal,
     );
 
+  /**
+   * Echoes whose Deployment the API server refused (held by another controller, or invalid). They
+   * are retried on a backoff of their own (1 minute doubling to 1 hour), not on every event or
+   * resync: a refused write is still a write.
+   */
+  const blocked = new Map<
+    string,
+    { generation: number; blocker: Blocker; retryAt: number; delayMs: number }
+  >();
+
   return async (key, signal) => {
     const echo = options.echoes.get(key);
     // Gone or going: the garbage collector removes the Deployment through its owner reference.
-    if (!echo || echo.metadata.deletionTimestamp) return undefined;
+    if (!echo || echo.metadata.deletionTimestamp) {
+      blocked.delete(key);
+      return undefined;
+    }
     const { name, namespace } = echo.metadata;
+    const generation = echo.metadata.generation ?? 0;
     const cached = options.deployments.get(key);
     let observed: ObservedDeployment | undefined = cached;
     let blocker: Blocker | undefined;
+    let requeueAfterMs: number | undefined;
 
+    const known = blocked.get(key);
+    if (known && known.generation !== generation) blocked.delete(key);
     const owner = cached?.metadata.ownerReferences?.find((r) => r.controller === true);
-    if (owner && owner.uid !== echo.metadata.uid) {
+    if (known?.generation === generation && Date.now() < known.retryAt) {
+      blocker = known.blocker;
+      requeueAfterMs = known.retryAt - Date.now();
+    } else if (owner && owner.uid !== echo.metadata.uid) {
       if (owner.kind === KIND && owner.apiVersion === API_VERSION) {
         // The Deployment of an earlier Echo of the same name: wait for the garbage collector;
         // its delete event brings this Echo back.
@@ -137,6 +160,7 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
         options.log?.debug({ echo: key, drift }, 'applying the Deployment');
         try {
           observed = await apply(desired, signal);
+          blocked.delete(key);
           recorder.record(
             reference(echo),
             'Normal',
@@ -180,6 +204,14 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
           } else {
             blocker = { kind: 'ApplyFailed', message: err.message };
           }
+          if (blocker) {
+            const delayMs = Math.min(
+              (known?.delayMs ?? BLOCKED_RETRY_MS / 2) * 2,
+              BLOCKED_RETRY_MAX_MS,
+            );
+            blocked.set(key, { generation, blocker, retryAt: Date.now() + delayMs, delayMs });
+            requeueAfterMs = delayMs;
+          }
         }
       }
     }
@@ -205,6 +237,6 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
         signal,
       );
     }
-    return undefined;
+    return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   };
 }

@@ -102,6 +102,9 @@ describe('echo operator', () => {
       echo.status?.selector,
       'app.kubernetes.io/name=echo,app.kubernetes.io/instance=basic',
     );
+    const table = kubectl('-n', ns.name, 'get', 'echo', 'basic');
+    assert.match(table, /^NAME\s+READY\s+REPLICAS\s+READY REPLICAS\s+AGE\n/);
+    assert.match(table, /\nbasic\s+True\s+2\s+2\s+\d+s\n/);
     const progressing = echo.status.conditions?.find((c) => c.type === 'Progressing');
     assert.equal(progressing?.status, 'False');
     assert.equal(progressing.reason, 'Complete');

@@ -1,0 +1,151 @@
+// The operator as users run it, a process (`node src/main.ts`), on a cluster of its own so the
+// test can take the CRD away and restart the API server: plain-language failures at startup,
+// readiness, convergence after every watch is cut, and a graceful exit on SIGTERM.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
+import type { Echo } from '../../src/echo/api.ts';
+import { KubeClient } from '../../src/kube/client.ts';
+import { eventually } from '../support/kube.ts';
+import { installCrd } from '../support/operator.ts';
+
+const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+interface OperatorProcess {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function startMain(args: string[]): OperatorProcess {
+  const child = spawn(process.execPath, [main, '--port=0', '--log-format=json', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, KUBECONFIG: '' },
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  return { child, output: () => out, exited };
+}
+
+/** The port the operator logged at startup. */
+function httpPort(p: OperatorProcess): number | undefined {
+  for (const line of p.output().split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const entry = JSON.parse(line) as { msg?: string; port?: number };
+    if (entry.msg === 'echo-operator starting') return entry.port;
+  }
+  return undefined;
+}
+
+describe('operator process', () => {
+  let cluster: LocalCluster;
+  let admin: KubeClient;
+
+  before(async () => {
+    cluster = await LocalCluster.start();
+    admin = await KubeClient.fromFile(cluster.kubeconfig);
+  });
+
+  after(async () => {
+    await admin.close();
+    await cluster.stop();
+  });
+
+  it('exits 1 with a plain message when the CRD is not installed', async () => {
+    const p = startMain([`--kubeconfig=${cluster.kubeconfig}`]);
+    assert.equal(await p.exited, 1);
+    assert.match(p.output(), /the Echo CRD \(echoes\.example\.com\) is not installed/);
+  });
+
+  it('exits 1 with a plain message when its credentials are refused', async () => {
+    const bad = join(cluster.state.dir, 'bad-token.kubeconfig');
+    await writeKubeconfig(bad, cluster.state.server, cluster.caCert, { token: 'not-a-real-token' });
+    const p = startMain([`--kubeconfig=${bad}`]);
+    assert.equal(await p.exited, 1);
+    assert.match(p.output(), /rejected the operator's credentials \(401 Unauthorized\)/);
+    assert.doesNotMatch(p.output(), /not-a-real-token/, 'the token is never logged');
+  });
+
+  it('exits 2 on a bad flag, before touching the cluster', async () => {
+    const p = startMain(['--log-format=xml']);
+    assert.equal(await p.exited, 2);
+    assert.match(p.output(), /--log-format must be text or json/);
+  });
+
+  it('gets ready, converges after the API server restarts, and stops cleanly on SIGTERM', async () => {
+    await installCrd(admin);
+    const ns = 'restart';
+    await admin.request({
+      method: 'POST',
+      path: '/api/v1/namespaces',
+      body: { metadata: { name: ns } },
+    });
+    const p = startMain([`--kubeconfig=${cluster.kubeconfig}`, '--log-filter=info']);
+    try {
+      const port = await eventually(
+        'the operator to log its port',
+        () => Promise.resolve(httpPort(p)),
+        30_000,
+      );
+      await eventually('/readyz to pass', async () =>
+        (await fetch(`http://127.0.0.1:${String(port)}/readyz`)).ok ? true : undefined,
+      );
+      assert.equal((await fetch(`http://127.0.0.1:${String(port)}/nope`)).status, 404);
+
+      const echoes = `/apis/example.com/v1/namespaces/${ns}/echoes`;
+      const create = (name: string, replicas: number): Promise<unknown> =>
+        admin.request({
+          method: 'POST',
+          path: echoes,
+          body: {
+            apiVersion: 'example.com/v1',
+            kind: 'Echo',
+            metadata: { name },
+            spec: { replicas },
+          },
+        });
+      const ready = (name: string, replicas: number): Promise<true> =>
+        eventually(
+          `${name} Ready with ${String(replicas)}`,
+          async () => {
+            const e = await admin.request<Echo>({ path: `${echoes}/${name}` });
+            const r = e.status?.conditions?.find((c) => c.type === 'Ready');
+            return r?.status === 'True' &&
+              e.status?.readyReplicas === replicas &&
+              e.status.observedGeneration === e.metadata.generation
+              ? true
+              : undefined;
+          },
+          90_000,
+        );
+
+      await create('before', 1);
+      await ready('before', 1);
+
+      // Every watch breaks; nothing is learnt while the server is away.
+      await cluster.restart('kube-apiserver');
+
+      await create('after', 2);
+      await admin.request({
+        method: 'PATCH',
+        path: `${echoes}/before`,
+        body: { spec: { replicas: 3 } },
+        contentType: 'application/merge-patch+json',
+      });
+      await ready('after', 2);
+      await ready('before', 3);
+      assert.equal(p.child.exitCode, null, 'still running: a lost watch is retried, not fatal');
+      assert.match(p.output(), /watch failed, retrying/, 'the restart did cut the watches');
+    } finally {
+      p.child.kill('SIGTERM');
+    }
+    assert.equal(await p.exited, 0);
+    assert.match(p.output(), /"msg":"stopped"/);
+  });
+});
