@@ -298,6 +298,11 @@ export class LocalCluster {
   get caCert(): string {
     return join(this.state.dir, 'ca.crt');
   }
+
+  /** The admin client certificate (group system:masters). */
+  get adminCert(): { cert: string; key: string } {
+    return { cert: join(this.state.dir, 'admin.crt'), key: join(this.state.dir, 'admin.key') };
+  }
 }
 
 const TMP_PREFIX = 'echo-cluster-';

@@ -1,4 +1,4 @@
-// The Kubernetes HTTP client: one keep-alive connection pool for every request, credentials from
+// The Kubernetes HTTP client: one keep-alive HTTP/2 connection for every request, credentials from
 // a kubeconfig (through @kubernetes/client-node's loader, which knows exec plugins, in-cluster
 // tokens and the rest), typed errors, Retry-After honoured, and every response reported to an
 // observer for metrics.
@@ -39,6 +39,11 @@ export interface ClientOptions {
   maxAttempts?: number;
   /** Upper bound on one Retry-After wait, so a confused server cannot park a worker for long. */
   maxRetryAfterSeconds?: number;
+  /**
+   * How long a request may wait for its response headers, then for each chunk of its body. A
+   * connection that went silent (a dead peer) fails the request instead of holding a worker.
+   */
+  requestTimeoutMs?: number;
 }
 
 /** Credentials are re-read this often (in-cluster tokens rotate; client-node re-reads them every 60 s too). */
@@ -53,7 +58,9 @@ export class KubeClient {
   readonly server: URL;
   private readonly pool: Pool;
   private readonly kubeConfig: KubeConfig;
-  private readonly options: Required<Pick<ClientOptions, 'maxAttempts' | 'maxRetryAfterSeconds'>> &
+  private readonly options: Required<
+    Pick<ClientOptions, 'maxAttempts' | 'maxRetryAfterSeconds' | 'requestTimeoutMs'>
+  > &
     ClientOptions;
   private credentials: Promise<Credentials> | undefined;
 
@@ -61,7 +68,12 @@ export class KubeClient {
     this.kubeConfig = kubeConfig;
     this.server = server;
     this.pool = pool;
-    this.options = { maxAttempts: 10, maxRetryAfterSeconds: 30, ...options };
+    this.options = {
+      maxAttempts: 10,
+      maxRetryAfterSeconds: 30,
+      requestTimeoutMs: 60_000,
+      ...options,
+    };
   }
 
   /** Builds a client for the kubeconfig's current context. */
@@ -89,7 +101,11 @@ export class KubeClient {
         ...(tls.servername ? { servername: tls.servername } : {}),
         rejectUnauthorized: tls.rejectUnauthorized ?? true,
       },
-      // Matches client-go's idle connection lifetime; watches keep their own connection open.
+      // HTTP/2 (the API server offers it through ALPN): every request and watch multiplexed on
+      // one connection, as client-go does. A stream that times out makes undici PING the peer
+      // and replace a connection that no longer answers.
+      allowH2: true,
+      // Matches client-go's idle connection lifetime.
       keepAliveTimeout: 90_000,
       keepAliveMaxTimeout: 90_000,
     });
@@ -232,6 +248,8 @@ export class KubeClient {
           headers,
           body: body ?? null,
           signal: opts.signal ?? null,
+          headersTimeout: this.options.requestTimeoutMs,
+          bodyTimeout: this.options.requestTimeoutMs,
         });
         code = res.statusCode;
         const text = await res.body.text();

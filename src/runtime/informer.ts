@@ -56,7 +56,8 @@ export interface BackoffPolicy {
 export interface InformerOptions<T extends KubeObject> {
   /** For logs and metrics: `echoes`, `deployments`. */
   name: string;
-  client: KubeClient;
+  /** Only list and watch are used: a test can script them. */
+  client: Pick<KubeClient, 'request' | 'watch'>;
   /** The collection path, e.g. `/apis/apps/v1/deployments` or a namespaced one. */
   path: string;
   labelSelector?: string;

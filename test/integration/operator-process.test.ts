@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +12,8 @@ import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { eventually } from '../support/kube.ts';
-import { installCrd } from '../support/operator.ts';
+import { startFaultProxy } from '../support/fault-proxy.ts';
+import { installCrd, startOperator } from '../support/operator.ts';
 
 const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
@@ -147,5 +149,68 @@ describe('operator process', () => {
     }
     assert.equal(await p.exited, 0);
     assert.match(p.output(), /"msg":"stopped"/);
+  });
+
+  it('notices watches that go silent, and catches up', async () => {
+    await installCrd(admin);
+    const ns = 'silent';
+    await admin.request({
+      method: 'POST',
+      path: '/api/v1/namespaces',
+      body: { metadata: { name: ns } },
+    });
+    const proxy = await startFaultProxy(Number(new URL(cluster.state.server).port));
+    const viaProxy = join(cluster.state.dir, 'proxy.kubeconfig');
+    await writeKubeconfig(
+      viaProxy,
+      `https://127.0.0.1:${String(proxy.port)}`,
+      cluster.caCert,
+      cluster.adminCert,
+    );
+    let watchesOpened = 0;
+    const op = await startOperator(
+      [ns],
+      {
+        idleTimeoutMs: 3000,
+        informerObserver: () => ({
+          watchStarted: () => {
+            watchesOpened++;
+          },
+        }),
+      },
+      viaProxy,
+      { requestTimeoutMs: 3000 },
+    );
+    try {
+      await sleep(500);
+      const opened = watchesOpened;
+      const silenced = proxy.silenceOpenConnections();
+      // Lists, both watches and every write share one HTTP/2 connection, as client-go does.
+      assert.equal(silenced, 1, 'one connection for every request');
+      // Created behind the silenced watches' back: the operator can only learn of it by reconnecting.
+      await admin.request({
+        method: 'POST',
+        path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
+        body: {
+          apiVersion: 'example.com/v1',
+          kind: 'Echo',
+          metadata: { name: 'unseen' },
+          spec: { replicas: 1 },
+        },
+      });
+      await eventually(
+        'the Deployment of an Echo created while the watches were silent',
+        async () => {
+          const d = await admin.request<{ spec: { replicas: number } }>({
+            path: `/apis/apps/v1/namespaces/${ns}/deployments/unseen`,
+          });
+          return d.spec.replicas === 1 ? true : undefined;
+        },
+      );
+      assert.ok(watchesOpened > opened, 'the watches were reopened');
+    } finally {
+      await op.stop();
+      await proxy.close();
+    }
   });
 });

@@ -1,7 +1,7 @@
 // Runs the operator in the test process against the shared cluster, scoped to the test's own
 // namespaces, with its request counters at hand.
 import { echoCrd } from '../../src/echo/api.ts';
-import { KubeClient } from '../../src/kube/client.ts';
+import { KubeClient, type ClientOptions } from '../../src/kube/client.ts';
 import { RequestCounts } from '../../src/kube/request-counts.ts';
 import { EchoOperator, type OperatorOptions } from '../../src/operator.ts';
 import { createLoggers } from '../../src/telemetry/logger.ts';
@@ -37,9 +37,13 @@ export async function startOperator(
   namespaces: string[],
   overrides: Partial<OperatorOptions> = {},
   kubeconfig = clusterKubeconfig(),
+  clientOptions: ClientOptions = {},
 ): Promise<RunningOperator> {
   const counts = new RequestCounts();
-  const client = await KubeClient.fromFile(kubeconfig, { onResponse: counts.record });
+  const client = await KubeClient.fromFile(kubeconfig, {
+    ...clientOptions,
+    onResponse: counts.record,
+  });
   const loggers = createLoggers(process.env.ECHO_TEST_LOG ?? 'warn', 'text', process.stderr);
   const operator = new EchoOperator({
     client,

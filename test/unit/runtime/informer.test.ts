@@ -1,0 +1,207 @@
+// The informer's bookkeeping, with list and watch scripted in memory: what a relist tells the
+// handlers, the owner index, resuming from the last resourceVersion, and a relist on 410 Gone.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { RequestOptions, WatchEvent } from '../../../src/kube/client.ts';
+import { ApiError } from '../../../src/kube/errors.ts';
+import { Informer, type InformerEvent, type KubeObject } from '../../../src/runtime/informer.ts';
+
+interface Pod extends KubeObject {
+  spec?: { n: number };
+}
+
+const pod = (
+  name: string,
+  rv: string,
+  owner?: string,
+  extra: Record<string, unknown> = {},
+): Pod => ({
+  metadata: {
+    name,
+    namespace: 'ns',
+    resourceVersion: rv,
+    ...(owner
+      ? {
+          ownerReferences: [
+            { apiVersion: 'v1', kind: 'Owner', name: owner, uid: owner, controller: true },
+          ],
+        }
+      : {}),
+    ...extra,
+  },
+});
+
+type WatchStep = WatchEvent<Pod> | Error;
+
+/** A client whose list answers and watch streams are given in order; it records every query. */
+function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController) {
+  const calls: { kind: 'list' | 'watch'; query: Record<string, unknown> }[] = [];
+  let rv = 100;
+  return {
+    calls,
+    client: {
+      request<T>(opts: RequestOptions): Promise<T> {
+        calls.push({ kind: 'list', query: opts.query ?? {} });
+        const items = lists.shift() ?? [];
+        return Promise.resolve({ metadata: { resourceVersion: String(rv++) }, items } as T);
+      },
+      async *watch<T>(
+        opts: RequestOptions & { idleTimeoutMs: number },
+      ): AsyncGenerator<WatchEvent<T>> {
+        calls.push({ kind: 'watch', query: opts.query ?? {} });
+        const steps = watches.shift();
+        if (!steps) {
+          stop.abort();
+          return;
+        }
+        for (const step of steps) {
+          await Promise.resolve();
+          if (step instanceof Error) throw step;
+          yield step as WatchEvent<T>;
+        }
+      },
+    },
+  };
+}
+
+const gone = () =>
+  new ApiError(410, { reason: 'Expired', message: 'too old resource version' }, 'watch', '/pods');
+
+describe('Informer', () => {
+  it('lists, watches from the list resourceVersion, and resumes from the last one seen', async () => {
+    const stop = new AbortController();
+    const { client, calls } = scripted(
+      [[pod('a', '1')]],
+      [
+        [
+          { type: 'ADDED', object: pod('b', '5') },
+          { type: 'BOOKMARK', object: pod('', '9') },
+        ],
+        [{ type: 'MODIFIED', object: pod('a', '12') }],
+      ],
+      stop,
+    );
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      labelSelector: 'x=y',
+    });
+    await informer.run(stop.signal);
+    assert.deepEqual(
+      calls.map((c) => [c.kind, c.query.resourceVersion, c.query.labelSelector]),
+      [
+        ['list', undefined, 'x=y'],
+        ['watch', '100', 'x=y'],
+        ['watch', '9', 'x=y'], // the bookmark moved it on
+        ['watch', '12', 'x=y'],
+      ],
+    );
+    assert.equal(calls[1]?.query.allowWatchBookmarks, true);
+    assert.ok(Number(calls[1].query.timeoutSeconds) >= 290);
+    assert.deepEqual(informer.keys().sort(), ['ns/a', 'ns/b']);
+    assert.equal(informer.get('ns/a')?.metadata.resourceVersion, '12');
+    assert.ok(informer.synced);
+  });
+
+  it('relists on 410 Gone and tells handlers what vanished meanwhile', async () => {
+    const stop = new AbortController();
+    const { client, calls } = scripted(
+      [
+        [pod('a', '1'), pod('b', '1')],
+        [pod('b', '7'), pod('c', '7')],
+      ],
+      [[gone()]],
+      stop,
+    );
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      backoff: { initialMs: 1, maxMs: 2, resetAfterMs: 10 },
+    });
+    const events: string[] = [];
+    informer.onEvent((e: InformerEvent<Pod>) => events.push(`${e.type} ${e.object.metadata.name}`));
+    await informer.run(stop.signal);
+    assert.deepEqual(
+      calls.map((c) => c.kind),
+      ['list', 'watch', 'list', 'watch'],
+    );
+    assert.deepEqual(events, ['add a', 'add b', 'delete a', 'update b', 'add c']);
+    assert.deepEqual(informer.keys().sort(), ['ns/b', 'ns/c']);
+  });
+
+  it('backs off and resumes the watch after a failure, without relisting', async () => {
+    const stop = new AbortController();
+    const { client, calls } = scripted(
+      [[pod('a', '1')]],
+      [[new Error('socket hang up')], []],
+      stop,
+    );
+    const errors: string[] = [];
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      backoff: { initialMs: 1, maxMs: 2, resetAfterMs: 10 },
+      onError: (m) => errors.push(m),
+    });
+    await informer.run(stop.signal);
+    assert.deepEqual(
+      calls.map((c) => c.kind),
+      ['list', 'watch', 'watch', 'watch'],
+    );
+    assert.deepEqual(errors, ['pods: watch failed, retrying']);
+  });
+
+  it('strips managedFields, applies the transform and keeps an owner index', async () => {
+    const stop = new AbortController();
+    const { client } = scripted(
+      [
+        [
+          pod('a', '1', 'o1', { managedFields: [{ manager: 'x' }] }),
+          pod('b', '1', 'o1'),
+          pod('c', '1', 'o2'),
+        ],
+      ],
+      [[{ type: 'DELETED', object: pod('b', '2', 'o1') }]],
+      stop,
+    );
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      transform: (p) => ({ ...p, spec: { n: 1 } }),
+      indexers: { owner: (p) => (p.metadata.ownerReferences ?? []).map((r) => r.uid) },
+    });
+    await informer.run(stop.signal);
+    assert.equal('managedFields' in (informer.get('ns/a')?.metadata ?? {}), false);
+    assert.deepEqual(informer.get('ns/a')?.spec, { n: 1 });
+    assert.deepEqual(
+      informer.byIndex('owner', 'o1').map((p) => p.metadata.name),
+      ['a'],
+    );
+    assert.deepEqual(
+      informer.byIndex('owner', 'o2').map((p) => p.metadata.name),
+      ['c'],
+    );
+  });
+
+  it('survives a handler that throws', async () => {
+    const stop = new AbortController();
+    const { client } = scripted([[pod('a', '1')]], [], stop);
+    const errors: string[] = [];
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      onError: (m) => errors.push(m),
+    });
+    informer.onEvent(() => {
+      throw new Error('boom');
+    });
+    await informer.run(stop.signal);
+    assert.deepEqual(errors, ['pods: event handler failed']);
+    assert.equal(informer.size, 1);
+  });
+});
