@@ -112,13 +112,6 @@ export class KubeClient {
     return new KubeClient(kubeConfig, server, pool, options);
   }
 
-  /** Loads the kubeconfig the way kubectl does (KUBECONFIG, ~/.kube/config, in-cluster). */
-  static async fromDefault(options: ClientOptions = {}): Promise<KubeClient> {
-    const kc = new KubeConfig();
-    kc.loadFromDefault();
-    return KubeClient.fromKubeConfig(kc, options);
-  }
-
   static async fromFile(path: string, options: ClientOptions = {}): Promise<KubeClient> {
     const kc = new KubeConfig();
     kc.loadFromFile(path);

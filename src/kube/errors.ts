@@ -116,11 +116,9 @@ const hasReason =
     err instanceof ApiError && err.reason === reason;
 
 export const isNotFound = hasReason('NotFound');
-export const isAlreadyExists = hasReason('AlreadyExists');
 export const isConflict = hasReason('Conflict');
 export const isInvalid = hasReason('Invalid');
 export const isForbidden = hasReason('Forbidden');
-export const isUnauthorized = hasReason('Unauthorized');
 export const isTooManyRequests = hasReason('TooManyRequests');
 /** 410 Gone and the Expired reason both mean a resourceVersion is too old: relist. */
 export const isGone = (err: unknown): err is ApiError =>

@@ -2,7 +2,6 @@
 // reconciler on them; failures come back with per-key backoff, successes may ask for a later
 // requeue; every primary object is re-queued each resync period. Knows nothing of Echo.
 import type { Informer, KubeObject } from './informer.ts';
-import { objectKey } from './informer.ts';
 import type { WorkQueue } from './workqueue.ts';
 
 export interface ReconcileResult {
@@ -49,10 +48,6 @@ export class Controller {
 
   constructor(options: ControllerOptions) {
     this.options = options;
-  }
-
-  enqueue(object: KubeObject): void {
-    this.options.queue.add(objectKey(object));
   }
 
   /** Runs until `signal` aborts, then lets in-flight reconciles finish before resolving. */

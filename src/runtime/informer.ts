@@ -137,10 +137,6 @@ export class Informer<T extends KubeObject> {
     return this.store.get(key);
   }
 
-  list(): T[] {
-    return [...this.store.values()];
-  }
-
   keys(): string[] {
     return [...this.store.keys()];
   }

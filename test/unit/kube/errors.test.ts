@@ -7,6 +7,7 @@ import {
   isGone,
   isInvalid,
   isNotFound,
+  isTooManyRequests,
   parseStatus,
 } from '../../../src/kube/errors.ts';
 
@@ -39,6 +40,7 @@ describe('ApiError', () => {
     assert.ok(isConflict(err));
     assert.equal(err.status.message, '<html>conflict</html>');
     assert.ok(isNotFound(new ApiError(404, parseStatus('', 404), 'get', '/x')));
+    assert.ok(isTooManyRequests(new ApiError(429, parseStatus('slow down', 429), 'list', '/x')));
   });
 
   it('treats 410 and the Expired reason as Gone', () => {
