@@ -63,7 +63,7 @@ lint: $(NODE_DEPS) ## Type check, lint and check formatting
 	tsc -p tsconfig.json
 	eslint --max-warnings=0 .
 	prettier --check --log-level=warn .
-	bash -n hack/tools/build.sh .ci/run
+	for script in hack/tools/build.sh .ci/run; do bash -n "$$script"; done
 
 ##@ Tests
 

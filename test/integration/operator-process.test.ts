@@ -13,6 +13,7 @@ import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { eventually } from '../support/kube.ts';
 import { startFaultProxy } from '../support/fault-proxy.ts';
+import { echoManifest, isReady } from '../support/fixtures.ts';
 import { installCrd, startOperator } from '../support/operator.ts';
 
 const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -102,28 +103,14 @@ describe('operator process', () => {
 
       const echoes = `/apis/example.com/v1/namespaces/${ns}/echoes`;
       const create = (name: string, replicas: number): Promise<unknown> =>
-        admin.request({
-          method: 'POST',
-          path: echoes,
-          body: {
-            apiVersion: 'example.com/v1',
-            kind: 'Echo',
-            metadata: { name },
-            spec: { replicas },
-          },
-        });
+        admin.request({ method: 'POST', path: echoes, body: echoManifest(name, replicas) });
       const ready = (name: string, replicas: number): Promise<true> =>
         eventually(
           `${name} Ready with ${String(replicas)}`,
-          async () => {
-            const e = await admin.request<Echo>({ path: `${echoes}/${name}` });
-            const r = e.status?.conditions?.find((c) => c.type === 'Ready');
-            return r?.status === 'True' &&
-              e.status?.readyReplicas === replicas &&
-              e.status.observedGeneration === e.metadata.generation
+          async () =>
+            isReady(await admin.request<Echo>({ path: `${echoes}/${name}` }), replicas)
               ? true
-              : undefined;
-          },
+              : undefined,
           90_000,
         );
 
@@ -191,12 +178,7 @@ describe('operator process', () => {
       await admin.request({
         method: 'POST',
         path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
-        body: {
-          apiVersion: 'example.com/v1',
-          kind: 'Echo',
-          metadata: { name: 'unseen' },
-          spec: { replicas: 1 },
-        },
+        body: echoManifest('unseen', 1),
       });
       await eventually(
         'the Deployment of an Echo created while the watches were silent',

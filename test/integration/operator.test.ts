@@ -9,6 +9,7 @@ import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { isInvalid, isNotFound, type ApiError } from '../../src/kube/errors.ts';
 import { adminClient, createNamespace, eventually, kubectl } from '../support/kube.ts';
+import { echoManifest, foreignDeployment, isReady } from '../support/fixtures.ts';
 import { installCrd, startOperator, type RunningOperator } from '../support/operator.ts';
 
 interface Deployment {
@@ -38,12 +39,7 @@ describe('echo operator', () => {
     admin.request<Echo>({
       method: 'POST',
       path: echoes(),
-      body: {
-        apiVersion: 'example.com/v1',
-        kind: 'Echo',
-        metadata: { name, labels },
-        spec: { replicas },
-      },
+      body: echoManifest(name, replicas, labels),
     });
   const getEcho = (name: string): Promise<Echo> =>
     admin.request<Echo>({ path: `${echoes()}/${name}` });
@@ -65,12 +61,7 @@ describe('echo operator', () => {
   const readyEcho = (name: string, replicas: number): Promise<Echo> =>
     eventually(`Echo ${name} Ready with ${String(replicas)} replicas`, async () => {
       const echo = await getEcho(name);
-      const ready = echo.status?.conditions?.find((c) => c.type === 'Ready');
-      return ready?.status === 'True' &&
-        echo.status?.readyReplicas === replicas &&
-        echo.status.observedGeneration === echo.metadata.generation
-        ? echo
-        : undefined;
+      return isReady(echo, replicas) ? echo : undefined;
     });
 
   before(async () => {
@@ -101,6 +92,10 @@ describe('echo operator', () => {
     assert.equal(
       echo.status?.selector,
       'app.kubernetes.io/name=echo,app.kubernetes.io/instance=basic',
+    );
+    assert.match(
+      kubectl('explain', 'echo.spec.replicas'),
+      /Number of echo-server pods to run, 0 to 1000/,
     );
     const table = kubectl('-n', ns.name, 'get', 'echo', 'basic');
     assert.match(table, /^NAME\s+READY\s+REPLICAS\s+READY REPLICAS\s+AGE\n/);
@@ -170,19 +165,7 @@ describe('echo operator', () => {
     await admin.request({
       method: 'POST',
       path: deployments(),
-      body: {
-        apiVersion: 'apps/v1',
-        kind: 'Deployment',
-        metadata: { name: 'adopt' },
-        spec: {
-          replicas: 1,
-          selector: { matchLabels: { legacy: 'yes' } },
-          template: {
-            metadata: { labels: { legacy: 'yes' } },
-            spec: { containers: [{ name: 'old', image: 'registry.invalid/old:1' }] },
-          },
-        },
-      },
+      body: foreignDeployment('adopt', { legacy: 'yes' }),
     });
     await createEcho('adopt', 2);
     const echo = await readyEcho('adopt', 2);
@@ -227,33 +210,17 @@ describe('echo operator', () => {
       path: `/api/v1/namespaces/${ns.name}/configmaps`,
       body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'someone-else' } },
     });
+    const controller = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      name: 'someone-else',
+      uid: owner.metadata.uid,
+      controller: true,
+    };
     await admin.request({
       method: 'POST',
       path: deployments(),
-      body: {
-        apiVersion: 'apps/v1',
-        kind: 'Deployment',
-        metadata: {
-          name: 'taken',
-          ownerReferences: [
-            {
-              apiVersion: 'v1',
-              kind: 'ConfigMap',
-              name: 'someone-else',
-              uid: owner.metadata.uid,
-              controller: true,
-            },
-          ],
-        },
-        spec: {
-          replicas: 1,
-          selector: { matchLabels: { theirs: 'yes' } },
-          template: {
-            metadata: { labels: { theirs: 'yes' } },
-            spec: { containers: [{ name: 'theirs', image: 'registry.invalid/theirs:1' }] },
-          },
-        },
-      },
+      body: foreignDeployment('taken', { theirs: 'yes' }, [controller]),
     });
     await createEcho('taken', 3);
     const echo = await eventually('the Echo to report the foreign owner', async () => {

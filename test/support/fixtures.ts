@@ -1,0 +1,47 @@
+// Objects the tests create, and the checks they repeat.
+import type { Echo } from '../../src/echo/api.ts';
+import type { OwnerReference } from '../../src/echo/desired.ts';
+
+export function echoManifest(
+  name: string,
+  replicas: number,
+  labels: Record<string, string> = {},
+): object {
+  return {
+    apiVersion: 'example.com/v1',
+    kind: 'Echo',
+    metadata: { name, labels },
+    spec: { replicas },
+  };
+}
+
+/** A Deployment made by someone other than the operator, selecting pods by `labels`. */
+export function foreignDeployment(
+  name: string,
+  labels: Record<string, string>,
+  ownerReferences: OwnerReference[] = [],
+): object {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, ownerReferences },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { labels },
+        spec: { containers: [{ name: 'app', image: 'registry.invalid/app:1' }] },
+      },
+    },
+  };
+}
+
+/** Whether the Echo reports Ready with `replicas` ready pods for its current generation. */
+export function isReady(echo: Echo, replicas: number): boolean {
+  const ready = echo.status?.conditions?.find((c) => c.type === 'Ready');
+  return (
+    ready?.status === 'True' &&
+    echo.status?.readyReplicas === replicas &&
+    echo.status.observedGeneration === echo.metadata.generation
+  );
+}
