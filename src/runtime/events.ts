@@ -16,7 +16,7 @@ export interface ObjectReference {
 export type EventType = 'Normal' | 'Warning';
 
 export interface EventRecorderOptions {
-  client: KubeClient;
+  client: Pick<KubeClient, 'request'>;
   /** events.k8s.io reportingController, e.g. `example.com/echo-operator`. */
   controller: string;
   /** This replica: the pod name in a cluster. */

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { RequestOptions } from '../../../src/kube/client.ts';
+import { EventRecorder } from '../../../src/runtime/events.ts';
+
+const regarding = {
+  apiVersion: 'example.com/v1',
+  kind: 'Echo',
+  name: 'web',
+  namespace: 'team',
+  uid: 'u1',
+};
+
+function recorder(dedupWindowMs?: number) {
+  const sent: RequestOptions[] = [];
+  const r = new EventRecorder({
+    client: {
+      request<T>(opts: RequestOptions): Promise<T> {
+        sent.push(opts);
+        return Promise.resolve(undefined as T);
+      },
+    },
+    controller: 'example.com/echo-operator',
+    instance: 'pod-1',
+    ...(dedupWindowMs !== undefined ? { dedupWindowMs } : {}),
+  });
+  return { r, sent };
+}
+
+describe('EventRecorder', () => {
+  it('posts an events.k8s.io/v1 Event about the object', async () => {
+    const { r, sent } = recorder();
+    r.record(regarding, 'Normal', 'DeploymentApplied', 'Apply', 'Deployment web set to 3 replicas');
+    await r.flush();
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]?.path, '/apis/events.k8s.io/v1/namespaces/team/events');
+    const body = sent[0].body as Record<string, unknown>;
+    assert.equal(body.reason, 'DeploymentApplied');
+    assert.equal(body.reportingController, 'example.com/echo-operator');
+    assert.deepEqual(body.regarding, regarding);
+    assert.match(body.eventTime as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+  });
+
+  it('sends the same event about the same object once per window', async () => {
+    const { r, sent } = recorder();
+    for (let i = 0; i < 5; i++)
+      r.record(regarding, 'Warning', 'DeploymentOwnedByAnother', 'Reconcile', 'held by x');
+    r.record(
+      { ...regarding, uid: 'u2', name: 'other' },
+      'Warning',
+      'DeploymentOwnedByAnother',
+      'Reconcile',
+      'held by x',
+    );
+    r.record(regarding, 'Warning', 'DeploymentOwnedByAnother', 'Reconcile', 'held by y');
+    await r.flush();
+    assert.equal(sent.length, 3);
+  });
+
+  it('sends it again once the window has passed', async () => {
+    const { r, sent } = recorder(0);
+    r.record(regarding, 'Normal', 'R', 'A', 'n');
+    r.record(regarding, 'Normal', 'R', 'A', 'n');
+    await r.flush();
+    assert.equal(sent.length, 2);
+  });
+
+  it('keeps names within 253 characters for the longest object names', async () => {
+    const { r, sent } = recorder();
+    r.record({ ...regarding, name: 'n'.repeat(253) }, 'Normal', 'R', 'A', 'n');
+    await r.flush();
+    const name = (sent[0]?.body as { metadata: { name: string } }).metadata.name;
+    assert.ok(name.length <= 253, String(name.length));
+  });
+});
