@@ -257,8 +257,12 @@ describe('echo operator', () => {
   it('makes zero write calls in steady state, across a forced resync', async () => {
     await createEcho('steady', 2);
     await readyEcho('steady', 2);
-    // Let Deployment status updates and their reconciles settle.
-    await sleep(2000);
+    // Settled: the operator made no request for two seconds (late status updates have landed).
+    await eventually('the operator to go quiet', async () => {
+      const total = running.counts.total();
+      await sleep(2000);
+      return running.counts.total() === total ? true : undefined;
+    });
     const before = running.counts.all();
     running.operator.resync();
     await eventually('the resync to be processed', () =>
