@@ -9,8 +9,9 @@ import { KubeClient } from './kube/client.ts';
 import { ApiError } from './kube/errors.ts';
 import { RequestCounts } from './kube/request-counts.ts';
 import { startHttpServer } from './http/server.ts';
-import { EchoOperator, errorText } from './operator.ts';
+import { CONTROLLER_NAME, EchoOperator, errorText } from './operator.ts';
 import { createLoggers, type Loggers } from './telemetry/logger.ts';
+import { Metrics } from './telemetry/metrics.ts';
 
 const VERSION = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -57,20 +58,41 @@ async function run(config: Config, loggers: Loggers): Promise<void> {
   const kubeConfig = new KubeConfig();
   if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
   else kubeConfig.loadFromDefault();
-  const client = await KubeClient.fromKubeConfig(kubeConfig, { onResponse: counts.record });
+  const server = kubeConfig.getCurrentCluster()?.server ?? 'https://unknown';
+  // The metrics read the operator (built below, with their observers) only when scraped.
+  const metrics: Metrics = new Metrics({
+    controller: CONTROLLER_NAME,
+    concurrency: config.concurrency,
+    server,
+    queue: () => operator.queue,
+    cacheSizes: () => ({ echoes: operator.echoes.size, deployments: operator.deployments.size }),
+    ready: () => operator.synced,
+  });
+  const client = await KubeClient.fromKubeConfig(kubeConfig, {
+    onResponse: (event) => {
+      counts.record(event);
+      metrics.onResponse(event);
+    },
+  });
   await preflight(client);
 
-  const operator = new EchoOperator({
+  const operator: EchoOperator = new EchoOperator({
     client,
     namespaces: config.namespaces,
     concurrency: config.concurrency,
     resyncMs: config.resyncSeconds * 1000,
     instance: config.instance,
     log: loggers.module,
+    queueObserver: metrics.queueObserver(),
+    controllerObserver: metrics.controllerObserver(),
+    informerObserver: (informer) => metrics.informerObserver(informer),
+    onRecreate: metrics.recreated,
+    onDesiredReplicas: metrics.desired,
   });
   const http = await startHttpServer({
     port: config.port,
     readiness: { 'informers-synced': () => operator.synced },
+    metrics: (accept) => metrics.render(accept),
   });
   if (config.otlpEndpoint)
     log.warn('--otlp-endpoint is set but tracing is not built yet (issue 4): no spans are sent');

@@ -28,6 +28,7 @@ export interface OperatorOptions {
   controllerObserver?: ControllerObserver;
   informerObserver?: (informer: string) => InformerObserver;
   onRecreate?: () => void;
+  onDesiredReplicas?: (key: string, replicas: number | undefined) => void;
   /** Informer timeouts, shortened by tests that cut the API server off. */
   watchTimeoutSeconds?: number;
   idleTimeoutMs?: number;
@@ -113,6 +114,7 @@ export class EchoOperator {
         recorder: this.recorder,
         log: options.log('reconciler'),
         ...(options.onRecreate ? { onRecreate: options.onRecreate } : {}),
+        ...(options.onDesiredReplicas ? { onDesiredReplicas: options.onDesiredReplicas } : {}),
       }),
       ...(options.controllerObserver ? { observer: options.controllerObserver } : {}),
       onError: (key, err, retries) => {

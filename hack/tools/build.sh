@@ -57,6 +57,9 @@ sync_wrappers() {
   simple_wrapper kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
   log "helm wrapper: helm.sh/helm/v3 $HELM_VERSION"
   simple_wrapper helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+  log "prometheus wrapper: github.com/prometheus/prometheus $PROMETHEUS_VERSION (promtool)"
+  simple_wrapper prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
+    github.com/prometheus/prometheus/cmd/promtool
   log "helm-unittest wrapper: $HELM_UNITTEST_VERSION"
   # Its own go.mod replaces yaml-jsonpath with a fork; a dependency's replace is ignored, so copy it.
   simple_wrapper helm-unittest github.com/helm-unittest/helm-unittest "$HELM_UNITTEST_VERSION" \
@@ -89,6 +92,7 @@ etcd go.etcd.io/etcd/server/v3 $ETCD_VERSION
 kwok sigs.k8s.io/kwok $KWOK_VERSION
 helm helm.sh/helm/v3 $HELM_VERSION
 helm-unittest github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VERSION
+prometheus github.com/prometheus/prometheus $PROMETHEUS_VERSION
 EOF
 }
 
@@ -170,6 +174,10 @@ build_tool helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.versio
   helm.sh/helm/v3/cmd/helm
 build_tool helm-unittest "$HELM_UNITTEST_VERSION" helm-unittest "" \
   github.com/helm-unittest/helm-unittest/cmd/helm-unittest
+# metrics-parse is our own source: its hash is part of the cache key, so an edit rebuilds it.
+metrics_parse_hash=$(sha256sum "$here/prometheus/metrics-parse/main.go" | cut -c1-8)
+build_tool prometheus "$PROMETHEUS_VERSION-$metrics_parse_hash" prometheus "" \
+  github.com/prometheus/prometheus/cmd/promtool metrics-parse=./metrics-parse
 # Stable names for the non-binary parts, wherever the versioned directories are.
 ln -sfn "$cache_root/kwok-$KWOK_VERSION/stages" "$cache_root/kwok-stages"
 ln -sfn "$cache_root/helm-unittest-$HELM_UNITTEST_VERSION/plugin" "$cache_root/helm-plugins"

@@ -28,6 +28,8 @@ export interface EchoReconcilerOptions {
   now?: () => Date;
   /** Counts delete-and-recreate fallbacks (an immutable field changed). */
   onRecreate?: () => void;
+  /** Told each Echo's spec.replicas as it is reconciled, and undefined once it is gone. */
+  onDesiredReplicas?: (key: string, replicas: number | undefined) => void;
   log?: Logger;
 }
 
@@ -130,8 +132,10 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
     // Gone or going: the garbage collector removes the Deployment through its owner reference.
     if (!echo || echo.metadata.deletionTimestamp) {
       blocked.delete(key);
+      options.onDesiredReplicas?.(key, undefined);
       return undefined;
     }
+    options.onDesiredReplicas?.(key, echo.spec.replicas);
     const { name, namespace } = echo.metadata;
     const generation = echo.metadata.generation ?? 0;
     const cached = options.deployments.get(key);

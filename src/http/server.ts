@@ -1,5 +1,5 @@
-// The operator's HTTP endpoints: /healthz (the process serves), /readyz (caches synced), and a
-// plain 404 elsewhere. `?verbose` lists the individual checks, as the Kubernetes components do.
+// The operator's HTTP endpoints: /metrics, /healthz (the process serves), /readyz (caches
+// synced), and a plain 404 elsewhere. `?verbose` lists the individual checks, as the Kubernetes components do.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -9,6 +9,8 @@ export interface HttpServerOptions {
   port: number;
   /** Named readiness checks: all must pass for /readyz to answer 200. */
   readiness: Record<string, Check>;
+  /** Renders the metrics exposition for an Accept header. */
+  metrics: (accept: string | undefined) => Promise<{ contentType: string; body: string }>;
 }
 
 export interface RunningServer {
@@ -45,8 +47,19 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         else reply(200, 'ok');
         return;
       }
+      case '/metrics':
+        options.metrics(req.headers.accept).then(
+          ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
+          (err: unknown) => {
+            reply(500, `metrics: ${err instanceof Error ? err.message : String(err)}\n`);
+          },
+        );
+        return;
       default:
-        reply(404, `404 not found: ${url.pathname}\nendpoints: /healthz, /livez, /readyz\n`);
+        reply(
+          404,
+          `404 not found: ${url.pathname}\nendpoints: /metrics, /healthz, /livez, /readyz\n`,
+        );
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -28,6 +28,8 @@ export interface WatchEvent<T> {
 }
 
 export interface ResponseEvent extends RequestInfo {
+  /** The HTTP method. */
+  method: string;
   code: number;
   durationSeconds: number;
 }
@@ -171,6 +173,7 @@ export class KubeClient {
     } finally {
       this.options.onResponse?.({
         ...info,
+        method: 'GET',
         code,
         durationSeconds: (performance.now() - started) / 1000,
       });
@@ -263,6 +266,7 @@ export class KubeClient {
       } finally {
         this.options.onResponse?.({
           ...info,
+          method,
           code,
           durationSeconds: (performance.now() - started) / 1000,
         });

@@ -33,6 +33,9 @@ export function describeRequest(
 
   const template = segments.slice(0, prefixLength);
   let rest = segments.slice(prefixLength);
+  // /api/v1 or /apis/{group}/{version} alone: API discovery, not a resource.
+  if (rest.length === 0)
+    return { verb: method.toUpperCase(), resource: '', pathTemplate: pathOnly };
   // /namespaces/{ns}/<resource>... is namespaced; /namespaces/{name} alone is the Namespace itself.
   if (rest[0] === 'namespaces' && rest.length >= 3) {
     template.push('namespaces', '{namespace}');

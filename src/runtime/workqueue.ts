@@ -128,6 +128,19 @@ export class WorkQueue {
     return this.queue.length;
   }
 
+  /** Seconds the longest-running key has been processing, and the sum over all running keys. */
+  runningSeconds(): { longest: number; total: number } {
+    const now = performance.now();
+    let longest = 0;
+    let total = 0;
+    for (const t of this.startedAt.values()) {
+      const s = (now - t) / 1000;
+      longest = Math.max(longest, s);
+      total += s;
+    }
+    return { longest, total };
+  }
+
   /** Stops handing out work, wakes idle workers and resolves once in-flight keys are done. */
   async shutDown(): Promise<void> {
     this.shuttingDown = true;

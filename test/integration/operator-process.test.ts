@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
-import { eventually } from '../support/kube.ts';
+import { eventually, serviceAccountKubeconfig } from '../support/kube.ts';
+import { promtoolCheck, scrape } from '../support/metrics.ts';
 import { startFaultProxy } from '../support/fault-proxy.ts';
 import { echoManifest, isReady } from '../support/fixtures.ts';
 import { installCrd, startOperator } from '../support/operator.ts';
@@ -116,6 +117,33 @@ describe('operator process', () => {
 
       await create('before', 1);
       await ready('before', 1);
+      const metrics = await scrape(port);
+      promtoolCheck(metrics.body);
+      const openMetrics = await scrape(port, 'application/openmetrics-text; version=1.0.0');
+      assert.match(openMetrics.contentType, /^application\/openmetrics-text/);
+      assert.ok(
+        openMetrics.value('controller_runtime_reconcile_total', { result: 'success' }) >= 1,
+      );
+      assert.ok(
+        metrics.value('controller_runtime_reconcile_total', {
+          controller: 'echo',
+          result: 'success',
+        }) >= 1,
+      );
+      assert.equal(
+        metrics.value('echo_operator_echo_desired_replicas', { namespace: ns, name: 'before' }),
+        1,
+      );
+      assert.equal(metrics.value('echo_operator_ready'), 1);
+      assert.equal(metrics.value('echo_operator_informer_objects', { informer: 'echoes' }), 1);
+      assert.ok(
+        metrics.value('echo_operator_kubernetes_requests_total', {
+          verb: 'apply',
+          resource: 'deployments.apps',
+          path: '/apis/apps/v1/namespaces/{namespace}/deployments/{name}',
+          code: '201', // an apply that creates
+        }) >= 1,
+      );
 
       // Every watch breaks; nothing is learnt while the server is away.
       await cluster.restart('kube-apiserver');
@@ -131,11 +159,107 @@ describe('operator process', () => {
       await ready('before', 3);
       assert.equal(p.child.exitCode, null, 'still running: a lost watch is retried, not fatal');
       assert.match(p.output(), /watch failed, retrying/, 'the restart did cut the watches');
+      const after = await scrape(port);
+      assert.ok(
+        after.value('echo_operator_informer_watches_total', { informer: 'echoes' }) >= 2,
+        'watches reopened',
+      );
     } finally {
       p.child.kill('SIGTERM');
     }
     assert.equal(await p.exited, 0);
     assert.match(p.output(), /"msg":"stopped"/);
+  });
+
+  it('counts failed reconciles and their retries when a write is forbidden', async () => {
+    await installCrd(admin);
+    const ns = 'forbidden';
+    await admin.request({
+      method: 'POST',
+      path: '/api/v1/namespaces',
+      body: { metadata: { name: ns } },
+    });
+    // Everything the operator needs except writing Deployments.
+    await admin.request({
+      method: 'POST',
+      path: `/api/v1/namespaces/${ns}/serviceaccounts`,
+      body: { metadata: { name: 'no-deployments' } },
+    });
+    await admin.request({
+      method: 'POST',
+      path: '/apis/rbac.authorization.k8s.io/v1/clusterroles',
+      body: {
+        metadata: { name: 'echo-without-deployment-writes' },
+        rules: [
+          { apiGroups: ['example.com'], resources: ['echoes'], verbs: ['get', 'list', 'watch'] },
+          { apiGroups: ['example.com'], resources: ['echoes/status'], verbs: ['patch'] },
+          { apiGroups: ['apps'], resources: ['deployments'], verbs: ['list', 'watch'] },
+          { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
+        ],
+      },
+    });
+    await admin.request({
+      method: 'POST',
+      path: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings',
+      body: {
+        metadata: { name: 'echo-without-deployment-writes' },
+        roleRef: {
+          apiGroup: 'rbac.authorization.k8s.io',
+          kind: 'ClusterRole',
+          name: 'echo-without-deployment-writes',
+        },
+        subjects: [{ kind: 'ServiceAccount', name: 'no-deployments', namespace: ns }],
+      },
+    });
+    const kubeconfig = await serviceAccountKubeconfig(
+      admin,
+      ns,
+      'no-deployments',
+      cluster.kubeconfig,
+    );
+    const p = startMain([`--kubeconfig=${kubeconfig}`, `--namespaces=${ns}`]);
+    try {
+      const port = await eventually(
+        'the operator to log its port',
+        () => Promise.resolve(httpPort(p)),
+        30_000,
+      );
+      await eventually('/readyz to pass', async () =>
+        (await fetch(`http://127.0.0.1:${String(port)}/readyz`)).ok ? true : undefined,
+      );
+      await admin.request({
+        method: 'POST',
+        path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
+        body: echoManifest('denied', 1),
+      });
+      const metrics = await eventually('two failed reconciles', async () => {
+        const m = await scrape(port);
+        return m.value('controller_runtime_reconcile_errors_total', { controller: 'echo' }) >= 2
+          ? m
+          : undefined;
+      });
+      promtoolCheck(metrics.body);
+      assert.ok(
+        metrics.value('workqueue_retries_total', { name: 'echo', controller: 'echo' }) >= 2,
+      );
+      assert.ok(
+        metrics.value('controller_runtime_reconcile_total', {
+          controller: 'echo',
+          result: 'error',
+        }) >= 2,
+      );
+      assert.ok(
+        metrics.value('echo_operator_kubernetes_requests_total', {
+          verb: 'apply',
+          resource: 'deployments.apps',
+          code: '403',
+        }) >= 2,
+      );
+      assert.equal(p.child.exitCode, null, 'a forbidden write is retried with backoff, not fatal');
+    } finally {
+      p.child.kill('SIGTERM');
+    }
+    assert.equal(await p.exited, 0);
   });
 
   it('notices watches that go silent, and catches up', async () => {

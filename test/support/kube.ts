@@ -27,6 +27,7 @@ export async function serviceAccountKubeconfig(
   admin: KubeClient,
   namespace: string,
   name: string,
+  adminKubeconfig = clusterKubeconfig(),
 ): Promise<string> {
   const review = await admin.request<{ status: { token: string } }>({
     method: 'POST',
@@ -38,12 +39,12 @@ export async function serviceAccountKubeconfig(
     },
   });
   const kc = new KubeConfig();
-  kc.loadFromFile(clusterKubeconfig());
+  kc.loadFromFile(adminKubeconfig);
   const cluster = kc.getCurrentCluster();
   if (!cluster?.caFile) throw new Error('the test kubeconfig names no certificate-authority file');
   // Beside the cluster's own kubeconfig, so it goes when the cluster's directory goes.
   const path = join(
-    dirname(clusterKubeconfig()),
+    dirname(adminKubeconfig),
     `sa-${namespace}-${name}-${randomBytes(3).toString('hex')}.kubeconfig`,
   );
   await writeKubeconfig(path, cluster.server, cluster.caFile, { token: review.status.token });

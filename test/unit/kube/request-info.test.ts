@@ -102,6 +102,13 @@ describe('describeRequest', () => {
       },
     ],
     ['GET', '/readyz', {}, undefined, { verb: 'GET', resource: '', pathTemplate: '/readyz' }],
+    [
+      'GET',
+      '/apis/example.com/v1',
+      {},
+      undefined,
+      { verb: 'GET', resource: '', pathTemplate: '/apis/example.com/v1' },
+    ],
   ];
   for (const [method, path, query, contentType, expected] of cases) {
     it(`${method} ${path}`, () => {

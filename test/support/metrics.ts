@@ -1,0 +1,51 @@
+// Reading the operator's /metrics in tests with the Prometheus project's own tools, built from Go
+// modules: `metrics-parse` (Prometheus's scrape parser, chosen by Content-Type) turns the
+// exposition into samples, and `promtool check metrics` lints the text format's names and help.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { toolsBinDir } from '../../hack/cluster/cluster.ts';
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+export interface Scrape {
+  contentType: string;
+  body: string;
+  samples: Sample[];
+  /** The value of the sample named `name` whose labels include `labels`; 0 when there is none. */
+  value(name: string, labels?: Record<string, string>): number;
+}
+
+export async function scrape(port: number, accept = 'text/plain'): Promise<Scrape> {
+  const res = await fetch(`http://127.0.0.1:${String(port)}/metrics`, { headers: { accept } });
+  if (!res.ok) throw new Error(`/metrics answered ${String(res.status)}`);
+  const contentType = res.headers.get('content-type') ?? '';
+  const body = await res.text();
+  const samples = execFileSync(join(toolsBinDir(), 'metrics-parse'), [contentType], {
+    input: body,
+    encoding: 'utf8',
+  })
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Sample);
+  return {
+    contentType,
+    body,
+    samples,
+    value: (name, labels = {}) =>
+      samples.find(
+        (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+      )?.value ?? 0,
+  };
+}
+
+/** `promtool check metrics` on a text exposition; throws with promtool's findings, if any. */
+export function promtoolCheck(textExposition: string): void {
+  execFileSync(join(toolsBinDir(), 'promtool'), ['check', 'metrics'], {
+    input: textExposition,
+    stdio: 'pipe',
+  });
+}
