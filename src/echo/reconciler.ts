@@ -106,7 +106,7 @@ function hasCause(err: ApiError, fieldPrefix: string): boolean {
 }
 
 export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
-  const { client, recorder } = options;
+  const { client, recorder, log } = options;
   const now = options.now ?? (() => new Date());
 
   const apply = (desired: DesiredDeployment, signal: AbortSignal): Promise<CachedDeployment> =>
@@ -116,6 +116,71 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
       FIELD_MANAGER,
       signal,
     );
+
+  /**
+   * Applies the desired Deployment. An immutable field in the way (a Deployment adopted from
+   * elsewhere) means delete and create again; a refusal the operator cannot fix by retrying (held
+   * by another controller, or invalid) comes back as a blocker. Other failures throw, for backoff.
+   */
+  const putDeployment = async (
+    echo: Echo,
+    desired: DesiredDeployment,
+    cached: CachedDeployment | undefined,
+    signal: AbortSignal,
+  ): Promise<{ observed?: CachedDeployment; blocker?: Blocker }> => {
+    const { name, namespace } = echo.metadata;
+    const key = `${namespace}/${name}`;
+    try {
+      const observed = await apply(desired, signal);
+      log?.info(
+        { echo: key, replicas: echo.spec.replicas },
+        cached ? 'Deployment updated' : 'Deployment applied',
+      );
+      recorder.record(
+        reference(echo),
+        'Normal',
+        cached ? 'DeploymentUpdated' : 'DeploymentApplied',
+        cached ? 'Update' : 'Apply',
+        `Deployment ${name} set to ${String(echo.spec.replicas)} replicas`,
+      );
+      return { observed };
+    } catch (err) {
+      if (!isInvalid(err)) throw err;
+      if (hasCause(err, 'metadata.ownerReferences')) {
+        const cause = err.causes.find((c) => c.field?.startsWith('metadata.ownerReferences'));
+        return {
+          blocker: { kind: 'OwnedByAnother', owner: cause?.message ?? 'another controller' },
+        };
+      }
+      if (!hasCause(err, 'spec.selector') && !hasCause(err, 'spec.template.metadata.labels')) {
+        return { blocker: { kind: 'ApplyFailed', message: err.message } };
+      }
+    }
+    await client
+      .request({
+        method: 'DELETE',
+        path: `${deploymentsPath(namespace)}/${name}`,
+        body: {
+          propagationPolicy: 'Background',
+          ...(cached?.metadata.uid ? { preconditions: { uid: cached.metadata.uid } } : {}),
+        },
+        signal,
+      })
+      .catch((e: unknown) => {
+        if (!isNotFound(e)) throw e;
+      });
+    options.onRecreate?.();
+    const observed = await apply(desired, signal);
+    log?.info({ echo: key }, 'Deployment recreated: an immutable field differed');
+    recorder.record(
+      reference(echo),
+      'Normal',
+      'DeploymentRecreated',
+      'Recreate',
+      `Deployment ${name} had an immutable field the Echo does not match; deleted and created again`,
+    );
+    return { observed };
+  };
 
   /**
    * Echoes whose Deployment the API server refused (held by another controller, or invalid). They
@@ -161,61 +226,19 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
       const desired = desiredDeployment(echo);
       const drift = deploymentDrift(desired, cached);
       if (drift !== undefined) {
-        options.log?.debug({ echo: key, drift }, 'applying the Deployment');
-        try {
-          observed = await apply(desired, signal);
-          blocked.delete(key);
-          recorder.record(
-            reference(echo),
-            'Normal',
-            cached ? 'DeploymentUpdated' : 'DeploymentApplied',
-            cached ? 'Update' : 'Apply',
-            `Deployment ${name} set to ${String(echo.spec.replicas)} replicas`,
+        log?.debug({ echo: key, drift }, 'applying the Deployment');
+        const outcome = await putDeployment(echo, desired, cached, signal);
+        observed = outcome.observed ?? observed;
+        blocker = outcome.blocker;
+        if (blocker) {
+          const delayMs = Math.min(
+            (known?.delayMs ?? BLOCKED_RETRY_MS / 2) * 2,
+            BLOCKED_RETRY_MAX_MS,
           );
-        } catch (err) {
-          if (!isInvalid(err)) throw err;
-          if (hasCause(err, 'metadata.ownerReferences')) {
-            // Another controller holds this Deployment: leave it, and say so on the Echo.
-            const cause = err.causes.find((c) => c.field?.startsWith('metadata.ownerReferences'));
-            blocker = { kind: 'OwnedByAnother', owner: cause?.message ?? 'another controller' };
-          } else if (
-            hasCause(err, 'spec.selector') ||
-            hasCause(err, 'spec.template.metadata.labels')
-          ) {
-            // An immutable field differs (a Deployment adopted from elsewhere): replace it.
-            await client
-              .request({
-                method: 'DELETE',
-                path: `${deploymentsPath(namespace)}/${name}`,
-                body: {
-                  propagationPolicy: 'Background',
-                  ...(cached?.metadata.uid ? { preconditions: { uid: cached.metadata.uid } } : {}),
-                },
-                signal,
-              })
-              .catch((e: unknown) => {
-                if (!isNotFound(e)) throw e;
-              });
-            options.onRecreate?.();
-            observed = await apply(desired, signal);
-            recorder.record(
-              reference(echo),
-              'Normal',
-              'DeploymentRecreated',
-              'Recreate',
-              `Deployment ${name} had an immutable field the Echo does not match; deleted and created again`,
-            );
-          } else {
-            blocker = { kind: 'ApplyFailed', message: err.message };
-          }
-          if (blocker) {
-            const delayMs = Math.min(
-              (known?.delayMs ?? BLOCKED_RETRY_MS / 2) * 2,
-              BLOCKED_RETRY_MAX_MS,
-            );
-            blocked.set(key, { generation, blocker, retryAt: Date.now() + delayMs, delayMs });
-            requeueAfterMs = delayMs;
-          }
+          blocked.set(key, { generation, blocker, retryAt: Date.now() + delayMs, delayMs });
+          requeueAfterMs = delayMs;
+        } else {
+          blocked.delete(key);
         }
       }
     }
