@@ -47,6 +47,19 @@ function httpPort(p: OperatorProcess): number | undefined {
   return undefined;
 }
 
+/** Waits until the operator serves /readyz with 200, and returns its HTTP port. */
+async function whenReady(p: OperatorProcess): Promise<number> {
+  const port = await eventually(
+    'the operator to log its port',
+    () => Promise.resolve(httpPort(p)),
+    30_000,
+  );
+  await eventually('/readyz to pass', async () =>
+    (await fetch(`http://127.0.0.1:${String(port)}/readyz`)).ok ? true : undefined,
+  );
+  return port;
+}
+
 describe('operator process', () => {
   let cluster: LocalCluster;
   let admin: KubeClient;
@@ -92,14 +105,7 @@ describe('operator process', () => {
     });
     const p = startMain([`--kubeconfig=${cluster.kubeconfig}`, '--log-filter=info']);
     try {
-      const port = await eventually(
-        'the operator to log its port',
-        () => Promise.resolve(httpPort(p)),
-        30_000,
-      );
-      await eventually('/readyz to pass', async () =>
-        (await fetch(`http://127.0.0.1:${String(port)}/readyz`)).ok ? true : undefined,
-      );
+      const port = await whenReady(p);
       assert.equal((await fetch(`http://127.0.0.1:${String(port)}/nope`)).status, 404);
 
       const echoes = `/apis/example.com/v1/namespaces/${ns}/echoes`;
@@ -219,14 +225,7 @@ describe('operator process', () => {
     );
     const p = startMain([`--kubeconfig=${kubeconfig}`, `--namespaces=${ns}`]);
     try {
-      const port = await eventually(
-        'the operator to log its port',
-        () => Promise.resolve(httpPort(p)),
-        30_000,
-      );
-      await eventually('/readyz to pass', async () =>
-        (await fetch(`http://127.0.0.1:${String(port)}/readyz`)).ok ? true : undefined,
-      );
+      const port = await whenReady(p);
       await admin.request({
         method: 'POST',
         path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
