@@ -289,6 +289,10 @@ export class KubeClient {
       return { headers, expires: now + CREDENTIAL_TTL_MS };
     })();
     this.credentials = next;
+    // A failure (an exec plugin that timed out, say) is not remembered: the next request tries again.
+    next.catch(() => {
+      if (this.credentials === next) this.credentials = undefined;
+    });
     return (await next).headers;
   }
 }

@@ -82,7 +82,7 @@ export class EventRecorder {
         kind: 'Event',
         metadata: {
           // Names of up to 253 characters: keep room for the unique suffix.
-          name: `${regarding.name.slice(0, 200)}.${time.getTime().toString(16)}${randomBytes(2).toString('hex')}`,
+          name: `${regarding.name.slice(0, 200).replace(/[^a-z0-9]+$/, '')}.${time.getTime().toString(16)}${randomBytes(2).toString('hex')}`,
           namespace: regarding.namespace,
         },
         eventTime: microTime(time),

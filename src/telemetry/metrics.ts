@@ -183,7 +183,7 @@ export class Metrics {
     });
     this.watches = new Counter({
       name: `${PREFIX}informer_watches_total`,
-      help: 'Watches opened by each informer, the first one and every restart',
+      help: 'Watches started by each informer: the first, every restart, and attempts that failed',
       labelNames: ['informer'],
       registers,
     });

@@ -68,8 +68,16 @@ describe('EventRecorder', () => {
   it('keeps names within 253 characters for the longest object names', async () => {
     const { r, sent } = recorder();
     r.record({ ...regarding, name: 'n'.repeat(253) }, 'Normal', 'R', 'A', 'n');
+    r.record({ ...regarding, name: `${'n'.repeat(199)}.x`, uid: 'u2' }, 'Normal', 'R', 'A', 'n');
     await r.flush();
-    const name = (sent[0]?.body as { metadata: { name: string } }).metadata.name;
-    assert.ok(name.length <= 253, String(name.length));
+    for (const request of sent) {
+      const name = (request.body as { metadata: { name: string } }).metadata.name;
+      assert.ok(name.length <= 253, String(name.length));
+      assert.match(
+        name,
+        /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+        'a DNS subdomain',
+      );
+    }
   });
 });
