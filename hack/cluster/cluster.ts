@@ -327,7 +327,11 @@ async function reapStaleClusters(): Promise<void> {
   }
 }
 
+let binDir: string | undefined;
+
+/** Where hack/tools/build.sh put the binaries; asked once per process (kubectl runs are frequent). */
 export function toolsBinDir(): string {
+  if (binDir !== undefined) return binDir;
   const dir = execFileSync(join(repoRoot, 'hack/tools/build.sh'), ['--print-dir'], {
     encoding: 'utf8',
   }).trim();
@@ -336,6 +340,7 @@ export function toolsBinDir(): string {
       `control plane binaries are missing from ${dir}: run "make setup" (or hack/tools/build.sh) first`,
     );
   }
+  binDir = dir;
   return dir;
 }
 

@@ -74,6 +74,17 @@ describe('operator process', () => {
     await cluster.stop();
   });
 
+  /** The CRD installed, and a fresh namespace for one test. */
+  const withCrdAndNamespace = async (ns: string): Promise<string> => {
+    await installCrd(admin);
+    await admin.request({
+      method: 'POST',
+      path: '/api/v1/namespaces',
+      body: { metadata: { name: ns } },
+    });
+    return ns;
+  };
+
   it('exits 1 with a plain message when the CRD is not installed', async () => {
     const p = startMain([`--kubeconfig=${cluster.kubeconfig}`]);
     assert.equal(await p.exited, 1);
@@ -96,13 +107,7 @@ describe('operator process', () => {
   });
 
   it('gets ready, converges after the API server restarts, and stops cleanly on SIGTERM', async () => {
-    await installCrd(admin);
-    const ns = 'restart';
-    await admin.request({
-      method: 'POST',
-      path: '/api/v1/namespaces',
-      body: { metadata: { name: ns } },
-    });
+    const ns = await withCrdAndNamespace('restart');
     const p = startMain([`--kubeconfig=${cluster.kubeconfig}`, '--log-filter=info']);
     try {
       const port = await whenReady(p);
@@ -178,13 +183,7 @@ describe('operator process', () => {
   });
 
   it('counts failed reconciles and their retries when a write is forbidden', async () => {
-    await installCrd(admin);
-    const ns = 'forbidden';
-    await admin.request({
-      method: 'POST',
-      path: '/api/v1/namespaces',
-      body: { metadata: { name: ns } },
-    });
+    const ns = await withCrdAndNamespace('forbidden');
     // Everything the operator needs except writing Deployments.
     await admin.request({
       method: 'POST',
@@ -262,13 +261,7 @@ describe('operator process', () => {
   });
 
   it('notices watches that go silent, and catches up', async () => {
-    await installCrd(admin);
-    const ns = 'silent';
-    await admin.request({
-      method: 'POST',
-      path: '/api/v1/namespaces',
-      body: { metadata: { name: ns } },
-    });
+    const ns = await withCrdAndNamespace('silent');
     const proxy = await startFaultProxy(Number(new URL(cluster.state.server).port));
     const viaProxy = join(cluster.state.dir, 'proxy.kubeconfig');
     await writeKubeconfig(
