@@ -3,6 +3,8 @@
 import { parseArgs } from 'node:util';
 
 export type LogFormat = 'text' | 'json';
+/** OTLP transports: gRPC (port 4317) or protobuf-free JSON over HTTP (port 4318). */
+export type OtlpProtocol = 'grpc' | 'http/json';
 
 export interface Config {
   /** HTTP port of /metrics and the health endpoints. */
@@ -12,6 +14,7 @@ export interface Config {
   logFormat: LogFormat;
   /** OTLP endpoint; tracing is off when empty. */
   otlpEndpoint: string;
+  otlpProtocol: OtlpProtocol;
   traceSampleRatio: number;
   /** Namespaces to watch; empty means all. */
   namespaces: string[];
@@ -52,7 +55,12 @@ const flags = {
   'otlp-endpoint': {
     env: 'ECHO_OPERATOR_OTLP_ENDPOINT',
     default: '',
-    description: 'OpenTelemetry collector endpoint for traces (off when empty)',
+    description: 'OTLP endpoint for traces, e.g. http://localhost:4317 (tracing is off when empty)',
+  },
+  'otlp-protocol': {
+    env: 'ECHO_OPERATOR_OTLP_PROTOCOL',
+    default: 'grpc',
+    description: 'OTLP transport: grpc or http/json',
   },
   'trace-sample-ratio': {
     env: 'ECHO_OPERATOR_TRACE_SAMPLE_RATIO',
@@ -146,6 +154,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
       `--otlp-endpoint must be a URL such as http://localhost:4317, not "${otlpEndpoint}"`,
     );
   }
+  const otlpProtocol = value('otlp-protocol');
+  if (otlpProtocol !== 'grpc' && otlpProtocol !== 'http/json') {
+    throw new ConfigError(`--otlp-protocol must be grpc or http/json, not "${otlpProtocol}"`);
+  }
   const namespaces = value('namespaces')
     .split(',')
     .map((s) => s.trim())
@@ -161,6 +173,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
       logFilter: value('log-filter'),
       logFormat,
       otlpEndpoint,
+      otlpProtocol,
       traceSampleRatio: ratio,
       namespaces,
       concurrency: integer('concurrency', value('concurrency'), 1, 1000),

@@ -12,6 +12,7 @@ import { startHttpServer } from './http/server.ts';
 import { CONTROLLER_NAME, EchoOperator, errorText } from './operator.ts';
 import { createLoggers, type Loggers } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
+import { startTracing, type Tracing } from './telemetry/tracing.ts';
 
 const VERSION = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -52,7 +53,7 @@ async function preflight(client: KubeClient): Promise<void> {
   }
 }
 
-async function run(config: Config, loggers: Loggers): Promise<void> {
+async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise<void> {
   const log = loggers.module('main');
   const counts = new RequestCounts();
   const kubeConfig = new KubeConfig();
@@ -73,6 +74,7 @@ async function run(config: Config, loggers: Loggers): Promise<void> {
       counts.record(event);
       metrics.onResponse(event);
     },
+    ...(tracing ? { tracer: tracing.tracer } : {}),
   });
   await preflight(client);
 
@@ -88,14 +90,13 @@ async function run(config: Config, loggers: Loggers): Promise<void> {
     informerObserver: (informer) => metrics.informerObserver(informer),
     onRecreate: metrics.recreated,
     onDesiredReplicas: metrics.desired,
+    ...(tracing ? { tracer: tracing.tracer } : {}),
   });
   const http = await startHttpServer({
     port: config.port,
     readiness: { 'informers-synced': () => operator.synced },
     metrics: (accept) => metrics.render(accept),
   });
-  if (config.otlpEndpoint)
-    log.warn('--otlp-endpoint is set but tracing is not built yet (issue 4): no spans are sent');
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stop.signal.aborted) {
@@ -118,6 +119,9 @@ async function run(config: Config, loggers: Loggers): Promise<void> {
       server: client.server.origin,
       port: http.port,
       namespaces: config.namespaces.length ? config.namespaces : 'all',
+      tracing: config.otlpEndpoint
+        ? `${config.otlpProtocol} ${config.otlpEndpoint} ratio ${String(config.traceSampleRatio)}`
+        : 'off',
     },
     'echo-operator starting',
   );
@@ -147,15 +151,34 @@ try {
 
 let loggers: Loggers;
 try {
-  loggers = createLoggers(config.logFilter, config.logFormat);
+  loggers = createLoggers(
+    config.logFilter,
+    config.logFormat,
+    undefined,
+    Boolean(config.otlpEndpoint),
+  );
 } catch (err) {
   console.error(`echo-operator: --log-filter: ${errorText(err)}`);
   process.exit(2);
 }
 
+const tracing = config.otlpEndpoint
+  ? startTracing({
+      endpoint: config.otlpEndpoint,
+      protocol: config.otlpProtocol,
+      sampleRatio: config.traceSampleRatio,
+      version: VERSION,
+      instance: config.instance,
+    })
+  : undefined;
 try {
-  await run(config, loggers);
+  await run(config, loggers, tracing);
 } catch (err) {
   loggers.root.fatal({ err: errorText(err) }, 'echo-operator cannot run');
   process.exitCode = 1;
+} finally {
+  // Spans still batched are sent before exit; an unreachable collector must not hold it up.
+  await tracing?.shutdown().catch((err: unknown) => {
+    loggers.root.warn({ err: errorText(err) }, 'could not flush the last spans');
+  });
 }

@@ -14,6 +14,7 @@ import { EventRecorder } from './runtime/events.ts';
 import { InformerGroup, objectKey, type InformerObserver } from './runtime/informer.ts';
 import { WorkQueue, type QueueObserver } from './runtime/workqueue.ts';
 import type { Logger } from './telemetry/logger.ts';
+import type { Tracer } from './telemetry/tracing.ts';
 
 export interface OperatorOptions {
   client: KubeClient;
@@ -32,6 +33,8 @@ export interface OperatorOptions {
   /** Informer timeouts, shortened by tests that cut the API server off. */
   watchTimeoutSeconds?: number;
   idleTimeoutMs?: number;
+  /** Tracing on: a span per reconcile. */
+  tracer?: Tracer;
 }
 
 export const CONTROLLER_NAME = 'echo';
@@ -117,6 +120,7 @@ export class EchoOperator {
         ...(options.onDesiredReplicas ? { onDesiredReplicas: options.onDesiredReplicas } : {}),
       }),
       ...(options.controllerObserver ? { observer: options.controllerObserver } : {}),
+      ...(options.tracer ? { tracer: options.tracer } : {}),
       onError: (key, err, retries) => {
         controllerLog.warn(
           { echo: key, retries, err: errorText(err) },

@@ -4,7 +4,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +12,14 @@ import { Agent, request } from 'undici';
 import { KubeClient } from '../../src/kube/client.ts';
 import { isNotFound } from '../../src/kube/errors.ts';
 import { createPki } from './pki.ts';
-import { isRunning, startProcess, stopProcess, tail, type RunningProcess } from './process.ts';
+import {
+  freePorts,
+  isRunning,
+  startProcess,
+  stopProcess,
+  tail,
+  type RunningProcess,
+} from './process.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -370,30 +376,6 @@ async function waitFor(
     }
     await sleep(200);
   }
-}
-
-async function freePorts(count: number): Promise<number[]> {
-  // Hold every listener until all are chosen, so the same port is never handed out twice.
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((ok, fail) => {
-          const s = createServer();
-          s.once('error', fail);
-          s.listen(0, '127.0.0.1', () => {
-            ok(s);
-          });
-        }),
-    ),
-  );
-  const ports = servers.map((s) => {
-    const addr = s.address();
-    if (addr === null || typeof addr === 'string') throw new Error('no port');
-    return addr.port;
-  });
-  await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
-  return ports;
 }
 
 export async function writeKubeconfig(

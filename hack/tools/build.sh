@@ -65,6 +65,9 @@ sync_wrappers() {
   simple_wrapper helm-unittest github.com/helm-unittest/helm-unittest "$HELM_UNITTEST_VERSION" \
     github.com/helm-unittest/helm-unittest/cmd/helm-unittest \
     'github.com/vmware-labs/yaml-jsonpath v0.3.2 => github.com/helm-unittest/yaml-jsonpath v0.4.0'
+  log "jaeger wrapper: github.com/jaegertracing/jaeger $JAEGER_VERSION"
+  simple_wrapper jaeger github.com/jaegertracing/jaeger "$JAEGER_VERSION" \
+    github.com/jaegertracing/jaeger/cmd/jaeger
 }
 
 simple_wrapper() { # dir module version tool-package [replace]
@@ -93,6 +96,7 @@ kwok sigs.k8s.io/kwok $KWOK_VERSION
 helm helm.sh/helm/v3 $HELM_VERSION
 helm-unittest github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VERSION
 prometheus github.com/prometheus/prometheus $PROMETHEUS_VERSION
+jaeger github.com/jaegertracing/jaeger $JAEGER_VERSION
 EOF
 }
 
@@ -178,6 +182,7 @@ build_tool helm-unittest "$HELM_UNITTEST_VERSION" helm-unittest "" \
 metrics_parse_hash=$(sha256sum "$here/prometheus/metrics-parse/main.go" | cut -c1-8)
 build_tool prometheus "$PROMETHEUS_VERSION-$metrics_parse_hash" prometheus "" \
   github.com/prometheus/prometheus/cmd/promtool metrics-parse=./metrics-parse
+build_tool jaeger "$JAEGER_VERSION" jaeger "" github.com/jaegertracing/jaeger/cmd/jaeger
 # Stable names for the non-binary parts, wherever the versioned directories are.
 ln -sfn "$cache_root/kwok-$KWOK_VERSION/stages" "$cache_root/kwok-stages"
 ln -sfn "$cache_root/helm-unittest-$HELM_UNITTEST_VERSION/plugin" "$cache_root/helm-plugins"

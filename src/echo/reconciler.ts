@@ -1,6 +1,7 @@
 // Reconciles one Echo: reads the Echo and its Deployment from the caches (never a GET), applies
 // the desired Deployment only when the cache shows a difference, and writes status only when it
 // changed. So an Echo in steady state costs no API call at all, resyncs included.
+import { trace } from '@opentelemetry/api';
 import type { KubeClient } from '../kube/client.ts';
 import { isInvalid, isNotFound, type ApiError } from '../kube/errors.ts';
 import type { Reconcile } from '../runtime/controller.ts';
@@ -203,6 +204,7 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
     options.onDesiredReplicas?.(key, echo.spec.replicas);
     const { name, namespace } = echo.metadata;
     const generation = echo.metadata.generation ?? 0;
+    trace.getActiveSpan()?.setAttribute('k8s.object.generation', generation);
     const cached = options.deployments.get(key);
     let observed: ObservedDeployment | undefined = cached;
     let blocker: Blocker | undefined;

@@ -8,7 +8,9 @@
 // per-request accounting, which a small client over undici gives directly.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
+import { SpanKind, type Span } from '@opentelemetry/api';
 import { Pool, type Dispatcher } from 'undici';
+import { inSpan, type Tracer } from '../telemetry/tracing.ts';
 import { ApiError, parseStatus } from './errors.ts';
 import { APPLY_PATCH, describeRequest, type RequestInfo } from './request-info.ts';
 
@@ -46,6 +48,8 @@ export interface ClientOptions {
    * connection that went silent (a dead peer) fails the request instead of holding a worker.
    */
   requestTimeoutMs?: number;
+  /** When set, every request but a watch gets a client span, child of the active one. */
+  tracer?: Tracer;
 }
 
 /** Credentials are re-read this often (in-cluster tokens rotate; client-node re-reads them every 60 s too). */
@@ -218,10 +222,35 @@ export class KubeClient {
   private async requestText(opts: RequestOptions): Promise<string> {
     const method = opts.method ?? 'GET';
     const query = stringifyQuery(opts.query);
-    const path = this.url(opts.path, query);
     const contentType =
       opts.body === undefined ? undefined : (opts.contentType ?? 'application/json');
     const info = describeRequest(method, opts.path, Object.fromEntries(query), contentType);
+    return inSpan(
+      this.options.tracer,
+      `${method} ${info.pathTemplate}`,
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          'http.request.method': method,
+          'url.template': info.pathTemplate,
+          'server.address': this.server.hostname,
+          'server.port': Number(this.server.port || 443),
+          'k8s.api.verb': info.verb,
+          'k8s.api.resource': info.resource,
+        },
+      },
+      (span) => this.send(method, this.url(opts.path, query), contentType, info, opts, span),
+    );
+  }
+
+  private async send(
+    method: string,
+    path: string,
+    contentType: string | undefined,
+    info: RequestInfo,
+    opts: RequestOptions,
+    span: Span | undefined,
+  ): Promise<string> {
     const body =
       opts.body === undefined
         ? undefined
@@ -264,6 +293,10 @@ export class KubeClient {
         }
         throw new ApiError(code, parseStatus(text, code), info.verb, info.pathTemplate);
       } finally {
+        span?.setAttributes({
+          'http.response.status_code': code,
+          'http.request.resend_count': attempt - 1,
+        });
         this.options.onResponse?.({
           ...info,
           method,

@@ -1,6 +1,8 @@
 // The controller loop: informers feed keys into a work queue; a bounded pool of workers runs the
 // reconciler on them; failures come back with per-key backoff, successes may ask for a later
 // requeue; every primary object is re-queued each resync period. Knows nothing of Echo.
+import type { Span } from '@opentelemetry/api';
+import { inSpan, recordError, type Tracer } from '../telemetry/tracing.ts';
 import type { Informer, KubeObject } from './informer.ts';
 import type { WorkQueue } from './workqueue.ts';
 
@@ -14,7 +16,8 @@ export type Reconcile = (key: string, signal: AbortSignal) => Promise<ReconcileR
 export type ReconcileOutcome = 'success' | 'requeue_after' | 'error';
 
 export interface ControllerObserver {
-  reconciled?(outcome: ReconcileOutcome, seconds: number, error?: unknown): void;
+  /** `traceId` is the reconcile's sampled trace, if it has one (for exemplars). */
+  reconciled?(outcome: ReconcileOutcome, seconds: number, traceId?: string): void;
   activeWorkers?(count: number): void;
 }
 
@@ -30,6 +33,8 @@ export interface ControllerOptions {
   resyncMs: number;
   observer?: ControllerObserver;
   onError?: (key: string, error: unknown, retries: number) => void;
+  /** When set, each reconcile runs in a span of its own, parent of its API calls' spans. */
+  tracer?: Tracer;
 }
 
 /** The key of `object`'s controller owner when that owner is of the given kind, else undefined. */
@@ -80,29 +85,51 @@ export class Controller {
   }
 
   private async work(signal: AbortSignal): Promise<void> {
-    const { queue, reconcile, observer, onError } = this.options;
+    const { queue, observer, tracer, name } = this.options;
     for (;;) {
       const key = await queue.get();
       if (key === undefined) return;
       observer?.activeWorkers?.(++this.active);
-      const started = performance.now();
       try {
-        const result = await reconcile(key, signal);
-        queue.forget(key);
-        const after = result?.requeueAfterMs;
-        if (after !== undefined) queue.addAfter(key, after);
-        observer?.reconciled?.(
-          after === undefined ? 'success' : 'requeue_after',
-          (performance.now() - started) / 1000,
+        const [namespace, objectName] = key.includes('/') ? key.split('/', 2) : ['', key];
+        await inSpan(
+          tracer,
+          'reconcile',
+          {
+            attributes: {
+              'controller.name': name,
+              'k8s.namespace.name': namespace,
+              'k8s.object.name': objectName,
+            },
+          },
+          (span) => this.reconcileOne(key, signal, span),
         );
-      } catch (err) {
-        observer?.reconciled?.('error', (performance.now() - started) / 1000, err);
-        onError?.(key, err, queue.retries(key));
-        queue.addRateLimited(key);
       } finally {
         observer?.activeWorkers?.(--this.active);
         queue.done(key);
       }
+    }
+  }
+
+  private async reconcileOne(key: string, signal: AbortSignal, span?: Span): Promise<void> {
+    const { queue, reconcile, observer, onError } = this.options;
+    const traceId = span?.isRecording() ? span.spanContext().traceId : undefined;
+    const started = performance.now();
+    let outcome: ReconcileOutcome = 'error';
+    try {
+      const result = await reconcile(key, signal);
+      queue.forget(key);
+      const after = result?.requeueAfterMs;
+      if (after !== undefined) queue.addAfter(key, after);
+      outcome = after === undefined ? 'success' : 'requeue_after';
+    } catch (err) {
+      onError?.(key, err, queue.retries(key));
+      queue.addRateLimited(key);
+      // The span records the error; the loop goes on with the next key.
+      if (span) recordError(span, err);
+    } finally {
+      span?.setAttribute('reconcile.result', outcome);
+      observer?.reconciled?.(outcome, (performance.now() - started) / 1000, traceId);
     }
   }
 }

@@ -3,6 +3,7 @@
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import type { LogFormat } from '../config.ts';
+import { sampledSpanIds } from './tracing.ts';
 
 export type { Logger };
 
@@ -42,6 +43,8 @@ export function createLoggers(
   filter: string,
   format: LogFormat,
   destination?: NodeJS.WritableStream,
+  /** Adds trace_id and span_id of the active sampled span to every line (tracing on). */
+  traceIds = false,
 ): Loggers {
   const parsed = parseLogFilter(filter);
   const levels = [parsed.level, ...Object.values(parsed.modules)];
@@ -63,6 +66,7 @@ export function createLoggers(
       base: null,
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      ...(traceIds ? { mixin: () => sampledSpanIds() ?? {} } : {}),
       // Credentials never reach a log line, whatever an error object carries.
       redact: {
         paths: ['authorization', '*.authorization', 'headers.authorization', 'token', '*.token'],

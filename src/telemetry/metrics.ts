@@ -87,13 +87,17 @@ export class Metrics {
       labelNames: ['controller'],
       registers,
     });
+    // Exemplars (the trace of a reconcile in each bucket) exist only in OpenMetrics; prom-client
+    // refuses them in a text registry's constructor, though the text rendering just leaves them out.
     this.reconcileTime = new Histogram({
       name: 'controller_runtime_reconcile_time_seconds',
       help: 'Length of time per reconciliation per controller',
       labelNames: ['controller'],
       buckets: RECONCILE_BUCKETS,
-      registers,
+      enableExemplars: true,
+      registers: [this.openMetrics],
     });
+    this.text.registerMetric(this.reconcileTime);
     this.activeWorkers = new Gauge({
       name: 'controller_runtime_active_workers',
       help: 'Number of currently used workers per controller',
@@ -258,10 +262,15 @@ export class Metrics {
   controllerObserver(): ControllerObserver {
     const labels = { controller: this.controller };
     return {
-      reconciled: (outcome: ReconcileOutcome, seconds: number) => {
+      reconciled: (outcome: ReconcileOutcome, seconds: number, traceId?: string) => {
         this.reconcileTotal.inc({ ...labels, result: outcome });
         if (outcome === 'error') this.reconcileErrors.inc(labels);
-        this.reconcileTime.observe(labels, seconds);
+        this.reconcileTime.observe({
+          labels,
+          value: seconds,
+          // prom-client types exemplar labels as metric labels; they are a separate set.
+          ...(traceId ? { exemplarLabels: { trace_id: traceId } as object } : {}),
+        });
       },
       activeWorkers: (count) => {
         this.activeWorkers.set(labels, count);

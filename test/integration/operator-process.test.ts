@@ -2,12 +2,9 @@
 // test can take the CRD away and restart the API server: plain-language failures at startup,
 // readiness, convergence after every watch is cut, and a graceful exit on SIGTERM.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
@@ -16,49 +13,7 @@ import { promtoolCheck, scrape } from '../support/metrics.ts';
 import { startFaultProxy } from '../support/fault-proxy.ts';
 import { echoManifest, isReady } from '../support/fixtures.ts';
 import { installCrd, startOperator } from '../support/operator.ts';
-
-const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
-
-interface OperatorProcess {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function startMain(args: string[]): OperatorProcess {
-  const child = spawn(process.execPath, [main, '--port=0', '--log-format=json', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KUBECONFIG: '' },
-  });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  return { child, output: () => out, exited };
-}
-
-/** The port the operator logged at startup. */
-function httpPort(p: OperatorProcess): number | undefined {
-  for (const line of p.output().split('\n')) {
-    if (!line.startsWith('{')) continue;
-    const entry = JSON.parse(line) as { msg?: string; port?: number };
-    if (entry.msg === 'echo-operator starting') return entry.port;
-  }
-  return undefined;
-}
-
-/** Waits until the operator serves /readyz with 200, and returns its HTTP port. */
-async function whenReady(p: OperatorProcess): Promise<number> {
-  const port = await eventually(
-    'the operator to log its port',
-    () => Promise.resolve(httpPort(p)),
-    30_000,
-  );
-  await eventually('/readyz to pass', async () =>
-    (await fetch(`http://127.0.0.1:${String(port)}/readyz`)).ok ? true : undefined,
-  );
-  return port;
-}
+import { startMain, whenReady } from '../support/main-process.ts';
 
 describe('operator process', () => {
   let cluster: LocalCluster;

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { toolsBinDir, writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import { KubeClient } from '../../src/kube/client.ts';
+import { isConflict } from '../../src/kube/errors.ts';
 
 export function clusterKubeconfig(): string {
   const path = process.env.ECHO_TEST_KUBECONFIG;
@@ -49,6 +50,51 @@ export async function serviceAccountKubeconfig(
   );
   await writeKubeconfig(path, cluster.server, cluster.caFile, { token: review.status.token });
   return path;
+}
+
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+/**
+ * Grants `rules` in `namespace` to the ServiceAccount `account` ("namespace/name"), creating the
+ * ServiceAccount if it is in `namespace` and does not exist yet.
+ */
+export async function grantRole(
+  admin: KubeClient,
+  namespace: string,
+  account: string,
+  rules: PolicyRule[],
+): Promise<void> {
+  const [saNamespace = '', saName = ''] = account.split('/');
+  if (saNamespace === namespace) {
+    await admin
+      .request({
+        method: 'POST',
+        path: `/api/v1/namespaces/${namespace}/serviceaccounts`,
+        body: { metadata: { name: saName } },
+      })
+      .catch((err: unknown) => {
+        if (!isConflict(err)) throw err;
+      });
+  }
+  const rbac = `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}`;
+  await admin.request({
+    method: 'POST',
+    path: `${rbac}/roles`,
+    body: { metadata: { name: saName }, rules },
+  });
+  await admin.request({
+    method: 'POST',
+    path: `${rbac}/rolebindings`,
+    body: {
+      metadata: { name: saName },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: saName },
+      subjects: [{ kind: 'ServiceAccount', name: saName, namespace: saNamespace }],
+    },
+  });
 }
 
 export async function serviceAccountClient(

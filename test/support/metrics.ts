@@ -9,6 +9,8 @@ export interface Sample {
   name: string;
   labels: Record<string, string>;
   value: number;
+  /** OpenMetrics only: the exemplar attached to this sample, if any. */
+  exemplar?: { labels: Record<string, string>; value: number };
 }
 
 export interface Scrape {

@@ -36,6 +36,23 @@ describe('Metrics', () => {
     );
   });
 
+  it('links reconcile durations to their traces with exemplars, in OpenMetrics only', async () => {
+    const { m } = metrics();
+    const observer = m.controllerObserver();
+    observer.reconciled?.('success', 0.003, '4bf92f3577b34da6a3ce929d0e0e4736');
+    observer.reconciled?.('success', 0.2);
+    const open = (await m.render('application/openmetrics-text')).body;
+    assert.match(
+      open,
+      /^controller_runtime_reconcile_time_seconds_bucket\{le="0.005",controller="echo"\} 1 # \{trace_id="4bf92f3577b34da6a3ce929d0e0e4736"\} 0.003 /m,
+    );
+    assert.match(
+      open,
+      /^controller_runtime_reconcile_time_seconds_bucket\{le="0.25",controller="echo"\} 2$/m,
+    );
+    assert.doesNotMatch((await m.render('text/plain')).body, /trace_id/);
+  });
+
   it('reads gauges from their sources at scrape time', async () => {
     const { m, queue } = metrics();
     queue.add('a');

@@ -1,6 +1,6 @@
 // metrics-parse reads a metrics exposition on stdin and parses it with the parser Prometheus
 // itself uses when scraping, chosen by the Content-Type given as the only argument. It prints
-// every sample as a JSON line {"name", "labels", "value"} and exits 1 at the first parse error,
+// every sample as a JSON line {"name", "labels", "value", "exemplar"?} and exits 1 at the first parse error,
 // so tests judge the operator's /metrics by Prometheus's rules, not by a regular expression.
 package main
 
@@ -11,12 +11,19 @@ import (
 	"io"
 	"os"
 
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
 )
 
 type sample struct {
-	Name   string            `json:"name"`
+	Name     string            `json:"name"`
+	Labels   map[string]string `json:"labels"`
+	Value    float64           `json:"value"`
+	Exemplar *sampleExemplar   `json:"exemplar,omitempty"`
+}
+
+type sampleExemplar struct {
 	Labels map[string]string `json:"labels"`
 	Value  float64           `json:"value"`
 }
@@ -58,6 +65,10 @@ func main() {
 				s.Labels[l.Name] = l.Value
 			}
 		})
+		var ex exemplar.Exemplar
+		if parser.Exemplar(&ex) {
+			s.Exemplar = &sampleExemplar{Labels: ex.Labels.Map(), Value: ex.Value}
+		}
 		if err := out.Encode(s); err != nil {
 			fail(err)
 		}

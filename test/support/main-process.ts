@@ -1,0 +1,56 @@
+// The operator as users run it: `node src/main.ts` in a child process, JSON logs captured, with
+// helpers to find the port it logged and wait for its readiness.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { eventually } from './kube.ts';
+
+const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+export interface OperatorProcess {
+  child: ChildProcess;
+  /** stdout and stderr, interleaved. */
+  output: () => string;
+  /** stdout alone: the log lines. */
+  stdout: () => string;
+  exited: Promise<number | null>;
+}
+
+export function startMain(args: string[]): OperatorProcess {
+  const child = spawn(process.execPath, [main, '--port=0', '--log-format=json', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, KUBECONFIG: '' },
+  });
+  let out = '';
+  let stdout = '';
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    stdout += c.toString();
+  });
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  return { child, output: () => out, stdout: () => stdout, exited };
+}
+
+/** The port the operator logged at startup. */
+function httpPort(p: OperatorProcess): number | undefined {
+  for (const line of p.output().split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const entry = JSON.parse(line) as { msg?: string; port?: number };
+    if (entry.msg === 'echo-operator starting') return entry.port;
+  }
+  return undefined;
+}
+
+/** Waits until the operator serves /readyz with 200, and returns its HTTP port. */
+export async function whenReady(p: OperatorProcess): Promise<number> {
+  const port = await eventually(
+    'the operator to log its port',
+    () => Promise.resolve(httpPort(p)),
+    30_000,
+  );
+  await eventually('/readyz to pass', async () =>
+    (await fetch(`http://127.0.0.1:${String(port)}/readyz`)).ok ? true : undefined,
+  );
+  return port;
+}
