@@ -8,8 +8,11 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE_DEPS := node_modules/.install-stamp
 # Extra operator flags for `make run`, e.g. RUN_FLAGS="--log-filter=debug --port=9090".
 RUN_FLAGS ?=
-KUBECTL = $(shell hack/tools/build.sh --print-dir)/kubectl --kubeconfig=$(CURDIR)/.cluster/kubeconfig \
+TOOLS_BIN := $(shell hack/tools/build.sh --print-dir)
+KUBECTL = $(TOOLS_BIN)/kubectl --kubeconfig=$(CURDIR)/.cluster/kubeconfig \
 	--cache-dir=$(CURDIR)/.cluster/kube-cache
+HELM = HELM_PLUGINS=$(TOOLS_BIN)/../helm-plugins $(TOOLS_BIN)/helm
+CHART := charts/echo-operator
 # A hung test fails after 5 minutes instead of holding CI until its own timeout.
 TEST_FLAGS ?= --test-reporter=spec --test-timeout=300000
 UNIT_TESTS := test/unit/**/*.test.ts
@@ -27,7 +30,7 @@ $(NODE_DEPS): package.json package-lock.json
 	@touch $@
 
 .PHONY: tools
-tools: ## Build etcd, kube-*, kubectl, kwok, helm and helm-unittest from Go modules (cached by version)
+tools: ## Build etcd, kube-*, kubectl, kwok, helm, helm-unittest, promtool and jaeger from Go modules (cached)
 	hack/tools/build.sh >/dev/null
 
 ##@ Development
@@ -68,9 +71,15 @@ lint: $(NODE_DEPS) ## Type check, lint and check formatting
 ##@ Tests
 
 .PHONY: test
-test: setup lint ## Every suite: lint, unit, integration and e2e against a real local control plane
+test: setup lint test-chart ## Every suite: lint, chart, unit, integration and e2e against a real local control plane
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts \
 		"$(UNIT_TESTS)" "$(INTEGRATION_TESTS)" $(if $(wildcard test/e2e/*.test.ts),"$(E2E_TESTS)")
+
+.PHONY: test-chart
+test-chart: setup ## The chart: helm lint with defaults and with every value set, helm-unittest suites
+	$(HELM) lint --strict --quiet $(CHART)
+	$(HELM) lint --strict --quiet $(CHART) --values $(CHART)/tests/values/all.yaml
+	$(HELM) unittest --color=false $(CHART)
 
 .PHONY: test-unit
 test-unit: $(NODE_DEPS) ## Unit tests: pure logic, no server
