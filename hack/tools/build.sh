@@ -151,6 +151,25 @@ post_build() { # name dir: extra files a tool needs next to its binary
   esac
 }
 
+# CRDs need no build: copy them out of the module, which the Go checksum database vouches for.
+fetch_monitoring_crds() {
+  local dest="$cache_root/monitoring-crds-$PROMETHEUS_OPERATOR_VERSION"
+  if [[ -d $dest ]]; then
+    log "monitoring CRDs $PROMETHEUS_OPERATOR_VERSION: cached in $dest"
+  else
+    local src tmp="$dest.partial.$$"
+    src=$(cd "$here" && go mod download -json \
+      "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    cp "$src"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml "$tmp/"
+    chmod 0644 "$tmp"/*
+    mv "$tmp" "$dest"
+    log "monitoring CRDs $PROMETHEUS_OPERATOR_VERSION: copied from the Go module"
+  fi
+  ln -sfn "$dest" "$cache_root/monitoring-crds"
+}
+
 case ${1:-} in
   --sync) sync_wrappers; exit 0 ;;
   --print-dir) echo "$bin_dir"; exit 0 ;;
@@ -183,6 +202,7 @@ metrics_parse_hash=$(sha256sum "$here/prometheus/metrics-parse/main.go" | cut -c
 build_tool prometheus "$PROMETHEUS_VERSION-$metrics_parse_hash" prometheus "" \
   github.com/prometheus/prometheus/cmd/promtool metrics-parse=./metrics-parse
 build_tool jaeger "$JAEGER_VERSION" jaeger "" github.com/jaegertracing/jaeger/cmd/jaeger
+fetch_monitoring_crds
 # Stable names for the non-binary parts, wherever the versioned directories are.
 ln -sfn "$cache_root/kwok-$KWOK_VERSION/stages" "$cache_root/kwok-stages"
 ln -sfn "$cache_root/helm-unittest-$HELM_UNITTEST_VERSION/plugin" "$cache_root/helm-plugins"

@@ -243,6 +243,8 @@ export class Metrics {
 
   queueObserver(): QueueObserver {
     const labels = { name: this.controller, controller: this.controller };
+    this.queueAdds.inc(labels, 0);
+    this.queueRetries.inc(labels, 0);
     return {
       added: () => {
         this.queueAdds.inc(labels);
@@ -261,6 +263,10 @@ export class Metrics {
 
   controllerObserver(): ControllerObserver {
     const labels = { controller: this.controller };
+    // As controller-runtime does: every result and the error count exist at zero from the start.
+    for (const result of ['success', 'requeue_after', 'error'] satisfies ReconcileOutcome[])
+      this.reconcileTotal.inc({ ...labels, result }, 0);
+    this.reconcileErrors.inc(labels, 0);
     return {
       reconciled: (outcome: ReconcileOutcome, seconds: number, traceId?: string) => {
         this.reconcileTotal.inc({ ...labels, result: outcome });
@@ -279,6 +285,9 @@ export class Metrics {
   }
 
   informerObserver(informer: string): InformerObserver {
+    // Zero from the start, so rate() and alerts see the series before the first failure.
+    for (const counter of [this.watches, this.watchFailures, this.relists])
+      counter.inc({ informer }, 0);
     return {
       watchStarted: () => {
         this.watches.inc({ informer });

@@ -151,6 +151,11 @@ export async function eventually<T>(
 
 /** Runs the project's kubectl against the test cluster, with a discovery cache of its own. */
 export function kubectl(...args: string[]): string {
+  return kubectlWithInput(undefined, ...args);
+}
+
+/** kubectl with `input` on its standard input (for `-f -`). */
+export function kubectlWithInput(input: string | undefined, ...args: string[]): string {
   const kubeconfig = clusterKubeconfig();
   return execFileSync(
     join(toolsBinDir(), 'kubectl'),
@@ -159,6 +164,6 @@ export function kubectl(...args: string[]): string {
       `--cache-dir=${join(dirname(kubeconfig), 'kube-cache')}`,
       ...args,
     ],
-    { encoding: 'utf8' },
+    { encoding: 'utf8', ...(input === undefined ? {} : { input }) },
   );
 }

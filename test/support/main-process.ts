@@ -16,10 +16,11 @@ export interface OperatorProcess {
   exited: Promise<number | null>;
 }
 
-export function startMain(args: string[]): OperatorProcess {
+/** Starts the operator with `args`, and `env` over a copy of this process's environment. */
+export function startMain(args: string[], env: Record<string, string> = {}): OperatorProcess {
   const child = spawn(process.execPath, [main, '--port=0', '--log-format=json', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KUBECONFIG: '' },
+    env: { ...process.env, KUBECONFIG: '', ...env },
   });
   let out = '';
   let stdout = '';

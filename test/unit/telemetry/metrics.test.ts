@@ -53,6 +53,22 @@ describe('Metrics', () => {
     assert.doesNotMatch((await m.render('text/plain')).body, /trace_id/);
   });
 
+  it('exports counters at zero before their first event, for rate() and alerts', async () => {
+    const { m } = metrics();
+    m.controllerObserver();
+    m.queueObserver();
+    m.informerObserver('echoes');
+    const body = (await m.render('text/plain')).body;
+    for (const series of [
+      'controller_runtime_reconcile_errors_total{controller="echo"} 0',
+      'controller_runtime_reconcile_total{controller="echo",result="error"} 0',
+      'workqueue_retries_total{name="echo",controller="echo"} 0',
+      'echo_operator_informer_failures_total{informer="echoes"} 0',
+      'echo_operator_informer_relists_total{informer="echoes"} 0',
+    ])
+      assert.ok(body.includes(`${series}\n`), series);
+  });
+
   it('reads gauges from their sources at scrape time', async () => {
     const { m, queue } = metrics();
     queue.add('a');

@@ -1,0 +1,435 @@
+// End to end through the Helm chart, on the local control plane: the API server accepts every
+// rendered object (server-side dry run, every value set), `helm install` into a namespace that
+// enforces the PodSecurity `restricted` profile gets the operator's pod admitted and Ready (kwok
+// plays the kubelet), and the operator process, holding a token of the chart's ServiceAccount and
+// the environment of the chart's Deployment, passes echo-operator-rs's scenarios through kubectl.
+// So the chart's RBAC is exactly what the operator has: the audit log shows each rule in use, and a
+// rule taken away shows up as refusals. Then `helm upgrade` and `helm uninstall`.
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { execFileSync } from 'node:child_process';
+import { toolsBinDir } from '../../hack/cluster/cluster.ts';
+import type { Echo } from '../../src/echo/api.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import { isNotFound } from '../../src/kube/errors.ts';
+import { echoManifest, foreignDeployment, isReady } from '../support/fixtures.ts';
+import { CHART, MONITORING_CRDS, helm } from '../support/helm.ts';
+import {
+  adminClient,
+  clusterKubeconfig,
+  createNamespace,
+  eventually,
+  kubectl,
+  kubectlWithInput,
+  serviceAccountKubeconfig,
+} from '../support/kube.ts';
+import { startMain, whenReady, type OperatorProcess } from '../support/main-process.ts';
+import { scrape } from '../support/metrics.ts';
+
+const RELEASE = 'echo';
+const FULLNAME = 'echo-echo-operator';
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; generation?: number; uid?: string };
+  [key: string]: unknown;
+}
+
+interface Deployment extends K8sObject {
+  spec: {
+    replicas: number;
+    selector: { matchLabels: Record<string, string> };
+    template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } };
+  };
+  status?: { readyReplicas?: number; observedGeneration?: number };
+}
+
+interface AuditEvent {
+  user: { username: string };
+  verb: string;
+  responseStatus?: { code: number };
+  objectRef?: { apiGroup?: string; resource: string; subresource?: string };
+}
+
+const render = (...args: string[]): K8sObject[] =>
+  parseAllDocuments(helm('template', RELEASE, CHART, ...args))
+    .map((d) => d.toJS() as K8sObject | null)
+    .filter((o): o is K8sObject => o !== null);
+
+describe('Helm chart, end to end', () => {
+  let admin: KubeClient;
+  let system: Awaited<ReturnType<typeof createNamespace>>;
+  let work: Awaited<ReturnType<typeof createNamespace>>;
+
+  before(async () => {
+    admin = await adminClient();
+    for (const file of readdirSync(MONITORING_CRDS))
+      kubectl('apply', '--server-side', '-f', join(MONITORING_CRDS, file));
+    kubectl('wait', '--for=condition=Established', 'crd/servicemonitors.monitoring.coreos.com');
+    kubectl('wait', '--for=condition=Established', 'crd/prometheusrules.monitoring.coreos.com');
+    system = await createNamespace(admin, 'echo-system', {
+      'pod-security.kubernetes.io/enforce': 'restricted',
+      'pod-security.kubernetes.io/enforce-version': 'latest',
+    });
+    work = await createNamespace(admin, 'echo-e2e');
+  });
+
+  after(async () => {
+    await Promise.all([system.remove(), work.remove()]);
+    await admin.close();
+  });
+
+  it('renders objects the API server accepts, with defaults and with every value set', () => {
+    const all = join(CHART, 'tests/values/all.yaml');
+    for (const args of [
+      [],
+      ['--values', all, '--set', `operator.watchNamespaces={${work.name},${system.name}}`],
+    ]) {
+      const manifest = helm('template', RELEASE, CHART, '--namespace', system.name, ...args);
+      const out = kubectlWithInput(manifest, 'apply', '--dry-run=server', '-f', '-');
+      assert.match(out, /deployment\.apps\/echo-echo-operator created \(server dry run\)/);
+    }
+    const kinds = render('--values', all).map((o) => o.kind);
+    for (const kind of ['ServiceMonitor', 'PrometheusRule', 'NetworkPolicy', 'ConfigMap', 'Role'])
+      assert.ok(kinds.includes(kind), `the all-values render has a ${kind}`);
+  });
+
+  it('has alert rules promtool accepts', () => {
+    const rule = render('--set', 'metrics.prometheusRule.enabled=true').find(
+      (o) => o.kind === 'PrometheusRule',
+    );
+    assert.ok(rule);
+    const groups = JSON.stringify({ groups: (rule.spec as { groups: unknown }).groups });
+    execFileSync(join(toolsBinDir(), 'promtool'), ['check', 'rules'], {
+      input: groups,
+      stdio: 'pipe',
+    });
+  });
+
+  it('installs into a restricted namespace; the operator pod is admitted and Ready', () => {
+    helm(
+      'install',
+      RELEASE,
+      CHART,
+      '--namespace',
+      system.name,
+      '--set',
+      'metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true',
+      '--set',
+      'metrics.dashboard.enabled=true',
+      '--wait',
+      '--timeout=120s',
+    );
+    const deployment = JSON.parse(
+      kubectl('get', 'deployment', FULLNAME, '-n', system.name, '-o', 'json'),
+    ) as Deployment;
+    assert.equal(deployment.status?.readyReplicas, 1);
+    const pods = kubectl('get', 'pods', '-n', system.name, '-o', 'name');
+    assert.match(pods, /^pod\/echo-echo-operator-/m, 'PodSecurity admitted the pod');
+  });
+
+  describe('the operator with the chart’s identity and settings', () => {
+    let operator: OperatorProcess;
+    let port: number;
+    let serviceAccount: string;
+    const echoPath = (name = ''): string =>
+      `/apis/example.com/v1/namespaces/${work.name}/echoes${name ? `/${name}` : ''}`;
+    const deploymentPath = (name: string): string =>
+      `/apis/apps/v1/namespaces/${work.name}/deployments/${name}`;
+    const getEcho = (name: string): Promise<Echo> => admin.request<Echo>({ path: echoPath(name) });
+    const getDeployment = (name: string): Promise<Deployment> =>
+      admin.request<Deployment>({ path: deploymentPath(name) });
+    const deploymentHas = (name: string, replicas: number): Promise<Deployment> =>
+      eventually(`Deployment ${name} with ${String(replicas)} replicas`, async () => {
+        const d = await getDeployment(name);
+        return d.spec.replicas === replicas ? d : undefined;
+      });
+    const echoReady = (name: string, replicas: number): Promise<Echo> =>
+      eventually(`Echo ${name} Ready with ${String(replicas)}`, async () => {
+        const e = await getEcho(name);
+        return isReady(e, replicas) ? e : undefined;
+      });
+
+    before(async () => {
+      // The environment the chart gives the container, with the pod name the downward API would.
+      const deployment = JSON.parse(
+        kubectl('get', 'deployment', FULLNAME, '-n', system.name, '-o', 'json'),
+      ) as Deployment;
+      const env = Object.fromEntries(
+        (deployment.spec.template.spec.containers[0]?.env ?? []).flatMap((e) =>
+          e.value === undefined ? [] : [[e.name, e.value]],
+        ),
+      );
+      assert.equal(env.ECHO_OPERATOR_LOG_FORMAT, 'json');
+      serviceAccount = `system:serviceaccount:${system.name}:${FULLNAME}`;
+      const kubeconfig = await serviceAccountKubeconfig(admin, system.name, FULLNAME);
+      operator = startMain([`--kubeconfig=${kubeconfig}`, '--port=0'], {
+        ...env,
+        POD_NAME: 'echo-echo-operator-e2e',
+      });
+      port = await whenReady(operator);
+    });
+
+    after(async () => {
+      operator.child.kill('SIGTERM');
+      assert.equal(await operator.exited, 0, operator.output());
+    });
+
+    it('creates the Deployment of a new Echo and reports Ready, as kubectl shows', async () => {
+      kubectlWithInput(
+        JSON.stringify(echoManifest('hello', 2)),
+        'apply',
+        '-n',
+        work.name,
+        '-f',
+        '-',
+      );
+      await deploymentHas('hello', 2);
+      await echoReady('hello', 2);
+      const table = kubectl('get', 'echo', 'hello', '-n', work.name);
+      assert.match(table, /^NAME\s+READY\s+REPLICAS\s+READY REPLICAS\s+AGE$/m);
+      assert.match(table, /^hello\s+True\s+2\s+2\s+\S+$/m);
+      const described = kubectl('describe', 'echo', 'hello', '-n', work.name);
+      assert.match(described, /Normal\s+DeploymentApplied\s+.*Deployment hello set to 2 replicas/);
+    });
+
+    it('recreates a deleted Deployment', async () => {
+      const old = await getDeployment('hello');
+      kubectl('delete', 'deployment', 'hello', '-n', work.name, '--wait=true');
+      await eventually('a new Deployment', async () => {
+        const d = await getDeployment('hello').catch((e: unknown) => {
+          if (isNotFound(e)) return undefined;
+          throw e;
+        });
+        return d && d.metadata.uid !== old.metadata.uid ? d : undefined;
+      });
+    });
+
+    it('reverts a Deployment edited by hand', async () => {
+      kubectl('scale', 'deployment', 'hello', '--replicas=5', '-n', work.name);
+      await deploymentHas('hello', 2);
+    });
+
+    it('follows a change of the Echo, and kubectl scale echo', async () => {
+      kubectl(
+        'patch',
+        'echo',
+        'hello',
+        '-n',
+        work.name,
+        '--type=merge',
+        '-p',
+        '{"spec":{"replicas":3}}',
+      );
+      await deploymentHas('hello', 3);
+      await echoReady('hello', 3);
+      kubectl('scale', 'echo', 'hello', '--replicas=1', '-n', work.name);
+      await deploymentHas('hello', 1);
+      await echoReady('hello', 1);
+    });
+
+    it('takes over a pre-existing Deployment, recreating it when its selector differs', async () => {
+      await admin.request({
+        method: 'POST',
+        path: `/apis/apps/v1/namespaces/${work.name}/deployments`,
+        body: foreignDeployment('adopted', { app: 'legacy' }),
+      });
+      const before = await getDeployment('adopted');
+      kubectlWithInput(
+        JSON.stringify(echoManifest('adopted', 2)),
+        'apply',
+        '-n',
+        work.name,
+        '-f',
+        '-',
+      );
+      const after = await deploymentHas('adopted', 2);
+      assert.notEqual(after.metadata.uid, before.metadata.uid, 'deleted and created again');
+      await echoReady('adopted', 2);
+    });
+
+    it('lets the garbage collector remove the Deployment of a deleted Echo', async () => {
+      kubectl('delete', 'echo', 'adopted', '-n', work.name);
+      await eventually(
+        'the Deployment to be collected',
+        async () => {
+          const gone = await getDeployment('adopted').then(
+            () => false,
+            (e: unknown) => isNotFound(e),
+          );
+          return gone ? true : undefined;
+        },
+        90_000,
+      );
+    });
+
+    it('exports every series the chart’s alerts and dashboard query', async () => {
+      const objects = render(
+        '--set',
+        'metrics.prometheusRule.enabled=true,metrics.dashboard.enabled=true',
+      );
+      const queries = [
+        ...objects
+          .filter((o) => o.kind === 'PrometheusRule')
+          .flatMap((o) =>
+            (o.spec as { groups: { rules: { expr: string }[] }[] }).groups.flatMap((g) =>
+              g.rules.map((r) => r.expr),
+            ),
+          ),
+        ...objects
+          .filter((o) => o.kind === 'ConfigMap')
+          .flatMap((o) => {
+            const json = (o.data as Record<string, string>)['echo-operator.json'] ?? '{}';
+            const dash = JSON.parse(json) as { panels: { targets: { expr: string }[] }[] };
+            return dash.panels.flatMap((p) => p.targets.map((t) => t.expr));
+          }),
+      ];
+      assert.ok(queries.length > 10);
+      // Every selector in these queries is written `name{...}`; `up` comes from Prometheus itself.
+      const names = new Set(
+        queries.flatMap((q) => [...q.matchAll(/([a-z_:][a-z0-9_:]*)\{/g)].map((m) => m[1] ?? '')),
+      );
+      names.delete('up');
+      const exported = new Set(
+        (await scrape(port)).samples.map((s) => s.name.replace(/_(bucket|sum|count)$/, '')),
+      );
+      const missing = [...names].filter(
+        (n) => !exported.has(n) && !exported.has(n.replace(/_bucket$/, '')),
+      );
+      assert.deepEqual(missing, [], 'series the chart queries but the operator does not export');
+    });
+
+    it('used every rule of its role, and was never refused', async () => {
+      const metrics = await scrape(port);
+      const refused = metrics.samples.filter(
+        (s) => s.name === 'echo_operator_kubernetes_requests_total' && s.labels.code === '403',
+      );
+      assert.deepEqual(refused, [], 'no request was refused');
+      const auditLog = join(dirname(clusterKubeconfig()), 'audit.log');
+      const used = new Set(
+        readFileSync(auditLog, 'utf8')
+          .split('\n')
+          .filter((l) => l.includes(serviceAccount))
+          .map((l) => JSON.parse(l) as AuditEvent)
+          .filter((e) => e.user.username === serviceAccount && e.objectRef)
+          .map((e) => {
+            const r = e.objectRef!;
+            const resource = r.subresource ? `${r.resource}/${r.subresource}` : r.resource;
+            return `${e.verb} ${r.apiGroup ?? ''}/${resource}`;
+          }),
+      );
+      // Server-side apply is a patch in the audit log, and a create to RBAC when the object is new:
+      // the next test shows that need by taking `create` away.
+      const granted = [
+        'list example.com/echoes',
+        'watch example.com/echoes',
+        'patch example.com/echoes/status',
+        'list apps/deployments',
+        'watch apps/deployments',
+        'patch apps/deployments',
+        'delete apps/deployments',
+        'create events.k8s.io/events',
+      ];
+      assert.deepEqual(
+        granted.filter((g) => !used.has(g)),
+        [],
+        `every granted verb was used; used: ${[...used].join(', ')}`,
+      );
+    });
+
+    it('cannot create a Deployment without the create verb', async () => {
+      const role = `/apis/rbac.authorization.k8s.io/v1/clusterroles/${FULLNAME}`;
+      const original = await admin.request<{ rules: { resources: string[]; verbs: string[] }[] }>({
+        path: role,
+      });
+      const withoutCreate = original.rules.map((r) =>
+        r.resources.includes('deployments')
+          ? { ...r, verbs: r.verbs.filter((v) => v !== 'create') }
+          : r,
+      );
+      await admin.request({
+        method: 'PATCH',
+        path: role,
+        contentType: 'application/merge-patch+json',
+        body: { rules: withoutCreate },
+      });
+      try {
+        await admin.request({
+          method: 'POST',
+          path: echoPath(),
+          body: echoManifest('no-create', 1),
+        });
+        await eventually('the apply to be refused', async () => {
+          const m = await scrape(port);
+          return m.value('echo_operator_kubernetes_requests_total', {
+            verb: 'apply',
+            resource: 'deployments.apps',
+            code: '403',
+          }) > 0
+            ? true
+            : undefined;
+        });
+      } finally {
+        // The chart's rules again, as `helm upgrade` would restore them.
+        helm('upgrade', RELEASE, CHART, '--namespace', system.name, '--reuse-values');
+      }
+      await deploymentHas('no-create', 1);
+    });
+  });
+
+  it('rolls the Deployment on helm upgrade with changed values', () => {
+    const before = JSON.parse(
+      kubectl('get', 'deployment', FULLNAME, '-n', system.name, '-o', 'json'),
+    ) as Deployment;
+    helm(
+      'upgrade',
+      RELEASE,
+      CHART,
+      '--namespace',
+      system.name,
+      '--reuse-values',
+      '--set',
+      'operator.concurrency=8,operator.logFormat=text',
+      '--wait',
+      '--timeout=120s',
+    );
+    const after = JSON.parse(
+      kubectl('get', 'deployment', FULLNAME, '-n', system.name, '-o', 'json'),
+    ) as Deployment;
+    assert.ok((after.metadata.generation ?? 0) > (before.metadata.generation ?? 0));
+    const env = after.spec.template.spec.containers[0]?.env ?? [];
+    assert.ok(env.some((e) => e.name === 'ECHO_OPERATOR_CONCURRENCY' && e.value === '8'));
+    assert.ok(env.some((e) => e.name === 'ECHO_OPERATOR_LOG_FORMAT' && e.value === 'text'));
+    assert.equal(after.status?.readyReplicas, 1);
+  });
+
+  it('leaves nothing behind on helm uninstall but the CRD', () => {
+    helm('uninstall', RELEASE, '--namespace', system.name, '--wait', '--timeout=120s');
+    const selector = `app.kubernetes.io/instance=${RELEASE}`;
+    const namespaced = kubectl(
+      'get',
+      'deployments,services,serviceaccounts,configmaps,servicemonitors,prometheusrules,networkpolicies,roles,rolebindings',
+      '-n',
+      system.name,
+      '-l',
+      selector,
+      '-o',
+      'name',
+    );
+    assert.equal(namespaced.trim(), '');
+    const clusterWide = kubectl(
+      'get',
+      'clusterroles,clusterrolebindings',
+      '-l',
+      selector,
+      '-o',
+      'name',
+    );
+    assert.equal(clusterWide.trim(), '');
+    assert.match(kubectl('get', 'crd', 'echoes.example.com', '-o', 'name'), /echoes\.example\.com/);
+  });
+});

@@ -1,0 +1,26 @@
+// Helm, built from Go modules, against the test cluster; its cache, config and data live beside
+// the cluster's kubeconfig, so a run touches nothing in the home directory.
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { toolsBinDir } from '../../hack/cluster/cluster.ts';
+import { clusterKubeconfig } from './kube.ts';
+
+export const CHART = fileURLToPath(new URL('../../charts/echo-operator', import.meta.url));
+
+/** Where hack/tools/build.sh put the Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule). */
+export const MONITORING_CRDS = join(toolsBinDir(), '..', 'monitoring-crds');
+
+export function helm(...args: string[]): string {
+  const kubeconfig = clusterKubeconfig();
+  const home = join(dirname(kubeconfig), 'helm');
+  return execFileSync(join(toolsBinDir(), 'helm'), [`--kubeconfig=${kubeconfig}`, ...args], {
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: join(home, 'cache'),
+      HELM_CONFIG_HOME: join(home, 'config'),
+      HELM_DATA_HOME: join(home, 'data'),
+    },
+  });
+}
