@@ -2,17 +2,17 @@
 // then the operator until SIGTERM or SIGINT, with a graceful drain.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, parseConfig, usage, type Config } from './config.ts';
 import { API_VERSION, GROUP, PLURAL } from './echo/api.ts';
 import { KubeClient } from './kube/client.ts';
+import { loadConnection } from './kube/kubeconfig.ts';
 import { ApiError } from './kube/errors.ts';
 import { RequestCounts } from './kube/request-counts.ts';
 import { startHttpServer } from './http/server.ts';
 import { CONTROLLER_NAME, EchoOperator, errorText } from './operator.ts';
-import { createLoggers, type Loggers } from './telemetry/logger.ts';
+import { createLoggers, textStream, type Loggers } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
-import { startTracing, type Tracing } from './telemetry/tracing.ts';
+import type { Tracing } from './telemetry/tracing-sdk.ts';
 
 const VERSION = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -56,20 +56,17 @@ async function preflight(client: KubeClient): Promise<void> {
 async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise<void> {
   const log = loggers.module('main');
   const counts = new RequestCounts();
-  const kubeConfig = new KubeConfig();
-  if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
-  else kubeConfig.loadFromDefault();
-  const server = kubeConfig.getCurrentCluster()?.server ?? 'https://unknown';
+  const connection = loadConnection(config.kubeconfig ? { path: config.kubeconfig } : {});
   // The metrics read the operator (built below, with their observers) only when scraped.
   const metrics: Metrics = new Metrics({
     controller: CONTROLLER_NAME,
     concurrency: config.concurrency,
-    server,
+    server: connection.server.href,
     queue: () => operator.queue,
     cacheSizes: () => ({ echoes: operator.echoes.size, deployments: operator.deployments.size }),
     ready: () => operator.synced,
   });
-  const client = await KubeClient.fromKubeConfig(kubeConfig, {
+  const client = new KubeClient(connection, {
     onResponse: (event) => {
       counts.record(event);
       metrics.onResponse(event);
@@ -153,8 +150,7 @@ let loggers: Loggers;
 try {
   loggers = createLoggers(
     config.logFilter,
-    config.logFormat,
-    undefined,
+    config.logFormat === 'text' ? await textStream() : undefined,
     Boolean(config.otlpEndpoint),
   );
 } catch (err) {
@@ -163,7 +159,7 @@ try {
 }
 
 const tracing = config.otlpEndpoint
-  ? startTracing({
+  ? (await import('./telemetry/tracing-sdk.ts')).startTracing({
       endpoint: config.otlpEndpoint,
       protocol: config.otlpProtocol,
       sampleRatio: config.traceSampleRatio,

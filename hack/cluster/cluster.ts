@@ -174,7 +174,7 @@ export class LocalCluster {
         componentKubeconfig('kube-scheduler'),
         componentKubeconfig('kwok'),
       ]);
-      const admin = await KubeClient.fromFile(state.kubeconfig);
+      const admin = KubeClient.fromFile(state.kubeconfig);
       try {
         await waitFor(
           'kube-apiserver',
@@ -285,7 +285,7 @@ export class LocalCluster {
     const p = startProcess({ ...entry, name });
     entry.pid = p.pid;
     await writeFile(join(this.state.dir, 'cluster.json'), JSON.stringify(this.state, null, 2));
-    const admin = await KubeClient.fromFile(this.state.kubeconfig);
+    const admin = KubeClient.fromFile(this.state.kubeconfig);
     try {
       await waitFor(name, p, async () => (await admin.text({ path: '/readyz' })) === 'ok', 120_000);
     } finally {

@@ -1,17 +1,17 @@
 // The Kubernetes HTTP client: one keep-alive HTTP/2 connection for every request, credentials from
-// a kubeconfig (through @kubernetes/client-node's loader, which knows exec plugins, in-cluster
-// tokens and the rest), typed errors, Retry-After honoured, and every response reported to an
-// observer for metrics.
+// a kubeconfig or the pod's ServiceAccount (kubeconfig.ts), typed errors, Retry-After honoured,
+// and every response reported to an observer for metrics.
 //
-// Why not the typed APIs of @kubernetes/client-node: they open a new connection per request and
-// their patch calls default to JSON patch; an operator wants one pool, server-side apply and
-// per-request accounting, which a small client over undici gives directly.
+// Why not the typed APIs of @kubernetes/client-node: they open a new connection per request, their
+// patch calls default to JSON patch, and importing the package costs about 85 MB of memory; an
+// operator wants one pool, server-side apply and per-request accounting, which a small client over
+// undici gives directly.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig } from '@kubernetes/client-node';
 import { SpanKind, type Span } from '@opentelemetry/api';
 import { Pool, type Dispatcher } from 'undici';
 import { inSpan, type Tracer } from '../telemetry/tracing.ts';
 import { ApiError, parseStatus } from './errors.ts';
+import { loadConnection, type Connection, type Credentials } from './kubeconfig.ts';
 import { APPLY_PATCH, describeRequest, type RequestInfo } from './request-info.ts';
 
 export interface RequestOptions {
@@ -52,60 +52,33 @@ export interface ClientOptions {
   tracer?: Tracer;
 }
 
-/** Credentials are re-read this often (in-cluster tokens rotate; client-node re-reads them every 60 s too). */
-const CREDENTIAL_TTL_MS = 60_000;
-
-interface Credentials {
-  headers: Record<string, string>;
-  expires: number;
-}
-
 export class KubeClient {
   readonly server: URL;
   private readonly pool: Pool;
-  private readonly kubeConfig: KubeConfig;
+  private readonly connection: Connection;
   private readonly options: Required<
     Pick<ClientOptions, 'maxAttempts' | 'maxRetryAfterSeconds' | 'requestTimeoutMs'>
   > &
     ClientOptions;
   private credentials: Promise<Credentials> | undefined;
 
-  private constructor(kubeConfig: KubeConfig, server: URL, pool: Pool, options: ClientOptions) {
-    this.kubeConfig = kubeConfig;
-    this.server = server;
-    this.pool = pool;
+  constructor(connection: Connection, options: ClientOptions = {}) {
+    this.connection = connection;
+    this.server = connection.server;
     this.options = {
       maxAttempts: 10,
       maxRetryAfterSeconds: 30,
       requestTimeoutMs: 60_000,
       ...options,
     };
-  }
-
-  /** Builds a client for the kubeconfig's current context. */
-  static async fromKubeConfig(
-    kubeConfig: KubeConfig,
-    options: ClientOptions = {},
-  ): Promise<KubeClient> {
-    const cluster = kubeConfig.getCurrentCluster();
-    if (!cluster)
-      throw new Error(`kubeconfig has no cluster for context "${kubeConfig.getCurrentContext()}"`);
-    const tls: {
-      ca?: Buffer;
-      cert?: Buffer;
-      key?: Buffer;
-      rejectUnauthorized?: boolean;
-      servername?: string;
-    } = {};
-    await kubeConfig.applyToHTTPSOptions(tls);
-    const server = new URL(cluster.server);
-    const pool = new Pool(server.origin, {
+    const { ca, cert, key, servername, rejectUnauthorized } = connection.tls;
+    this.pool = new Pool(this.server.origin, {
       connect: {
-        ...(tls.ca ? { ca: tls.ca } : {}),
-        ...(tls.cert ? { cert: tls.cert } : {}),
-        ...(tls.key ? { key: tls.key } : {}),
-        ...(tls.servername ? { servername: tls.servername } : {}),
-        rejectUnauthorized: tls.rejectUnauthorized ?? true,
+        ...(ca ? { ca } : {}),
+        ...(cert ? { cert } : {}),
+        ...(key ? { key } : {}),
+        ...(servername ? { servername } : {}),
+        rejectUnauthorized,
       },
       // HTTP/2 (the API server offers it through ALPN): every request and watch multiplexed on
       // one connection, as client-go does. A stream that times out makes undici PING the peer
@@ -115,13 +88,11 @@ export class KubeClient {
       keepAliveTimeout: 90_000,
       keepAliveMaxTimeout: 90_000,
     });
-    return new KubeClient(kubeConfig, server, pool, options);
   }
 
-  static async fromFile(path: string, options: ClientOptions = {}): Promise<KubeClient> {
-    const kc = new KubeConfig();
-    kc.loadFromFile(path);
-    return KubeClient.fromKubeConfig(kc, options);
+  /** A client for a kubeconfig file. */
+  static fromFile(path: string, options: ClientOptions = {}): KubeClient {
+    return new KubeClient(loadConnection({ path }), options);
   }
 
   /** Sends a request and returns the decoded JSON body; throws ApiError for any non-2xx answer. */
@@ -308,19 +279,12 @@ export class KubeClient {
   }
 
   private async authHeaders(): Promise<Record<string, string>> {
-    const now = Date.now();
     const current = this.credentials;
     if (current) {
       const creds = await current;
-      if (creds.expires > now) return creds.headers;
+      if (creds.expiresAt > Date.now()) return creds.headers;
     }
-    const next = (async (): Promise<Credentials> => {
-      const opts: { headers?: Record<string, string>; auth?: string } = {};
-      await this.kubeConfig.applyToHTTPSOptions(opts);
-      const headers = { ...opts.headers };
-      if (opts.auth) headers.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
-      return { headers, expires: now + CREDENTIAL_TTL_MS };
-    })();
+    const next = this.connection.credentials();
     this.credentials = next;
     // A failure (an exec plugin that timed out, say) is not remembered: the next request tries again.
     next.catch(() => {

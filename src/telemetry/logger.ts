@@ -1,8 +1,6 @@
 // Structured logging with pino: JSON for machines, one line of text for people, and levels per
 // module (`info,controller=debug,kube=warn`), like echo-operator-rs's --log-filter.
-import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
-import type { LogFormat } from '../config.ts';
+import pino, { type DestinationStream, type Logger } from 'pino';
 import { sampledSpanIds } from './tracing.ts';
 
 export type { Logger };
@@ -39,10 +37,24 @@ export interface Loggers {
   module: (name: string) => Logger;
 }
 
+/**
+ * The text format's stream: one readable line per entry on stdout. Loaded only when asked for, so
+ * the JSON format does not carry pino-pretty in memory.
+ */
+export async function textStream(): Promise<DestinationStream> {
+  const { default: pretty } = await import('pino-pretty');
+  return pretty({
+    sync: true,
+    colorize: false,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname',
+  });
+}
+
+/** Loggers writing JSON lines to `destination` (stdout by default). */
 export function createLoggers(
   filter: string,
-  format: LogFormat,
-  destination?: NodeJS.WritableStream,
+  destination?: NodeJS.WritableStream | DestinationStream,
   /** Adds trace_id and span_id of the active sampled span to every line (tracing on). */
   traceIds = false,
 ): Loggers {
@@ -50,16 +62,7 @@ export function createLoggers(
   const levels = [parsed.level, ...Object.values(parsed.modules)];
   // The root must let through the most verbose level any module asks for; modules then narrow.
   const mostVerbose = levels.reduce((a, b) => (LEVELS.indexOf(a) <= LEVELS.indexOf(b) ? a : b));
-  const stream =
-    destination ??
-    (format === 'json'
-      ? pino.destination({ dest: 1, sync: true })
-      : pretty({
-          sync: true,
-          colorize: false,
-          translateTime: 'SYS:HH:MM:ss.l',
-          ignore: 'pid,hostname',
-        }));
+  const stream = destination ?? pino.destination({ dest: 1, sync: true });
   const root = pino(
     {
       level: mostVerbose,

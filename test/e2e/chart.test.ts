@@ -66,7 +66,7 @@ describe('Helm chart, end to end', () => {
   let work: Awaited<ReturnType<typeof createNamespace>>;
 
   before(async () => {
-    admin = await adminClient();
+    admin = adminClient();
     for (const file of readdirSync(MONITORING_CRDS))
       kubectl('apply', '--server-side', '-f', join(MONITORING_CRDS, file));
     kubectl('wait', '--for=condition=Established', 'crd/servicemonitors.monitoring.coreos.com');

@@ -49,7 +49,7 @@ describe('cluster launcher', () => {
     try {
       const sharedServer = /server: (\S+)/.exec(readFileSync(clusterKubeconfig(), 'utf8'))?.[1];
       assert.notEqual(state.server, sharedServer);
-      const client = await KubeClient.fromFile(cluster.kubeconfig);
+      const client = KubeClient.fromFile(cluster.kubeconfig);
       try {
         const nodes = await client.request<{ items: unknown[] }>({ path: '/api/v1/nodes' });
         assert.equal(nodes.items.length, 1);

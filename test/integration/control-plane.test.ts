@@ -16,7 +16,7 @@ describe('local control plane', () => {
   let ns: Awaited<ReturnType<typeof createNamespace>>;
 
   before(async () => {
-    admin = await adminClient();
+    admin = adminClient();
     ns = await createNamespace(admin, 'smoke');
   });
 

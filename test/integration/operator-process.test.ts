@@ -12,7 +12,8 @@ import { eventually, serviceAccountKubeconfig } from '../support/kube.ts';
 import { promtoolCheck, scrape } from '../support/metrics.ts';
 import { startFaultProxy } from '../support/fault-proxy.ts';
 import { echoManifest, isReady } from '../support/fixtures.ts';
-import { installCrd, startOperator } from '../support/operator.ts';
+import { installCrd } from '../../hack/cluster/crd.ts';
+import { startOperator } from '../support/operator.ts';
 import { startMain, whenReady } from '../support/main-process.ts';
 
 describe('operator process', () => {
@@ -21,7 +22,7 @@ describe('operator process', () => {
 
   before(async () => {
     cluster = await LocalCluster.start();
-    admin = await KubeClient.fromFile(cluster.kubeconfig);
+    admin = KubeClient.fromFile(cluster.kubeconfig);
   });
 
   after(async () => {

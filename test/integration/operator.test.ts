@@ -10,7 +10,8 @@ import type { KubeClient } from '../../src/kube/client.ts';
 import { isInvalid, isNotFound, type ApiError } from '../../src/kube/errors.ts';
 import { adminClient, createNamespace, eventually, kubectl } from '../support/kube.ts';
 import { echoManifest, foreignDeployment, isReady } from '../support/fixtures.ts';
-import { installCrd, startOperator, type RunningOperator } from '../support/operator.ts';
+import { installCrd } from '../../hack/cluster/crd.ts';
+import { startOperator, type RunningOperator } from '../support/operator.ts';
 
 interface Deployment {
   metadata: {
@@ -65,7 +66,7 @@ describe('echo operator', () => {
     });
 
   before(async () => {
-    admin = await adminClient();
+    admin = adminClient();
     await installCrd(admin);
     ns = await createNamespace(admin, 'operator');
     running = await startOperator([ns.name]);

@@ -5,11 +5,11 @@
 // its two namespaces, so every run holds a success and a failure.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
+import { loadConnection } from '../../src/kube/kubeconfig.ts';
 import { echoManifest, isReady } from '../support/fixtures.ts';
-import { startJaeger, tag, type Jaeger, type JaegerSpan } from '../support/jaeger.ts';
+import { startJaeger, tag, type Jaeger, type JaegerSpan } from '../../hack/cluster/jaeger.ts';
 import {
   adminClient,
   createNamespace,
@@ -76,7 +76,7 @@ describe('tracing and logs', () => {
   let jaeger: Jaeger;
 
   before(async () => {
-    admin = await adminClient();
+    admin = adminClient();
     jaeger = await startJaeger();
   });
 
@@ -97,9 +97,8 @@ describe('tracing and logs', () => {
     ]);
     await grantRole(admin, denied.name, account, [...READ_ECHOES, DEPLOYMENTS_READ]);
     const kubeconfig = await serviceAccountKubeconfig(admin, allowed.name, 'operator');
-    const kc = new KubeConfig();
-    kc.loadFromFile(kubeconfig);
-    const token = kc.getCurrentUser()?.token;
+    const { headers } = await loadConnection({ path: kubeconfig }).credentials();
+    const token = headers.authorization?.replace(/^Bearer /, '');
     assert.ok(token, 'the ServiceAccount kubeconfig holds a token');
     return {
       allowed: allowed.name,

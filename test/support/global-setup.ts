@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { LocalCluster } from '../../hack/cluster/cluster.ts';
 import { isRunning } from '../../hack/cluster/process.ts';
 import { KubeClient } from '../../src/kube/client.ts';
-import { installCrd } from './operator.ts';
+import { installCrd } from '../../hack/cluster/crd.ts';
 
 let cluster: LocalCluster | undefined;
 
@@ -24,7 +24,7 @@ export async function globalSetup(): Promise<void> {
   process.env.ECHO_TEST_KUBECONFIG = cluster.kubeconfig;
   process.env.ECHO_TEST_CLUSTER_DIR = cluster.state.dir;
   // Installed before any test: the garbage collector picks up new resource types only every 30 s.
-  const admin = await KubeClient.fromFile(cluster.kubeconfig);
+  const admin = KubeClient.fromFile(cluster.kubeconfig);
   try {
     await installCrd(admin);
   } finally {

@@ -1,10 +1,11 @@
 // Helpers for tests that talk to the shared local cluster: clients as admin or as a
 // ServiceAccount (so a test holds exactly the RBAC it granted), namespaces, and polling.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig } from '@kubernetes/client-node';
+import { parse } from 'yaml';
 import { toolsBinDir, writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { isConflict } from '../../src/kube/errors.ts';
@@ -19,7 +20,7 @@ export function clusterKubeconfig(): string {
   return path;
 }
 
-export async function adminClient(): Promise<KubeClient> {
+export function adminClient(): KubeClient {
   return KubeClient.fromFile(clusterKubeconfig());
 }
 
@@ -39,16 +40,20 @@ export async function serviceAccountKubeconfig(
       spec: { expirationSeconds: 3600 },
     },
   });
-  const kc = new KubeConfig();
-  kc.loadFromFile(adminKubeconfig);
-  const cluster = kc.getCurrentCluster();
-  if (!cluster?.caFile) throw new Error('the test kubeconfig names no certificate-authority file');
+  // The test clusters' kubeconfigs hold one cluster, whose CA is a file.
+  const config = parse(readFileSync(adminKubeconfig, 'utf8')) as {
+    clusters: { cluster: { server: string; 'certificate-authority'?: string } }[];
+  };
+  const cluster = config.clusters[0]?.cluster;
+  const caFile = cluster?.['certificate-authority'];
+  if (!cluster || !caFile)
+    throw new Error('the test kubeconfig names no certificate-authority file');
   // Beside the cluster's own kubeconfig, so it goes when the cluster's directory goes.
   const path = join(
     dirname(adminKubeconfig),
     `sa-${namespace}-${name}-${randomBytes(3).toString('hex')}.kubeconfig`,
   );
-  await writeKubeconfig(path, cluster.server, cluster.caFile, { token: review.status.token });
+  await writeKubeconfig(path, cluster.server, caFile, { token: review.status.token });
   return path;
 }
 

@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { echoCrd } from '../../../src/echo/api.ts';
-import { CRD_FILE, crdManifest } from '../../../src/echo/crd-manifest.ts';
+import { CRD_FILE, crdManifest, echoCrd } from '../../../src/echo/crd.ts';
 
 describe('the CRD manifest', () => {
   it('in the chart is the one src/echo/api.ts generates (run make generate after a change)', () => {

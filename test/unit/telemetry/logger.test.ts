@@ -38,7 +38,7 @@ describe('parseLogFilter', () => {
 describe('createLoggers', () => {
   it('applies the level of each module', () => {
     const out = capture();
-    const loggers = createLoggers('warn,controller=debug', 'json', out.stream);
+    const loggers = createLoggers('warn,controller=debug', out.stream);
     loggers.module('controller').debug('shown');
     loggers.module('informer').info('hidden');
     loggers.module('informer').warn('shown too');
@@ -52,7 +52,7 @@ describe('createLoggers', () => {
   });
   it('never writes a bearer token', () => {
     const out = capture();
-    const loggers = createLoggers('info', 'json', out.stream);
+    const loggers = createLoggers('info', out.stream);
     loggers.root.info(
       { headers: { authorization: 'Bearer secret-token' }, token: 'secret-token' },
       'request',

@@ -61,7 +61,7 @@ describe('tracing helpers', () => {
         done();
       },
     });
-    const log = createLoggers('info', 'json', stream, true).module('reconciler');
+    const log = createLoggers('info', stream, true).module('reconciler');
     let ids: ReturnType<typeof sampledSpanIds>;
     await inSpan(tracer, 'reconcile', {}, () => {
       ids = sampledSpanIds();

@@ -1,13 +1,13 @@
-// A real trace backend for tests: Jaeger v2 (the OpenTelemetry Collector with Jaeger's storage and
+// A real trace backend for tests and the benchmark: Jaeger v2 (the OpenTelemetry Collector with Jaeger's storage and
 // query extensions), built from Go modules by hack/tools/build.sh, receiving OTLP over gRPC and
 // HTTP on loopback and keeping traces in memory. Tests read back what it received through its
 // query API, as a person would in the Jaeger UI.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts, startProcess, stopProcess, tail } from '../../hack/cluster/process.ts';
-import { toolsBinDir } from '../../hack/cluster/cluster.ts';
-import { eventually } from './kube.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { toolsBinDir } from './cluster.ts';
+import { freePorts, startProcess, stopProcess, tail } from './process.ts';
 
 export interface JaegerSpan {
   traceID: string;
@@ -80,14 +80,17 @@ exporters:
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await eventually(
-      'Jaeger to answer queries',
-      async () => {
-        if (proc.exit) throw new Error(`jaeger exited:\n${tail(log)}`);
-        return (await fetch(`${api}/services`)).ok ? true : undefined;
-      },
-      30_000,
-    );
+    const deadline = Date.now() + 30_000;
+    while (
+      !(await fetch(`${api}/services`).then(
+        (r) => r.ok,
+        () => false,
+      ))
+    ) {
+      if (proc.exit) throw new Error(`jaeger exited:\n${tail(log)}`);
+      if (Date.now() > deadline) throw new Error(`jaeger did not answer in 30 s:\n${tail(log)}`);
+      await sleep(100);
+    }
   } catch (err) {
     await stop();
     throw err;
