@@ -1,0 +1,116 @@
+// `make bench`: runs the benchmark scenarios against our operator (or any command serving the same
+// CRD) on a local control plane of its own, then prints a table and writes JSON and an SVG.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runBench, type BenchOptions } from './run.ts';
+import { svgReport, textReport } from './report.ts';
+
+const USAGE = `Usage: node bench/cli.ts [flags]
+
+Starts a local control plane with audit logging, runs the operator under test as a
+ServiceAccount with the chart's RBAC, and measures: cold start, create burst, scale burst,
+drift repair, steady state (across one resync) and delete, plus a floor (the same Deployments
+applied by a bare client). API calls are counted from the API server's audit log.
+
+  --n N                  Echoes per scenario (default 1000)
+  --replicas R           spec.replicas of each Echo (default 1)
+  --drift K              Deployments edited by hand in drift repair (default N/10, at most 100)
+  --idle S               seconds idle in steady state (default 45)
+  --resync S             our operator's resync period in seconds (default 30, shorter than --idle)
+  --concurrency C        our operator's --concurrency (default 4)
+  --trace-ratio R        trace this fraction of reconciles into a Jaeger of the run (default off)
+  --operator-cmd CMD     benchmark another operator: a shell command line, run with exec
+  --kubeconfig-env NAME  how that operator takes its kubeconfig (default KUBECONFIG)
+  --parallel P           objects the harness creates or patches at once (default 64)
+  --out DIR              where bench.json, bench.svg and operator.log go (default bench/results)
+  --help                 this text`;
+
+function number(raw: string | undefined, fallback: number, flag: string, min = 0): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) {
+    console.error(`bench: --${flag} must be a number of at least ${String(min)}, not "${raw}"`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const { values } = (() => {
+  try {
+    return parseArgs({
+      options: {
+        n: { type: 'string' },
+        replicas: { type: 'string' },
+        drift: { type: 'string' },
+        idle: { type: 'string' },
+        resync: { type: 'string' },
+        concurrency: { type: 'string' },
+        'trace-ratio': { type: 'string' },
+        'operator-cmd': { type: 'string' },
+        'kubeconfig-env': { type: 'string' },
+        parallel: { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    console.error(`bench: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+    process.exit(2);
+  }
+})();
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const n = number(values.n, 1000, 'n', 1);
+const idle = number(values.idle, 45, 'idle', 1);
+const resync = number(values.resync, 30, 'resync', 1);
+if (resync >= idle) {
+  console.error('bench: --resync must be shorter than --idle, so a resync falls in steady state');
+  process.exit(2);
+}
+const traceRatio = values['trace-ratio'];
+const options: BenchOptions = {
+  n,
+  replicas: number(values.replicas, 1, 'replicas', 0),
+  drift: number(values.drift, Math.max(1, Math.min(100, Math.floor(n / 10))), 'drift', 1),
+  idleSeconds: idle,
+  resyncSeconds: resync,
+  concurrency: number(values.concurrency, 4, 'concurrency', 1),
+  traceRatio: traceRatio === undefined ? undefined : number(traceRatio, 0, 'trace-ratio'),
+  operatorCmd: values['operator-cmd'],
+  kubeconfigEnv: values['kubeconfig-env'] ?? 'KUBECONFIG',
+  clientParallelism: number(values.parallel, 64, 'parallel', 1),
+  outDir: values.out ?? join(import.meta.dirname, 'results'),
+  progress: (message) => {
+    console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+  },
+};
+
+const started = Date.now();
+const result = await runBench(options);
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+const versions = Object.fromEntries(
+  readFileSync(new URL('../hack/tools/versions.env', import.meta.url), 'utf8')
+    .split('\n')
+    .filter((l) => /^[A-Z_]+=/.test(l))
+    .map((l) => l.split('=', 2) as [string, string]),
+);
+const report = {
+  ...result,
+  versions: { echoOperator: pkg.version, node: process.version, ...versions },
+  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem() },
+  wallSeconds: (Date.now() - started) / 1000,
+  date: new Date().toISOString(),
+};
+writeFileSync(join(options.outDir, 'bench.json'), `${JSON.stringify(report, null, 2)}\n`);
+writeFileSync(join(options.outDir, 'bench.svg'), svgReport(result));
+console.log(textReport(result));
+console.log(
+  `\nwall time ${report.wallSeconds.toFixed(0)} s; written: ${join(options.outDir, 'bench.json')}, ${join(options.outDir, 'bench.svg')}`,
+);

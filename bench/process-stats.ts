@@ -1,0 +1,72 @@
+// Memory and CPU of the operator under test, read from /proc: resident set size sampled four times
+// a second (for the chart and the peak) and the kernel's own high-water mark, and CPU seconds.
+import { readFileSync } from 'node:fs';
+
+const TICKS_PER_SECOND = 100;
+
+export interface RssSample {
+  /** Milliseconds since the sampler started. */
+  atMs: number;
+  rssBytes: number;
+}
+
+export class ProcessStats {
+  readonly samples: RssSample[] = [];
+  private readonly started = performance.now();
+  private readonly timer: NodeJS.Timeout;
+  private readonly pid: number;
+
+  constructor(pid: number) {
+    this.pid = pid;
+    this.timer = setInterval(() => {
+      this.sample();
+    }, 250);
+    this.timer.unref();
+    this.sample();
+  }
+
+  private sample(): void {
+    const rss = this.status('VmRSS');
+    if (rss !== undefined)
+      this.samples.push({ atMs: performance.now() - this.started, rssBytes: rss });
+  }
+
+  /** A field of /proc/<pid>/status in bytes (the kernel reports kB). */
+  private status(field: 'VmRSS' | 'VmHWM'): number | undefined {
+    try {
+      const text = readFileSync(`/proc/${String(this.pid)}/status`, 'utf8');
+      const kb = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1];
+      return kb === undefined ? undefined : Number(kb) * 1024;
+    } catch {
+      return undefined;
+    }
+  }
+
+  rssNow(): number {
+    return this.status('VmRSS') ?? 0;
+  }
+
+  peakRss(): number {
+    return Math.max(this.status('VmHWM') ?? 0, ...this.samples.map((s) => s.rssBytes));
+  }
+
+  /** User plus system CPU seconds used so far. */
+  cpuSeconds(): number {
+    try {
+      const stat = readFileSync(`/proc/${String(this.pid)}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime and stime are fields 14 and 15 of stat; 12 and 13 after the command name.
+      return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+    } catch {
+      return 0;
+    }
+  }
+
+  elapsedMs(): number {
+    return performance.now() - this.started;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}

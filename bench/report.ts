@@ -1,0 +1,152 @@
+// What a person reads of a benchmark run: a table on the terminal, and an SVG with the create-burst
+// latency distribution (operator against the floor) and the operator's memory over the run.
+import type { VerbCounts } from './audit.ts';
+import { total, writes } from './audit.ts';
+import type { BenchResult } from './run.ts';
+
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+const secs = (s: number | undefined): string => (s === undefined ? '-' : `${s.toFixed(2)} s`);
+const verbs = (c: VerbCounts | undefined): string =>
+  c === undefined
+    ? '-'
+    : Object.entries(c)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([v, n]) => `${v} ${String(n)}`)
+        .join(', ') || 'none';
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+export function textReport(result: BenchResult): string {
+  const { floor } = result;
+  const rows = [
+    [
+      'scenario',
+      'time',
+      'x floor',
+      'p50',
+      'p90',
+      'p99',
+      'API calls (audit)',
+      'writes',
+      'ours',
+      'RSS',
+      'CPU',
+    ],
+    ...result.scenarios.map((s) => {
+      const ratio =
+        s.seconds !== undefined && ['cold start', 'create burst', 'scale burst'].includes(s.name)
+          ? (s.seconds / floor.applySeconds).toFixed(2)
+          : '-';
+      return [
+        s.name,
+        secs(s.seconds),
+        ratio,
+        s.latencyMs ? `${s.latencyMs.p50.toFixed(0)} ms` : '-',
+        s.latencyMs ? `${s.latencyMs.p90.toFixed(0)} ms` : '-',
+        s.latencyMs ? `${s.latencyMs.p99.toFixed(0)} ms` : '-',
+        verbs(s.apiCalls),
+        String(writes(s.apiCalls)),
+        s.clientCalls ? String(total(s.clientCalls)) : '-',
+        mib(s.rssBytesAtEnd),
+        `${s.cpuSeconds.toFixed(1)} s`,
+      ];
+    }),
+  ];
+  const extras = result.scenarios
+    .flatMap((s) => Object.entries(s.times ?? {}).map(([k, v]) => `  ${s.name}: ${k} ${secs(v)}`))
+    .join('\n');
+  return [
+    `echo-operator benchmark, N=${String(result.options.n)}, replicas ${String(result.options.replicas)}: ${result.operator}`,
+    '',
+    table(rows),
+    '',
+    extras,
+    `  floor: ${String(result.options.n)} Deployments applied by a bare client in ${secs(floor.applySeconds)} ` +
+      `(p50 ${floor.latencyMs.p50.toFixed(0)} ms, p99 ${floor.latencyMs.p99.toFixed(0)} ms); ` +
+      `${String(result.options.n)} Echo creates taken in ${secs(floor.echoCreateSeconds)}`,
+    `  memory: peak RSS ${mib(result.memory.peakRssBytes)}, final ${mib(result.memory.finalRssBytes)}; ` +
+      `CPU ${result.memory.cpuSeconds.toFixed(1)} s`,
+  ].join('\n');
+}
+
+const escape = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+
+/** A polyline chart in a box; `series` are [x, y] points already in data units. */
+function chart(
+  title: string,
+  xLabel: string,
+  yLabel: string,
+  series: { name: string; color: string; points: [number, number][] }[],
+  offsetY: number,
+): string {
+  const width = 760;
+  const height = 260;
+  const left = 70;
+  const top = offsetY + 30;
+  const plotW = width - left - 30;
+  const plotH = height - 70;
+  const all = series.flatMap((s) => s.points);
+  const maxX = Math.max(1e-9, ...all.map(([x]) => x));
+  const maxY = Math.max(1e-9, ...all.map(([, y]) => y));
+  const px = (x: number): number => left + (x / maxX) * plotW;
+  const py = (y: number): number => top + plotH - (y / maxY) * plotH;
+  const ticks = [0, 0.25, 0.5, 0.75, 1];
+  return [
+    `<text x="${String(left)}" y="${String(offsetY + 18)}" font-size="15" font-weight="bold">${escape(title)}</text>`,
+    `<rect x="${String(left)}" y="${String(top)}" width="${String(plotW)}" height="${String(plotH)}" fill="none" stroke="#999"/>`,
+    ...ticks.map(
+      (t) =>
+        `<text x="${String(left - 6)}" y="${String(py(t * maxY) + 4)}" font-size="11" text-anchor="end">${(t * maxY).toPrecision(3)}</text>` +
+        `<text x="${String(px(t * maxX))}" y="${String(top + plotH + 15)}" font-size="11" text-anchor="middle">${(t * maxX).toPrecision(3)}</text>`,
+    ),
+    `<text x="${String(left + plotW / 2)}" y="${String(top + plotH + 32)}" font-size="12" text-anchor="middle">${escape(xLabel)}</text>`,
+    `<text x="14" y="${String(top + plotH / 2)}" font-size="12" transform="rotate(-90 14 ${String(top + plotH / 2)})" text-anchor="middle">${escape(yLabel)}</text>`,
+    ...series.map(
+      (s, i) =>
+        `<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>` +
+        `<text x="${String(left + 10)}" y="${String(top + 16 + i * 15)}" font-size="12" fill="${s.color}">${escape(s.name)}</text>`,
+    ),
+  ].join('\n');
+}
+
+/** Empirical CDF points of sorted values. */
+function cdf(sorted: number[]): [number, number][] {
+  return sorted.map((v, i) => [v, (i + 1) / sorted.length]);
+}
+
+export function svgReport(result: BenchResult): string {
+  const latency = chart(
+    `Create burst, N=${String(result.options.n)}: Echo created → Deployment observed`,
+    'latency (ms)',
+    'fraction of objects',
+    [
+      { name: 'operator', color: '#c0392b', points: cdf(result.createLatenciesMs) },
+      { name: 'floor: bare client apply', color: '#2471a3', points: cdf(result.floorLatenciesMs) },
+    ],
+    0,
+  );
+  const memory = chart(
+    'Operator resident memory over the run',
+    'seconds since the operator started',
+    'RSS (MiB)',
+    [
+      {
+        name: 'RSS',
+        color: '#1e8449',
+        points: result.rss.map((s) => [s.atMs / 1000, s.rssBytes / 2 ** 20]),
+      },
+    ],
+    280,
+  );
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="760" height="560" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${latency}\n${memory}\n</svg>\n`;
+}
