@@ -8,6 +8,8 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE_DEPS := node_modules/.install-stamp
 # Extra operator flags for `make run`, e.g. RUN_FLAGS="--log-filter=debug --port=9090".
 RUN_FLAGS ?=
+# Benchmark flags for `make bench`, e.g. BENCH_FLAGS="--n 5000".
+BENCH_FLAGS ?=
 TOOLS_BIN := $(shell hack/tools/build.sh --print-dir)
 KUBECTL = $(TOOLS_BIN)/kubectl --kubeconfig=$(CURDIR)/.cluster/kubeconfig \
 	--cache-dir=$(CURDIR)/.cluster/kube-cache
@@ -18,6 +20,8 @@ TEST_FLAGS ?= --test-reporter=spec --test-timeout=300000
 UNIT_TESTS := test/unit/**/*.test.ts
 INTEGRATION_TESTS := test/integration/**/*.test.ts
 E2E_TESTS := test/e2e/**/*.test.ts
+# The benchmark harness at N=20 and the memory gate: so neither can rot.
+BENCH_TESTS := test/bench/*.test.ts
 
 ##@ Setup
 
@@ -30,7 +34,7 @@ $(NODE_DEPS): package.json package-lock.json
 	@touch $@
 
 .PHONY: tools
-tools: ## Build etcd, kube-*, kubectl, kwok, helm, helm-unittest, promtool and jaeger from Go modules (cached)
+tools: ## Build etcd, kube-*, kubectl, kwok, helm, helm-unittest, promtool, jaeger, crane from Go modules (cached)
 	hack/tools/build.sh >/dev/null
 
 ##@ Development
@@ -53,8 +57,14 @@ cluster-down: $(NODE_DEPS) ## Stop the local control plane and remove .cluster/
 cluster-status: $(NODE_DEPS) ## Say whether the local control plane is running
 	node hack/cluster/cli.ts status
 
+.PHONY: build
+build: $(NODE_DEPS) ## Compile src/ to JavaScript in dist/operator/ (the production form: image, benchmark)
+	rm -rf dist/operator
+	tsc -p tsconfig.build.json
+	cp package.json dist/operator/
+
 .PHONY: generate
-generate: $(NODE_DEPS) ## Regenerate the CRD manifest from src/echo/api.ts
+generate: $(NODE_DEPS) ## Regenerate the CRD manifest from src/echo/crd.ts
 	node hack/generate.ts
 
 .PHONY: fmt
@@ -66,14 +76,14 @@ lint: $(NODE_DEPS) ## Type check, lint and check formatting
 	tsc -p tsconfig.json
 	eslint --max-warnings=0 .
 	prettier --check --log-level=warn .
-	for script in hack/tools/build.sh .ci/run; do bash -n "$$script"; done
+	for script in hack/tools/build.sh hack/image/build.sh .ci/run; do bash -n "$$script"; done
 
 ##@ Tests
 
 .PHONY: test
-test: setup lint test-chart ## Every suite: lint, chart, unit, integration and e2e against a real local control plane
+test: setup lint test-chart build ## Every suite: lint, chart, unit, integration, e2e and the benchmark's smoke run
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts \
-		"$(UNIT_TESTS)" "$(INTEGRATION_TESTS)" $(if $(wildcard test/e2e/*.test.ts),"$(E2E_TESTS)")
+		"$(UNIT_TESTS)" "$(INTEGRATION_TESTS)" "$(E2E_TESTS)" "$(BENCH_TESTS)"
 
 .PHONY: test-chart
 test-chart: setup ## The chart: helm lint with defaults and with every value set, helm-unittest suites
@@ -90,21 +100,32 @@ test-integration: setup ## Integration tests against a local control plane start
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts "$(INTEGRATION_TESTS)"
 
 .PHONY: test-e2e
-test-e2e: setup ## End-to-end tests (none yet: the chart arrives with issue 5)
-	$(if $(wildcard test/e2e/*.test.ts),node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts "$(E2E_TESTS)",@echo "no end-to-end tests yet")
+test-e2e: setup ## End-to-end tests through the Helm chart on a local control plane
+	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts "$(E2E_TESTS)"
+
+##@ Packaging
+
+.PHONY: image
+image: setup ## Build the container image into dist/image without a daemon, then check it (root: chroot)
+	hack/image/build.sh
+	hack/image/build.sh --verify
 
 ##@ Performance
 
 .PHONY: bench
-bench: setup ## Benchmark (not written yet)
-	@echo "no benchmark yet: it arrives with its own issue"
+bench: setup build ## Benchmark our operator (BENCH_FLAGS="--n 5000"; node bench/cli.ts --help lists them)
+	node bench/cli.ts $(BENCH_FLAGS)
+
+.PHONY: bench-memory
+bench-memory: setup ## Fail if heap per cached object grew >10% over bench/memory-baseline.json
+	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts test/bench/memory-gate.test.ts
 
 ##@ Housekeeping
 
 .PHONY: clean
 clean: ## Stop the local cluster and remove node_modules (the tool cache outside the tree stays)
 	-[ -d node_modules ] && node hack/cluster/cli.ts down
-	rm -rf node_modules .cluster coverage
+	rm -rf node_modules .cluster coverage dist
 
 .PHONY: help
 help: ## List the targets

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the local control plane and chart tooling from Go modules into a cache outside the
+# Builds the local control plane, chart and image tooling from Go modules into a cache outside the
 # work tree, keyed by tool and version, and skips whatever is already there.
 #
 #   hack/tools/build.sh            build what is missing, print the bin directory
@@ -68,6 +68,9 @@ sync_wrappers() {
   log "jaeger wrapper: github.com/jaegertracing/jaeger $JAEGER_VERSION"
   simple_wrapper jaeger github.com/jaegertracing/jaeger "$JAEGER_VERSION" \
     github.com/jaegertracing/jaeger/cmd/jaeger
+  log "crane wrapper: github.com/google/go-containerregistry $CRANE_VERSION"
+  simple_wrapper crane github.com/google/go-containerregistry "$CRANE_VERSION" \
+    github.com/google/go-containerregistry/cmd/crane
 }
 
 simple_wrapper() { # dir module version tool-package [replace]
@@ -97,6 +100,7 @@ helm helm.sh/helm/v3 $HELM_VERSION
 helm-unittest github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VERSION
 prometheus github.com/prometheus/prometheus $PROMETHEUS_VERSION
 jaeger github.com/jaegertracing/jaeger $JAEGER_VERSION
+crane github.com/google/go-containerregistry $CRANE_VERSION
 EOF
 }
 
@@ -202,6 +206,7 @@ metrics_parse_hash=$(sha256sum "$here/prometheus/metrics-parse/main.go" | cut -c
 build_tool prometheus "$PROMETHEUS_VERSION-$metrics_parse_hash" prometheus "" \
   github.com/prometheus/prometheus/cmd/promtool metrics-parse=./metrics-parse
 build_tool jaeger "$JAEGER_VERSION" jaeger "" github.com/jaegertracing/jaeger/cmd/jaeger
+build_tool crane "$CRANE_VERSION" crane "" github.com/google/go-containerregistry/cmd/crane
 fetch_monitoring_crds
 # Stable names for the non-binary parts, wherever the versioned directories are.
 ln -sfn "$cache_root/kwok-$KWOK_VERSION/stages" "$cache_root/kwok-stages"

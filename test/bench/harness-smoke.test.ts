@@ -29,17 +29,9 @@ describe('benchmark harness (N=20)', () => {
     const result = JSON.parse(readFileSync(join(out, 'bench.json'), 'utf8')) as BenchResult;
     assert.deepEqual(
       result.scenarios.map((s) => s.name),
-      [
-        'cold start',
-        'create burst',
-        'scale burst',
-        'drift repair',
-        'settling',
-        'steady state',
-        'delete',
-      ],
+      ['cold start', 'create burst', 'scale burst', 'drift repair', 'steady state', 'delete'],
     );
-    const [cold, burst, scale, drift, , steady] = result.scenarios;
+    const [cold, burst, scale, drift, steady] = result.scenarios;
     // 20 Deployments applied and 20 statuses written, all attributed to the operator's identity.
     assert.ok(writes(cold!.apiCalls) >= 40, JSON.stringify(cold!.apiCalls));
     assert.equal(cold!.apiCalls.list, 2, 'one list per informer');
