@@ -52,7 +52,7 @@ interface AuditEvent {
   user: { username: string };
   verb: string;
   responseStatus?: { code: number };
-  objectRef?: { apiGroup?: string; resource: string; subresource?: string };
+  objectRef?: { apiGroup?: string; resource: string; subresource?: string; namespace?: string };
 }
 
 const render = (...args: string[]): K8sObject[] =>
@@ -303,24 +303,26 @@ describe('Helm chart, end to end', () => {
       assert.deepEqual(missing, [], 'series the chart queries but the operator does not export');
     });
 
-    it('used every rule of its role, and was never refused', async () => {
-      const metrics = await scrape(port);
-      const refused = metrics.samples.filter(
-        (s) => s.name === 'echo_operator_kubernetes_requests_total' && s.labels.code === '403',
-      );
-      assert.deepEqual(refused, [], 'no request was refused');
+    it('used every rule of its role, and was never refused', () => {
+      // Watching the whole cluster, the operator also meets other tests' objects (an Echo in a
+      // namespace being deleted is refused with 403); what it did here is judged in this
+      // test's namespace, from the audit log.
       const auditLog = join(dirname(clusterKubeconfig()), 'audit.log');
+      const events = readFileSync(auditLog, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(serviceAccount))
+        .map((l) => JSON.parse(l) as AuditEvent)
+        .filter((e) => e.user.username === serviceAccount && e.objectRef);
+      const refused = events.filter(
+        (e) => e.objectRef?.namespace === work.name && e.responseStatus?.code === 403,
+      );
+      assert.deepEqual(refused, [], `no request in ${work.name} was refused`);
       const used = new Set(
-        readFileSync(auditLog, 'utf8')
-          .split('\n')
-          .filter((l) => l.includes(serviceAccount))
-          .map((l) => JSON.parse(l) as AuditEvent)
-          .filter((e) => e.user.username === serviceAccount && e.objectRef)
-          .map((e) => {
-            const r = e.objectRef!;
-            const resource = r.subresource ? `${r.resource}/${r.subresource}` : r.resource;
-            return `${e.verb} ${r.apiGroup ?? ''}/${resource}`;
-          }),
+        events.map((e) => {
+          const r = e.objectRef!;
+          const resource = r.subresource ? `${r.resource}/${r.subresource}` : r.resource;
+          return `${e.verb} ${r.apiGroup ?? ''}/${resource}`;
+        }),
       );
       // Server-side apply is a patch in the audit log, and a create to RBAC when the object is new:
       // the next test shows that need by taking `create` away.
