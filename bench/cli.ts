@@ -21,6 +21,7 @@ applied by a bare client). API calls are counted from the API server's audit log
   --resync S             our operator's resync period in seconds (default 30, shorter than --idle)
   --concurrency C        our operator's --concurrency (default 4)
   --trace-ratio R        trace this fraction of reconciles into a Jaeger of the run (default off)
+  --node-options OPTS    Node flags for our operator, e.g. "--max-old-space-size=64"
   --operator-cmd CMD     benchmark another operator: a shell command line, run with exec
   --kubeconfig-env NAME  how that operator takes its kubeconfig (default KUBECONFIG)
   --parallel P           objects the harness creates or patches at once (default 64)
@@ -49,6 +50,7 @@ const { values } = (() => {
         concurrency: { type: 'string' },
         'trace-ratio': { type: 'string' },
         'operator-cmd': { type: 'string' },
+        'node-options': { type: 'string' },
         'kubeconfig-env': { type: 'string' },
         parallel: { type: 'string' },
         out: { type: 'string' },
@@ -82,6 +84,7 @@ const options: BenchOptions = {
   concurrency: number(values.concurrency, 4, 'concurrency', 1),
   traceRatio: traceRatio === undefined ? undefined : number(traceRatio, 0, 'trace-ratio'),
   operatorCmd: values['operator-cmd'],
+  nodeOptions: values['node-options'],
   kubeconfigEnv: values['kubeconfig-env'] ?? 'KUBECONFIG',
   clientParallelism: number(values.parallel, 64, 'parallel', 1),
   outDir: values.out ?? join(import.meta.dirname, 'results'),

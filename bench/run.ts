@@ -34,6 +34,8 @@ export interface BenchOptions {
   traceRatio: number | undefined;
   /** Another operator: a shell command line. Undefined: ours. */
   operatorCmd: string | undefined;
+  /** Node flags for our operator (e.g. --max-old-space-size=64), as a memory limit would set. */
+  nodeOptions: string | undefined;
   /** The environment variable through which the operator under test takes its kubeconfig. */
   kubeconfigEnv: string;
   /** Where the operator's log, the JSON and the SVG go. */
@@ -445,6 +447,7 @@ function startOperator(
     : spawn(
         process.execPath,
         [
+          ...(options.nodeOptions ? options.nodeOptions.split(/\s+/).filter(Boolean) : []),
           MAIN,
           `--kubeconfig=${kubeconfig}`,
           `--port=${String(metricsPort)}`,
