@@ -19,7 +19,7 @@ applied by a bare client). API calls are counted from the API server's audit log
   --drift K              Deployments edited by hand in drift repair (default N/10, at most 100)
   --idle S               seconds idle in steady state (default 45)
   --resync S             our operator's resync period in seconds (default 30, shorter than --idle)
-  --concurrency C        our operator's --concurrency (default 4)
+  --concurrency C        our operator's --concurrency (default 16, as the operator's)
   --trace-ratio R        trace this fraction of reconciles into a Jaeger of the run (default off)
   --node-options OPTS    Node flags for our operator, e.g. "--max-old-space-size=64"
   --operator-cmd CMD     benchmark another operator: a shell command line, run with exec
@@ -81,7 +81,7 @@ const options: BenchOptions = {
   drift: number(values.drift, Math.max(1, Math.min(100, Math.floor(n / 10))), 'drift', 1),
   idleSeconds: idle,
   resyncSeconds: resync,
-  concurrency: number(values.concurrency, 4, 'concurrency', 1),
+  concurrency: number(values.concurrency, 16, 'concurrency', 1),
   traceRatio: traceRatio === undefined ? undefined : number(traceRatio, 0, 'trace-ratio'),
   operatorCmd: values['operator-cmd'],
   nodeOptions: values['node-options'],

@@ -19,7 +19,7 @@ describe('parseConfig', () => {
       otlpProtocol: 'grpc',
       traceSampleRatio: 0.1,
       namespaces: [],
-      concurrency: 4,
+      concurrency: 16,
       resyncSeconds: 600,
       kubeconfig: '',
       instance: 'host-1',
