@@ -79,6 +79,9 @@ export function textReport(result: BenchResult): string {
   ].join('\n');
 }
 
+/** Axis labels: whole numbers from 100 up, fewer decimals as values grow. */
+const tick = (v: number): string => v.toFixed(v >= 100 ? 0 : v >= 1 ? 1 : 2);
+
 const escape = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 /** A polyline chart in a box; `series` are [x, y] points already in data units. */
@@ -106,8 +109,8 @@ function chart(
     `<rect x="${String(left)}" y="${String(top)}" width="${String(plotW)}" height="${String(plotH)}" fill="none" stroke="#999"/>`,
     ...ticks.map(
       (t) =>
-        `<text x="${String(left - 6)}" y="${String(py(t * maxY) + 4)}" font-size="11" text-anchor="end">${(t * maxY).toPrecision(3)}</text>` +
-        `<text x="${String(px(t * maxX))}" y="${String(top + plotH + 15)}" font-size="11" text-anchor="middle">${(t * maxX).toPrecision(3)}</text>`,
+        `<text x="${String(left - 6)}" y="${String(py(t * maxY) + 4)}" font-size="11" text-anchor="end">${tick(t * maxY)}</text>` +
+        `<text x="${String(px(t * maxX))}" y="${String(top + plotH + 15)}" font-size="11" text-anchor="middle">${tick(t * maxX)}</text>`,
     ),
     `<text x="${String(left + plotW / 2)}" y="${String(top + plotH + 32)}" font-size="12" text-anchor="middle">${escape(xLabel)}</text>`,
     `<text x="14" y="${String(top + plotH / 2)}" font-size="12" transform="rotate(-90 14 ${String(top + plotH / 2)})" text-anchor="middle">${escape(yLabel)}</text>`,
