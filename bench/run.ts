@@ -133,7 +133,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   progress('starting a local control plane with audit logging');
   const cluster = await LocalCluster.start({ auditLog: true });
   const auditLog = cluster.state.auditLog ?? '';
-  const admin = KubeClient.fromFile(cluster.kubeconfig);
+  // Deleting thousands of Echoes in one deletecollection takes the API server minutes.
+  const admin = KubeClient.fromFile(cluster.kubeconfig, { requestTimeoutMs: 15 * 60_000 });
   const tracker = new Tracker(admin);
   let jaeger: Jaeger | undefined;
   let operator: ChildProcess | undefined;
