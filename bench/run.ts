@@ -316,6 +316,18 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         BigInt(d.metadata.resourceVersion ?? '0') >
           (editedAt.get(`${d.metadata.namespace ?? ''}/${d.metadata.name}`) ?? 0n),
     ).reached;
+    // Until the surplus pods are gone and the Echoes' status says so, as after the scale burst.
+    await tracker.deployments.until(
+      driftKeys,
+      (d) =>
+        d.status?.observedGeneration === d.metadata.generation &&
+        d.status?.replicas === d.spec?.replicas &&
+        d.status?.readyReplicas === d.spec?.replicas,
+    ).reached;
+    await tracker.echoes.until(
+      driftKeys,
+      (e) => (e.status?.readyReplicas ?? 0) === e.spec?.replicas,
+    ).reached;
     await tracker.quiet(QUIET_MS);
     await finish('drift repair', {
       seconds: (Math.max(...reverted.values()) - driftStart) / 1000,

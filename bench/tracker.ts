@@ -6,6 +6,7 @@ import { Informer, objectKey, type KubeObject } from '../src/runtime/informer.ts
 
 export interface BenchDeployment extends KubeObject {
   spec?: { replicas?: number };
+  status?: { replicas?: number; readyReplicas?: number; observedGeneration?: number };
 }
 
 export interface BenchEcho extends KubeObject {

@@ -159,6 +159,9 @@ export class LocalCluster {
           `--audit-log-path=${state.auditLog}`,
           '--audit-log-format=json',
           '--audit-log-mode=blocking',
+          // Never rotate: a size of 0 means lumberjack's default, 100 MB, and readers of the log
+          // (the benchmark) would miss what was rotated away.
+          '--audit-log-maxsize=1000000',
         );
       }
       const apiserver = await spawn('kube-apiserver', apiserverArgs);
