@@ -105,7 +105,7 @@ export function percentiles(values: number[]): Latency {
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time. */
-async function inParallel<T>(
+export async function inParallel<T>(
   items: T[],
   limit: number,
   fn: (item: T) => Promise<unknown>,

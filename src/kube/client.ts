@@ -198,8 +198,8 @@ export class KubeClient {
     const info = describeRequest(method, opts.path, Object.fromEntries(query), contentType);
     return inSpan(
       this.options.tracer,
-      `${method} ${info.pathTemplate}`,
-      {
+      () => ({
+        name: `${method} ${info.pathTemplate}`,
         kind: SpanKind.CLIENT,
         attributes: {
           'http.request.method': method,
@@ -209,7 +209,7 @@ export class KubeClient {
           'k8s.api.verb': info.verb,
           'k8s.api.resource': info.resource,
         },
-      },
+      }),
       (span) => this.send(method, this.url(opts.path, query), contentType, info, opts, span),
     );
   }

@@ -91,16 +91,18 @@ export class Controller {
       if (key === undefined) return;
       observer?.activeWorkers?.(++this.active);
       try {
-        const [namespace, objectName] = key.includes('/') ? key.split('/', 2) : ['', key];
         await inSpan(
           tracer,
-          'reconcile',
-          {
-            attributes: {
-              'controller.name': name,
-              'k8s.namespace.name': namespace,
-              'k8s.object.name': objectName,
-            },
+          () => {
+            const [namespace, objectName] = key.includes('/') ? key.split('/', 2) : ['', key];
+            return {
+              name: 'reconcile',
+              attributes: {
+                'controller.name': name,
+                'k8s.namespace.name': namespace,
+                'k8s.object.name': objectName,
+              },
+            };
           },
           (span) => this.reconcileOne(key, signal, span),
         );

@@ -20,17 +20,24 @@ export function sampledSpanIds(): { trace_id: string; span_id: string } | undefi
   return { trace_id: traceId, span_id: spanId };
 }
 
+export interface SpanDescription {
+  name: string;
+  kind?: SpanKind;
+  attributes?: Attributes;
+}
+
 /**
  * Runs `fn` inside a new active span, which ends when `fn` settles and records a thrown error.
- * Without a tracer it just runs `fn`.
+ * Without a tracer it just runs `fn`; `describe` is called only with one, so tracing off builds
+ * no span name or attributes on the hot path.
  */
 export async function inSpan<T>(
   tracer: Tracer | undefined,
-  name: string,
-  options: { kind?: SpanKind; attributes?: Attributes },
+  describe: () => SpanDescription,
   fn: (span: Span | undefined) => Promise<T>,
 ): Promise<T> {
   if (!tracer) return fn(undefined);
+  const { name, ...options } = describe();
   return tracer.startActiveSpan(name, options, async (span) => {
     try {
       return await fn(span);

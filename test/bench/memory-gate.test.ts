@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { inParallel } from '../../bench/run.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { FIELD_MANAGER, desiredDeployment } from '../../src/echo/desired.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
@@ -23,10 +24,6 @@ interface Probe {
   bytesPerObject: number;
 }
 
-async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<unknown>) {
-  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
-}
-
 describe('memory per cached object', () => {
   let admin: KubeClient;
   let ns: Awaited<ReturnType<typeof createNamespace>>;
@@ -37,7 +34,7 @@ describe('memory per cached object', () => {
     const names = Array.from({ length: N }, (_, i) => `echo-${String(i).padStart(4, '0')}`);
     // What the operator would cache: N Echoes (with labels) and the Deployment of each, as the
     // operator applies it. No operator runs, so nothing changes while the probe measures.
-    await inBatches(names, 50, async (name) => {
+    await inParallel(names, 50, async (name) => {
       const echo = await admin.request<Echo>({
         method: 'POST',
         path: `/apis/example.com/v1/namespaces/${ns.name}/echoes`,

@@ -78,6 +78,12 @@ describe('Helm chart, end to end', () => {
     work = await createNamespace(admin, 'echo-e2e');
   });
 
+  /** The operator's own Deployment, as the chart installed it. */
+  const operatorDeployment = (): Deployment =>
+    JSON.parse(
+      kubectl('get', 'deployment', FULLNAME, '-n', system.name, '-o', 'json'),
+    ) as Deployment;
+
   after(async () => {
     await Promise.all([system.remove(), work.remove()]);
     await admin.close();
@@ -124,9 +130,7 @@ describe('Helm chart, end to end', () => {
       '--wait',
       '--timeout=120s',
     );
-    const deployment = JSON.parse(
-      kubectl('get', 'deployment', FULLNAME, '-n', system.name, '-o', 'json'),
-    ) as Deployment;
+    const deployment = operatorDeployment();
     assert.equal(deployment.status?.readyReplicas, 1);
     const pods = kubectl('get', 'pods', '-n', system.name, '-o', 'name');
     assert.match(pods, /^pod\/echo-echo-operator-/m, 'PodSecurity admitted the pod');
@@ -156,9 +160,7 @@ describe('Helm chart, end to end', () => {
 
     before(async () => {
       // The environment the chart gives the container, with the pod name the downward API would.
-      const deployment = JSON.parse(
-        kubectl('get', 'deployment', FULLNAME, '-n', system.name, '-o', 'json'),
-      ) as Deployment;
+      const deployment = operatorDeployment();
       const env = Object.fromEntries(
         (deployment.spec.template.spec.containers[0]?.env ?? []).flatMap((e) =>
           e.value === undefined ? [] : [[e.name, e.value]],
@@ -384,9 +386,7 @@ describe('Helm chart, end to end', () => {
   });
 
   it('rolls the Deployment on helm upgrade with changed values', () => {
-    const before = JSON.parse(
-      kubectl('get', 'deployment', FULLNAME, '-n', system.name, '-o', 'json'),
-    ) as Deployment;
+    const before = operatorDeployment();
     helm(
       'upgrade',
       RELEASE,
@@ -399,9 +399,7 @@ describe('Helm chart, end to end', () => {
       '--wait',
       '--timeout=120s',
     );
-    const after = JSON.parse(
-      kubectl('get', 'deployment', FULLNAME, '-n', system.name, '-o', 'json'),
-    ) as Deployment;
+    const after = operatorDeployment();
     assert.ok((after.metadata.generation ?? 0) > (before.metadata.generation ?? 0));
     const env = after.spec.template.spec.containers[0]?.env ?? [];
     assert.ok(env.some((e) => e.name === 'ECHO_OPERATOR_CONCURRENCY' && e.value === '8'));

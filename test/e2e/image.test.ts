@@ -6,7 +6,6 @@
 // the chart's rules, granted in one namespace. Needs root (chroot), as CI has.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { chown, copyFile, mkdir, mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
@@ -27,7 +26,7 @@ import {
   serviceAccountKubeconfig,
   type PolicyRule,
 } from '../support/kube.ts';
-import { whenReady, type OperatorProcess } from '../support/main-process.ts';
+import { captured, whenReady, type OperatorProcess } from '../support/main-process.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const buildScript = join(repo, 'hack/image/build.sh');
@@ -76,19 +75,12 @@ function startInRootfs(
   command: string[],
   env: Record<string, string>,
 ): OperatorProcess {
-  const child = spawn('chroot', [`--userspec=${user}`, rootfs, ...command], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env,
-  });
-  let out = '';
-  let stdout = '';
-  child.stdout.on('data', (c: Buffer) => {
-    out += c.toString();
-    stdout += c.toString();
-  });
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  return { child, output: () => out, stdout: () => stdout, exited };
+  return captured(
+    spawn('chroot', [`--userspec=${user}`, rootfs, ...command], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env,
+    }),
+  );
 }
 
 describe('container image', () => {

@@ -1,7 +1,8 @@
 // The operator as users run it: `node src/main.ts` in a child process, JSON logs captured, with
 // helpers to find the port it logged and wait for its readiness.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { eventually } from './kube.ts';
 
@@ -22,6 +23,11 @@ export function startMain(args: string[], env: Record<string, string> = {}): Ope
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, KUBECONFIG: '', ...env },
   });
+  return captured(child);
+}
+
+/** Collects a child's output (stdout alone, and both interleaved) and its exit. */
+export function captured(child: ChildProcessByStdio<null, Readable, Readable>): OperatorProcess {
   let out = '';
   let stdout = '';
   child.stdout.on('data', (c: Buffer) => {

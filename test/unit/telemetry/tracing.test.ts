@@ -30,15 +30,26 @@ describe('tracing helpers', () => {
   });
 
   it('runs the function without a span when there is no tracer', async () => {
-    const seen = await inSpan(undefined, 'x', {}, (span) => Promise.resolve(span));
+    const seen = await inSpan(
+      undefined,
+      () => ({ name: 'x' }),
+      (span) => Promise.resolve(span),
+    );
     assert.equal(seen, undefined);
   });
 
   it('makes nested spans and records a thrown error on the span', async () => {
     exporter.reset();
     await assert.rejects(
-      inSpan(tracer, 'parent', { attributes: { a: 1 } }, () =>
-        inSpan(tracer, 'child', {}, () => Promise.reject(new Error('refused'))),
+      inSpan(
+        tracer,
+        () => ({ name: 'parent', attributes: { a: 1 } }),
+        () =>
+          inSpan(
+            tracer,
+            () => ({ name: 'child' }),
+            () => Promise.reject(new Error('refused')),
+          ),
       ),
       /refused/,
     );
@@ -63,11 +74,15 @@ describe('tracing helpers', () => {
     });
     const log = createLoggers('info', stream, true).module('reconciler');
     let ids: ReturnType<typeof sampledSpanIds>;
-    await inSpan(tracer, 'reconcile', {}, () => {
-      ids = sampledSpanIds();
-      log.info('inside');
-      return Promise.resolve();
-    });
+    await inSpan(
+      tracer,
+      () => ({ name: 'reconcile' }),
+      () => {
+        ids = sampledSpanIds();
+        log.info('inside');
+        return Promise.resolve();
+      },
+    );
     log.info('outside');
     const [inside, outside] = chunks.map((c) => JSON.parse(c) as Record<string, unknown>);
     assert.ok(ids);
@@ -78,7 +93,11 @@ describe('tracing helpers', () => {
 
   it('gives no ids for a span that was not sampled', async () => {
     const unsampled = new TracerProvider({ sampler: new AlwaysOffSampler() }).getTracer('off');
-    const ids = await inSpan(unsampled, 'reconcile', {}, () => Promise.resolve(sampledSpanIds()));
+    const ids = await inSpan(
+      unsampled,
+      () => ({ name: 'reconcile' }),
+      () => Promise.resolve(sampledSpanIds()),
+    );
     assert.equal(ids, undefined);
     assert.equal(trace.getActiveSpan(), undefined);
   });
