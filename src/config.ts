@@ -1,6 +1,7 @@
 // Command-line flags, each with an environment fallback (flag > environment > default), parsed
 // with node:util's parseArgs. A bad value is a ConfigError: main prints it and exits 2.
 import { parseArgs } from 'node:util';
+import { timingsProblem, type LeaderElectionTimings } from './runtime/leader-election.ts';
 
 export type LogFormat = 'text' | 'json';
 /** OTLP transports: gRPC (port 4317) or protobuf-free JSON over HTTP (port 4318). */
@@ -24,6 +25,14 @@ export interface Config {
   kubeconfig: string;
   /** This replica's name in Events and leases: the pod name in a cluster. */
   instance: string;
+  leaderElection: LeaderElectionConfig;
+}
+
+export interface LeaderElectionConfig extends LeaderElectionTimings {
+  enabled: boolean;
+  /** The Lease's namespace; empty means the pod's own (read in main from the ServiceAccount mount). */
+  namespace: string;
+  leaseName: string;
 }
 
 export class ConfigError extends Error {
@@ -92,14 +101,44 @@ const flags = {
   instance: {
     env: 'POD_NAME',
     default: '',
-    description: 'this replica’s name in Events (default: the host name)',
+    description: 'this replica’s name in Events and the lease (default: the host name)',
+  },
+  'leader-elect': {
+    env: 'ECHO_OPERATOR_LEADER_ELECT',
+    default: 'false',
+    description: 'elect one active replica through a Lease; the others stand by with warm caches',
+  },
+  'leader-elect-namespace': {
+    env: 'ECHO_OPERATOR_LEADER_ELECT_NAMESPACE',
+    default: '',
+    description: 'namespace of the Lease (default: the pod’s namespace)',
+  },
+  'leader-elect-lease-name': {
+    env: 'ECHO_OPERATOR_LEADER_ELECT_LEASE_NAME',
+    default: 'echo-operator',
+    description: 'name of the Lease: one per independent instance',
+  },
+  'leader-elect-lease-duration': {
+    env: 'ECHO_OPERATOR_LEADER_ELECT_LEASE_DURATION',
+    default: '15s',
+    description: 'how long standbys wait after the last renewal before taking over',
+  },
+  'leader-elect-renew-deadline': {
+    env: 'ECHO_OPERATOR_LEADER_ELECT_RENEW_DEADLINE',
+    default: '10s',
+    description: 'how long the leader tries to renew before it stops and exits',
+  },
+  'leader-elect-retry-period': {
+    env: 'ECHO_OPERATOR_LEADER_ELECT_RETRY_PERIOD',
+    default: '2s',
+    description: 'time between tries to acquire or renew the Lease',
   },
 } satisfies Record<string, Flag>;
 
 export function usage(version: string): string {
   const lines = Object.entries(flags).map(
     ([name, f]) =>
-      `  --${name.padEnd(20)} ${f.description}\n  ${' '.repeat(22)} env ${f.env}${f.default ? `, default ${f.default}` : ''}`,
+      `  --${name.padEnd(28)} ${f.description}\n  ${' '.repeat(30)} env ${f.env}${f.default ? `, default ${f.default}` : ''}`,
   );
   return [
     `echo-operator ${version}: runs a Deployment for every Echo (echoes.example.com/v1)`,
@@ -107,8 +146,8 @@ export function usage(version: string): string {
     'Usage: echo-operator [flags]',
     '',
     ...lines,
-    '  --help                 print this help',
-    '  --version              print the version',
+    `  --${'help'.padEnd(28)} print this help`,
+    `  --${'version'.padEnd(28)} print the version`,
   ].join('\n');
 }
 
@@ -164,9 +203,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-  const badNamespace = namespaces.find((n) => !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n));
+  const badNamespace = namespaces.find((n) => !isDnsLabel(n));
   if (badNamespace !== undefined)
     throw new ConfigError(`--namespaces: "${badNamespace}" is not a namespace name`);
+  const leaderElection = leaderElectionConfig(value);
 
   return {
     kind: 'run',
@@ -182,8 +222,36 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
       resyncSeconds: duration('resync-period', value('resync-period')),
       kubeconfig: value('kubeconfig'),
       instance: value('instance') || hostname,
+      leaderElection,
     },
   };
+}
+
+function isDnsLabel(name: string): boolean {
+  return /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name);
+}
+
+function leaderElectionConfig(value: (name: keyof typeof flags) => string): LeaderElectionConfig {
+  const enabled = value('leader-elect');
+  if (enabled !== 'true' && enabled !== 'false') {
+    throw new ConfigError(`--leader-elect must be true or false, not "${enabled}"`);
+  }
+  const namespace = value('leader-elect-namespace');
+  if (namespace && !isDnsLabel(namespace))
+    throw new ConfigError(`--leader-elect-namespace: "${namespace}" is not a namespace name`);
+  const leaseName = value('leader-elect-lease-name');
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(leaseName))
+    throw new ConfigError(`--leader-elect-lease-name: "${leaseName}" is not a valid object name`);
+  const timings = {
+    leaseDurationMs:
+      duration('leader-elect-lease-duration', value('leader-elect-lease-duration')) * 1000,
+    renewDeadlineMs:
+      duration('leader-elect-renew-deadline', value('leader-elect-renew-deadline')) * 1000,
+    retryPeriodMs: duration('leader-elect-retry-period', value('leader-elect-retry-period')) * 1000,
+  };
+  const problem = timingsProblem(timings);
+  if (problem) throw new ConfigError(`leader election timings: ${problem}`);
+  return { enabled: enabled === 'true', namespace, leaseName, ...timings };
 }
 
 function integer(flag: string, raw: string, min: number, max: number): number {

@@ -1,16 +1,21 @@
-// The operator's entry point: configuration, preflight checks with plain-language failures,
-// then the operator until SIGTERM or SIGINT, with a graceful drain.
-import { readFileSync } from 'node:fs';
+// The operator's entry point: configuration (a bad one exits with a plain message), the HTTP
+// endpoints, a wait for the API server and the CRD (logged plainly, never a crash loop), then
+// leader election if on, and the operator until SIGTERM or SIGINT, with a graceful drain.
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, parseConfig, usage, type Config } from './config.ts';
-import { API_VERSION, GROUP, PLURAL } from './echo/api.ts';
+import { API_VERSION, PLURAL } from './echo/api.ts';
 import { KubeClient } from './kube/client.ts';
 import { loadConnection } from './kube/kubeconfig.ts';
 import { ApiError } from './kube/errors.ts';
 import { RequestCounts } from './kube/request-counts.ts';
 import { startHttpServer } from './http/server.ts';
-import { CONTROLLER_NAME, EchoOperator, errorText } from './operator.ts';
-import { createLoggers, textStream, type Loggers } from './telemetry/logger.ts';
+import { CONTROLLER_NAME, EchoOperator, crdMissing, errorText } from './operator.ts';
+import { DEFAULT_BACKOFF } from './runtime/informer.ts';
+import { LeaderElector } from './runtime/leader-election.ts';
+import { createLoggers, textStream, type Logger, type Loggers } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
 import type { Tracing } from './telemetry/tracing-sdk.ts';
 
@@ -22,34 +27,51 @@ const VERSION = (
 /** Matches controller-runtime's default graceful shutdown timeout. */
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 
-/** Fails with a message a person can act on when the cluster is unreachable or the CRD absent. */
-async function preflight(client: KubeClient): Promise<void> {
+/** Where a pod finds its own namespace. */
+const POD_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+/**
+ * What stops the operator from starting, in words a person can act on, or undefined when the API
+ * server answers and serves Echoes.
+ */
+async function startupProblem(
+  client: KubeClient,
+  signal: AbortSignal,
+): Promise<string | undefined> {
   let resources: { resources: { name: string }[] };
   try {
-    resources = await client.request({ path: `/apis/${API_VERSION}` });
+    resources = await client.request({ path: `/apis/${API_VERSION}`, signal });
   } catch (err) {
-    if (err instanceof ApiError && err.code === 404) {
-      throw new Error(
-        `the Echo CRD (${PLURAL}.${GROUP}) is not installed in ${client.server.origin}: ` +
-          'kubectl apply -f charts/echo-operator/crds/',
-        { cause: err },
-      );
-    }
+    if (err instanceof ApiError && err.code === 404) return crdMissing(client.server.origin);
     if (err instanceof ApiError && err.code === 401) {
-      throw new Error(
-        `${client.server.origin} rejected the operator's credentials (401 Unauthorized)`,
-        { cause: err },
-      );
+      return `${client.server.origin} rejected the operator's credentials (401 Unauthorized)`;
     }
-    if (err instanceof ApiError) throw err;
-    throw new Error(`cannot reach the API server at ${client.server.origin}: ${errorText(err)}`, {
-      cause: err,
-    });
+    if (err instanceof ApiError) return errorText(err);
+    return `cannot reach the API server at ${client.server.origin}: ${errorText(err)}`;
   }
   if (!resources.resources.some((r) => r.name === PLURAL)) {
-    throw new Error(
-      `${API_VERSION} is served but has no ${PLURAL} resource: is the CRD installed?`,
-    );
+    return `${API_VERSION} is served but has no ${PLURAL} resource: is the CRD installed?`;
+  }
+  return undefined;
+}
+
+/**
+ * Waits, with the informers' backoff (0.8 s doubling to 30 s, jittered), until the API server
+ * answers and the CRD is installed. In a pod, exiting would only trade this wait for a crash loop.
+ */
+async function waitForApiServer(
+  client: KubeClient,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<void> {
+  let delay = DEFAULT_BACKOFF.initialMs;
+  for (;;) {
+    const problem = await startupProblem(client, signal);
+    if (problem === undefined || signal.aborted) return;
+    const wait = delay * (1 + Math.random());
+    log.warn({ retryInSeconds: Math.round(wait / 100) / 10 }, `waiting: ${problem}`);
+    await sleep(wait, undefined, { signal }).catch(() => undefined);
+    delay = Math.min(delay * 2, DEFAULT_BACKOFF.maxMs);
   }
 }
 
@@ -57,25 +79,30 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
   const log = loggers.module('main');
   const counts = new RequestCounts();
   const connection = loadConnection(config.kubeconfig ? { path: config.kubeconfig } : {});
-  // The metrics read the operator (built below, with their observers) only when scraped.
+  const election = config.leaderElection;
+  // The metrics read the operator, the elector and readiness (all built below) only when scraped.
   const metrics: Metrics = new Metrics({
     controller: CONTROLLER_NAME,
     concurrency: config.concurrency,
     server: connection.server.href,
     queue: () => operator.queue,
     cacheSizes: () => ({ echoes: operator.echoes.size, deployments: operator.deployments.size }),
-    ready: () => operator.synced,
+    ready: () => Object.values(readiness).every((check) => check()),
+    ...(election.enabled
+      ? { leader: { name: election.leaseName, leading: () => elector?.isLeader ?? false } }
+      : {}),
   });
+  // The last answer of the API server was 401: revoked or expired credentials.
+  let credentialsRefused = false;
   const client = new KubeClient(connection, {
     onResponse: (event) => {
       counts.record(event);
       metrics.onResponse(event);
+      if (event.code !== 0) credentialsRefused = event.code === 401;
     },
     ...(tracing ? { tracer: tracing.tracer } : {}),
   });
-  await preflight(client);
-
-  const operator: EchoOperator = new EchoOperator({
+  const operator = new EchoOperator({
     client,
     namespaces: config.namespaces,
     concurrency: config.concurrency,
@@ -89,9 +116,33 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
     onDesiredReplicas: metrics.desired,
     ...(tracing ? { tracer: tracing.tracer } : {}),
   });
+  const elector = election.enabled
+    ? new LeaderElector({
+        ...election,
+        client,
+        name: election.leaseName,
+        // The process, not just the pod: a restarted container must not inherit the old one's lease.
+        identity: `${config.instance}_${randomUUID()}`,
+        onLeading: (leading) => {
+          if (leading) log.info({ lease: election.leaseName }, 'became leader: reconciling');
+        },
+        onHolder: (holder) => {
+          log.info({ lease: election.leaseName, holder: holder || 'nobody' }, 'lease holder');
+        },
+        onError: (message, err) => {
+          loggers.module('leader-election').warn({ err: errorText(err) }, message);
+        },
+      })
+    : undefined;
+  const readiness: Record<string, () => boolean> = {
+    'informers-synced': () => operator.synced,
+    'informers-connected': () => operator.connected,
+    'credentials-accepted': () => !credentialsRefused,
+    ...(elector ? { 'leader-election': () => elector.healthy } : {}),
+  };
   const http = await startHttpServer({
     port: config.port,
-    readiness: { 'informers-synced': () => operator.synced },
+    readiness,
     metrics: (accept) => metrics.render(accept),
   });
   const stop = new AbortController();
@@ -116,13 +167,32 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
       server: client.server.origin,
       port: http.port,
       namespaces: config.namespaces.length ? config.namespaces : 'all',
+      leaderElection: election.enabled ? `${election.namespace}/${election.leaseName}` : 'off',
       tracing: config.otlpEndpoint
         ? `${config.otlpProtocol} ${config.otlpEndpoint} ratio ${String(config.traceSampleRatio)}`
         : 'off',
     },
     'echo-operator starting',
   );
-  await operator.run(stop.signal);
+  await waitForApiServer(client, stop.signal, log);
+  if (!stop.signal.aborted) {
+    const elected = elector ? elector.acquire(stop.signal) : Promise.resolve(true);
+    if (elector) {
+      log.info({ lease: election.leaseName }, 'standing by until elected; caches filling');
+      void elected.then(async (won) => {
+        if (won && (await elector.hold(stop.signal)) === 'lost') {
+          // Another replica may lead already: stop writing now, as client-go's callers do.
+          log.error(
+            { lease: election.leaseName, renewDeadlineSeconds: election.renewDeadlineMs / 1000 },
+            'leadership lost: the lease could not be renewed in time; exiting',
+          );
+          process.exit(1);
+        }
+      });
+    }
+    await operator.run(stop.signal, elected);
+    await elector?.release();
+  }
   await http.close();
   await client.close();
   log.info({ requests: counts.total(), writes: counts.writes() }, 'stopped');
@@ -140,6 +210,12 @@ try {
     process.exit(0);
   }
   config = parsed.config;
+  if (config.leaderElection.enabled && !config.leaderElection.namespace) {
+    if (!existsSync(POD_NAMESPACE_FILE)) {
+      throw new ConfigError('--leader-elect needs --leader-elect-namespace outside a cluster');
+    }
+    config.leaderElection.namespace = readFileSync(POD_NAMESPACE_FILE, 'utf8').trim();
+  }
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err;
   console.error(`echo-operator: ${err.message}\nRun with --help for the flags.`);

@@ -1,7 +1,8 @@
 // Wires the Echo domain into the generic runtime: two informer groups (Echoes, and the
 // Deployments the operator manages), a work queue, the controller, the reconciler, Events.
 import type { KubeClient } from './kube/client.ts';
-import { API_VERSION, KIND, PLURAL, type Echo } from './echo/api.ts';
+import { API_VERSION, GROUP, KIND, PLURAL, type Echo } from './echo/api.ts';
+import { isNotFound } from './kube/errors.ts';
 import { MANAGED_BY_SELECTOR } from './echo/desired.ts';
 import {
   echoReconciler,
@@ -46,6 +47,8 @@ export class EchoOperator {
   readonly recorder: EventRecorder;
   private readonly controller: Controller;
   private readonly options: OperatorOptions;
+  /** Events queue work only while leading: a standby keeps its caches warm and writes nothing. */
+  private leading = false;
 
   constructor(options: OperatorOptions) {
     this.options = options;
@@ -57,6 +60,10 @@ export class EchoOperator {
       ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
       onError: (message: string, err: unknown) => {
         informerLog.warn({ err: errorText(err) }, message);
+        if (isNotFound(err) && message.startsWith(PLURAL)) {
+          // The CRD went away under a running operator: say so plainly; the informer keeps trying.
+          informerLog.error(crdMissing(client.server.origin));
+        }
       },
     };
     this.echoes = new InformerGroup<Echo>(
@@ -93,11 +100,12 @@ export class EchoOperator {
 
     // An Echo matters when its spec, labels or deletion change; our own status writes do not.
     this.echoes.onEvent((e) => {
-      if (e.type === 'update' && !echoChanged(e.old, e.object)) return;
+      if (!this.leading || (e.type === 'update' && !echoChanged(e.old, e.object))) return;
       this.queue.add(objectKey(e.object));
     });
     // A Deployment event wakes only the Echo that controls it.
     this.deployments.onEvent((e) => {
+      if (!this.leading) return;
       const owner = controllerOwnerKey(e.object, { apiVersion: API_VERSION, kind: KIND });
       if (owner) this.queue.add(owner);
     });
@@ -135,20 +143,35 @@ export class EchoOperator {
     return this.echoes.synced && this.deployments.synced;
   }
 
+  /** False while a list or watch is failing (the API server unreachable, the CRD gone, 401). */
+  get connected(): boolean {
+    return this.echoes.connected && this.deployments.connected;
+  }
+
   /** Re-queues every Echo now: what the periodic resync does, on demand. */
   resync(): void {
     for (const key of this.echoes.keys()) this.queue.add(key);
   }
 
-  /** Runs until `signal` aborts; in-flight reconciles and Events finish first. */
-  async run(signal: AbortSignal): Promise<void> {
+  /**
+   * Runs until `signal` aborts; in-flight reconciles and Events finish first. The caches fill at
+   * once; reconciling starts when `elected` resolves true (at once without leader election), with
+   * every cached Echo queued, as a new leader must check what happened while it stood by.
+   */
+  async run(signal: AbortSignal, elected: Promise<boolean> = Promise.resolve(true)): Promise<void> {
     const log = this.options.log('operator');
     const informers = Promise.all([this.echoes.run(signal), this.deployments.run(signal)]);
     void this.echoes.whenSynced().then(async () => {
       await this.deployments.whenSynced();
       log.info({ echoes: this.echoes.size, deployments: this.deployments.size }, 'caches synced');
     });
-    await this.controller.run(signal);
+    if (await elected) {
+      this.leading = true;
+      this.resync();
+      await this.controller.run(signal);
+    } else {
+      await this.queue.shutDown();
+    }
     await informers;
     await this.recorder.flush();
   }
@@ -159,6 +182,13 @@ function echoChanged(old: Echo, next: Echo): boolean {
     old.metadata.generation !== next.metadata.generation ||
     old.metadata.deletionTimestamp !== next.metadata.deletionTimestamp ||
     JSON.stringify(old.metadata.labels ?? {}) !== JSON.stringify(next.metadata.labels ?? {})
+  );
+}
+
+export function crdMissing(server: string): string {
+  return (
+    `the Echo CRD (${PLURAL}.${GROUP}) is not installed in ${server}: ` +
+    'kubectl apply -f charts/echo-operator/crds/'
   );
 }
 

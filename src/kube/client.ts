@@ -128,7 +128,9 @@ export class KubeClient {
    * between two chunks: a stream that stalls without closing (a dead peer, a stopped apiserver)
    * fails instead of hanging. Throws ApiError when the server refuses the watch.
    */
-  async *watch<T>(opts: RequestOptions & { idleTimeoutMs: number }): AsyncGenerator<WatchEvent<T>> {
+  async *watch<T>(
+    opts: RequestOptions & { idleTimeoutMs: number; onOpen?: () => void },
+  ): AsyncGenerator<WatchEvent<T>> {
     const query = stringifyQuery({ ...opts.query, watch: true });
     const path = this.url(opts.path, query);
     const info = describeRequest('GET', opts.path, Object.fromEntries(query));
@@ -162,6 +164,7 @@ export class KubeClient {
         info.pathTemplate,
       );
     }
+    opts.onOpen?.();
     let buffered = '';
     const decoder = new TextDecoder();
     try {

@@ -106,6 +106,7 @@ export class Informer<T extends KubeObject> {
   private readonly handlers: ((event: InformerEvent<T>) => void)[] = [];
   private resourceVersion: string | undefined;
   private syncedFlag = false;
+  private failing = false;
   private readonly syncWaiters: (() => void)[] = [];
 
   constructor(options: InformerOptions<T>) {
@@ -126,6 +127,11 @@ export class Informer<T extends KubeObject> {
   /** True once the first complete list is in the store. */
   get synced(): boolean {
     return this.syncedFlag;
+  }
+
+  /** False from a failed list or watch until a list succeeds or a watch is open again. */
+  get connected(): boolean {
+    return !this.failing;
   }
 
   whenSynced(): Promise<void> {
@@ -179,11 +185,13 @@ export class Informer<T extends KubeObject> {
       } catch (err) {
         if (aborted(signal)) break;
         if (isGone(err)) {
+          // Not a failure: the server answered, and a relist follows at once.
           // Our resourceVersion is older than etcd's compaction: only a fresh list can resync.
           this.options.observer?.relisted?.();
           needList = true;
           continue;
         }
+        this.failing = true;
         this.options.observer?.failed?.(err);
         this.options.onError?.(
           `${this.name}: ${needList ? 'list' : 'watch'} failed, retrying`,
@@ -220,6 +228,7 @@ export class Informer<T extends KubeObject> {
     } while (continueToken);
     this.replace(fresh);
     this.resourceVersion = resourceVersion;
+    this.failing = false;
     this.options.observer?.listed?.(fresh.size);
     if (!this.syncedFlag) {
       this.syncedFlag = true;
@@ -239,6 +248,9 @@ export class Informer<T extends KubeObject> {
       },
       signal,
       idleTimeoutMs: this.options.idleTimeoutMs,
+      onOpen: () => {
+        this.failing = false;
+      },
     });
     this.options.observer?.watchStarted?.();
     for await (const event of events) this.apply(event);
@@ -374,6 +386,10 @@ export class InformerGroup<T extends KubeObject> {
 
   get synced(): boolean {
     return this.informers.every((i) => i.synced);
+  }
+
+  get connected(): boolean {
+    return this.informers.every((i) => i.connected);
   }
 
   async whenSynced(): Promise<void> {

@@ -35,9 +35,11 @@ export interface MetricsSources {
   queue: () => WorkQueue;
   /** Objects in each informer's cache. */
   cacheSizes: () => Record<string, number>;
-  /** 1 once the caches are synced. */
+  /** The readiness checks pass: what /readyz answers. */
   ready: () => boolean;
   server: string;
+  /** With leader election: the lease's name, and whether this replica holds it. */
+  leader?: { name: string; leading: () => boolean };
 }
 
 export class Metrics {
@@ -226,12 +228,25 @@ export class Metrics {
     });
     new Gauge({
       name: `${PREFIX}ready`,
-      help: '1 once the informer caches are synced and the operator reconciles, else 0',
+      help: '1 while the readiness checks pass (caches synced and connected, credentials accepted), else 0',
       registers,
       collect() {
         this.set(sources.ready() ? 1 : 0);
       },
     });
+    const leader = sources.leader;
+    if (leader) {
+      // client-go's name and meaning, so leader dashboards built for Go operators work unchanged.
+      new Gauge({
+        name: 'leader_election_master_status',
+        help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master',
+        labelNames: ['name'],
+        registers,
+        collect() {
+          this.set({ name: leader.name }, leader.leading() ? 1 : 0);
+        },
+      });
+    }
   }
 
   readonly onResponse = (e: ResponseEvent): void => {

@@ -23,6 +23,31 @@ describe('parseConfig', () => {
       resyncSeconds: 600,
       kubeconfig: '',
       instance: 'host-1',
+      leaderElection: {
+        enabled: false,
+        namespace: '',
+        leaseName: 'echo-operator',
+        leaseDurationMs: 15_000,
+        renewDeadlineMs: 10_000,
+        retryPeriodMs: 2_000,
+      },
+    });
+  });
+
+  it('reads the leader election flags and their environment', () => {
+    const c = run(['--leader-elect=true', '--leader-elect-lease-duration=30s'], {
+      ECHO_OPERATOR_LEADER_ELECT_NAMESPACE: 'echo-system',
+      ECHO_OPERATOR_LEADER_ELECT_LEASE_NAME: 'echo-team-a',
+      ECHO_OPERATOR_LEADER_ELECT_RENEW_DEADLINE: '20s',
+      ECHO_OPERATOR_LEADER_ELECT_RETRY_PERIOD: '4s',
+    });
+    assert.deepEqual(c.leaderElection, {
+      enabled: true,
+      namespace: 'echo-system',
+      leaseName: 'echo-team-a',
+      leaseDurationMs: 30_000,
+      renewDeadlineMs: 20_000,
+      retryPeriodMs: 4_000,
     });
   });
 
@@ -54,6 +79,14 @@ describe('parseConfig', () => {
       [['--namespaces=Bad_NS'], /"Bad_NS" is not a namespace name/],
       [['--resync-period=soon'], /--resync-period must be a duration/],
       [['--no-such-flag'], /Unknown option '--no-such-flag'/],
+      [['--leader-elect=yes'], /--leader-elect must be true or false/],
+      [['--leader-elect-namespace=Echo'], /"Echo" is not a namespace name/],
+      [['--leader-elect-lease-name=a_b'], /"a_b" is not a valid object name/],
+      [
+        ['--leader-elect-lease-duration=10s'],
+        /lease duration must be longer than the renew deadline/,
+      ],
+      [['--leader-elect-retry-period=9s'], /renew deadline must be longer than 1.2 × the retry/],
     ];
     for (const [argv, message] of cases) {
       assert.throws(

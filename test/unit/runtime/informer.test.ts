@@ -46,7 +46,7 @@ function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController)
         return Promise.resolve({ metadata: { resourceVersion: String(rv++) }, items } as T);
       },
       async *watch<T>(
-        opts: RequestOptions & { idleTimeoutMs: number },
+        opts: RequestOptions & { idleTimeoutMs: number; onOpen?: () => void },
       ): AsyncGenerator<WatchEvent<T>> {
         calls.push({ kind: 'watch', query: opts.query ?? {} });
         const steps = watches.shift();
@@ -54,6 +54,8 @@ function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController)
           stop.abort();
           return;
         }
+        // A stream that fails at once was refused; any other was open.
+        if (!(steps[0] instanceof Error)) opts.onOpen?.();
         for (const step of steps) {
           await Promise.resolve();
           if (step instanceof Error) throw step;
@@ -139,12 +141,16 @@ describe('Informer', () => {
       stop,
     );
     const errors: string[] = [];
-    const informer = new Informer<Pod>({
+    const connectedAtError: boolean[] = [];
+    const informer: Informer<Pod> = new Informer<Pod>({
       name: 'pods',
       client,
       path: '/pods',
       backoff: { initialMs: 1, maxMs: 2, resetAfterMs: 10 },
-      onError: (m) => errors.push(m),
+      onError: (m) => {
+        errors.push(m);
+        connectedAtError.push(informer.connected);
+      },
     });
     await informer.run(stop.signal);
     assert.deepEqual(
@@ -152,6 +158,8 @@ describe('Informer', () => {
       ['list', 'watch', 'watch', 'watch'],
     );
     assert.deepEqual(errors, ['pods: watch failed, retrying']);
+    assert.deepEqual(connectedAtError, [false], 'a failed watch makes the informer disconnected');
+    assert.ok(informer.connected, 'the next watch that opened made it connected again');
   });
 
   it('strips managedFields, applies the transform and keeps an owner index', async () => {
