@@ -103,11 +103,15 @@ export class EchoOperator {
       if (!this.leading || (e.type === 'update' && !echoChanged(e.old, e.object))) return;
       this.queue.add(objectKey(e.object));
     });
-    // A Deployment event wakes only the Echo that controls it.
+    // A Deployment event wakes only the Echo that controls it, or did before the change: a hand
+    // edit that removes or replaces the owner reference must be undone by the Echo that lost it.
+    const echoKind = { apiVersion: API_VERSION, kind: KIND };
     this.deployments.onEvent((e) => {
       if (!this.leading) return;
-      const owner = controllerOwnerKey(e.object, { apiVersion: API_VERSION, kind: KIND });
+      const owner = controllerOwnerKey(e.object, echoKind);
       if (owner) this.queue.add(owner);
+      const previous = e.type === 'update' ? controllerOwnerKey(e.old, echoKind) : undefined;
+      if (previous && previous !== owner) this.queue.add(previous);
     });
 
     const controllerLog = options.log('controller');

@@ -130,6 +130,9 @@ export interface LeaderElectorOptions extends LeaderElectionTimings {
 
 export type LeadershipEnd = 'lost' | 'stopped';
 
+/** A try's result: this replica holds the lease; another live holder has it; no answer or a conflict. */
+type TryOutcome = 'holding' | 'held-by-another' | 'failed';
+
 export class LeaderElector {
   private readonly options: LeaderElectorOptions;
   private observed: (Observation & { resourceVersion?: string }) | undefined;
@@ -162,7 +165,7 @@ export class LeaderElector {
   async acquire(signal: AbortSignal): Promise<boolean> {
     const { retryPeriodMs, renewDeadlineMs } = this.options;
     while (!signal.aborted) {
-      if (await this.tryAcquireOrRenew(signal, renewDeadlineMs)) {
+      if ((await this.tryAcquireOrRenew(signal, renewDeadlineMs)) === 'holding') {
         this.setLeading(true);
         return true;
       }
@@ -173,8 +176,9 @@ export class LeaderElector {
 
   /**
    * Renews every retry period while leading. Resolves 'lost' when a round of tries failed for the
-   * renew deadline (another replica may now lead: the caller must stop at once), 'stopped' when
-   * `signal` aborts (the caller finishes its work, then calls release()).
+   * renew deadline, or at once when another replica is seen holding the lease (a leader that was
+   * frozen past its lease): the caller must stop writing now. Resolves 'stopped' when `signal`
+   * aborts (the caller finishes its work, then calls release()).
    */
   async hold(signal: AbortSignal): Promise<LeadershipEnd> {
     const { retryPeriodMs, renewDeadlineMs } = this.options;
@@ -182,13 +186,14 @@ export class LeaderElector {
       await pause(retryPeriodMs, signal);
       if (stopped(signal)) break;
       const deadline = Date.now() + renewDeadlineMs;
-      let renewed = false;
-      while (!renewed && !stopped(signal) && Date.now() < deadline) {
-        renewed = await this.tryAcquireOrRenew(signal, deadline - Date.now());
-        if (!renewed) await pause(Math.min(retryPeriodMs, deadline - Date.now()), signal);
+      let outcome: TryOutcome = 'failed';
+      while (outcome === 'failed' && !stopped(signal) && Date.now() < deadline) {
+        outcome = await this.tryAcquireOrRenew(signal, deadline - Date.now());
+        if (outcome === 'failed')
+          await pause(Math.min(retryPeriodMs, deadline - Date.now()), signal);
       }
       if (stopped(signal)) break;
-      if (!renewed) {
+      if (outcome !== 'holding') {
         this.setLeading(false);
         return 'lost';
       }
@@ -208,8 +213,8 @@ export class LeaderElector {
     );
   }
 
-  /** One try, bounded by `timeoutMs`; true when this replica holds the lease afterwards. */
-  private async tryAcquireOrRenew(stop: AbortSignal, timeoutMs: number): Promise<boolean> {
+  /** One try, bounded by `timeoutMs`. */
+  private async tryAcquireOrRenew(stop: AbortSignal, timeoutMs: number): Promise<TryOutcome> {
     const { identity, leaseDurationMs } = this.options;
     const seconds = Math.ceil(leaseDurationMs / 1000);
     const signal = AbortSignal.any([stop, AbortSignal.timeout(timeoutMs)]);
@@ -222,7 +227,7 @@ export class LeaderElector {
           try {
             await this.write(next, this.observed.resourceVersion, signal);
             this.lastTryOk = true;
-            return true;
+            return 'holding';
           } catch (err) {
             if (signal.aborted) throw err;
           }
@@ -235,20 +240,20 @@ export class LeaderElector {
         if (!isNotFound(err)) throw err;
         await this.create(newLease(identity, Date.now(), seconds), signal);
         this.lastTryOk = true;
-        return true;
+        return 'holding';
       }
       this.observe(lease);
       this.lastTryOk = true;
       const next = claim(this.observed as Observation, identity, Date.now(), seconds);
-      if (!next) return false;
+      if (!next) return 'held-by-another';
       await this.write(next, lease.metadata.resourceVersion, signal);
-      return true;
+      return 'holding';
     } catch (err) {
       this.lastTryOk = false;
       if (!stop.aborted) {
         this.options.onError?.(`lease ${this.options.namespace}/${this.options.name}`, err);
       }
-      return false;
+      return 'failed';
     }
   }
 

@@ -194,28 +194,20 @@ describe('bad input', () => {
     );
   });
 
-  it(
-    'restores its owner reference when someone removes it by hand',
-    {
-      // src/operator.ts wakes an Echo on a Deployment event only through the event's new object's
-      // controller reference, which this edit removed: nothing is queued until the next resync.
-      todo: 'the operator does not see a removed owner reference until the resync (10 min)',
-    },
-    async () => {
-      await createEcho('disowned', 1);
-      const echo = await readyEcho('disowned', 1);
-      const edited = await patch(`${deployments()}/disowned`, {
-        metadata: { ownerReferences: null },
-      });
-      assert.equal(edited.metadata.ownerReferences, undefined, 'the edit took');
-      const d = await eventually('the owner reference back', async () => {
-        const current = await getDeployment('disowned');
-        return ownedBy(current, echo) ? current : undefined;
-      });
-      assert.equal(d.metadata.uid, edited.metadata.uid, 'the same Deployment, not a new one');
-      await readyEcho('disowned', 1);
-    },
-  );
+  it('restores its owner reference when someone removes it by hand', async () => {
+    await createEcho('disowned', 1);
+    const echo = await readyEcho('disowned', 1);
+    const edited = await patch(`${deployments()}/disowned`, {
+      metadata: { ownerReferences: null },
+    });
+    assert.equal(edited.metadata.ownerReferences, undefined, 'the edit took');
+    const d = await eventually('the owner reference back', async () => {
+      const current = await getDeployment('disowned');
+      return ownedBy(current, echo) ? current : undefined;
+    });
+    assert.equal(d.metadata.uid, edited.metadata.uid, 'the same Deployment, not a new one');
+    await readyEcho('disowned', 1);
+  });
 
   it('is refused a selector edit, and replaces a Deployment recreated with another', async () => {
     await createEcho('reselected', 2);

@@ -3,6 +3,7 @@
 // readiness, convergence after every watch is cut, and a graceful exit on SIGTERM.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
@@ -14,7 +15,8 @@ import { startFaultProxy } from '../support/fault-proxy.ts';
 import { echoManifest, isReady } from '../support/fixtures.ts';
 import { installCrd } from '../../hack/cluster/crd.ts';
 import { startOperator } from '../support/operator.ts';
-import { startMain, whenReady } from '../support/main-process.ts';
+import { logsPort, startMain, whenReady } from '../support/main-process.ts';
+import { freePorts } from '../../hack/cluster/process.ts';
 
 describe('operator process', () => {
   let cluster: LocalCluster;
@@ -41,19 +43,136 @@ describe('operator process', () => {
     return ns;
   };
 
-  it('exits 1 with a plain message when the CRD is not installed', async () => {
+  it('waits for a missing CRD, not ready and without a crash loop; recovers when installed; survives its deletion', async (t) => {
     const p = startMain([`--kubeconfig=${cluster.kubeconfig}`]);
-    assert.equal(await p.exited, 1);
-    assert.match(p.output(), /the Echo CRD \(echoes\.example\.com\) is not installed/);
+    try {
+      const port = await logsPort(p);
+      await eventually('the plain message', () =>
+        Promise.resolve(
+          p.output().includes('waiting: the Echo CRD (echoes.example.com) is not installed')
+            ? true
+            : undefined,
+        ),
+      );
+      const probe = async (path: string): Promise<number> =>
+        (await fetch(`http://127.0.0.1:${String(port)}${path}`)).status;
+      assert.equal(await probe('/readyz'), 503, 'not ready without the CRD');
+      assert.equal(await probe('/livez'), 200, 'alive: nothing a restart would fix');
+      await sleep(6000);
+      assert.equal(p.child.exitCode, null, 'waits instead of exiting into a crash loop');
+      const waits = p.output().match(/waiting: the Echo CRD/g)?.length ?? 0;
+      // Backoff from 0.8 s doubling, jittered: at most 4 tries in the first ~6 s, never a hot loop.
+      assert.ok(waits >= 2 && waits <= 4, `tries in ~6 s: ${String(waits)}`);
+
+      const installedAt = Date.now();
+      await withCrdAndNamespace('crd-comes-and-goes');
+      await whenReady(p);
+      t.diagnostic(`ready ${String(Date.now() - installedAt)} ms after the CRD was installed`);
+      const echoes = '/apis/example.com/v1/namespaces/crd-comes-and-goes/echoes';
+      await admin.request({ method: 'POST', path: echoes, body: echoManifest('first', 1) });
+      await eventually('the first Echo Ready', async () =>
+        isReady(await admin.request<Echo>({ path: `${echoes}/first` }), 1) ? true : undefined,
+      );
+
+      // Deleting a CRD deletes its objects (and the garbage collector their Deployments): the
+      // operator must say what happened, stay up, and carry on when the CRD is back.
+      const crdPath = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/echoes.example.com';
+      await admin.request({ method: 'DELETE', path: crdPath });
+      await eventually('the CRD gone', () =>
+        admin.request({ path: crdPath }).then(
+          () => undefined,
+          () => true,
+        ),
+      );
+      await eventually('a plain message about the deleted CRD', () =>
+        Promise.resolve(
+          /"level":"error".*the Echo CRD \(echoes\.example\.com\) is not installed/.test(p.stdout())
+            ? true
+            : undefined,
+        ),
+      );
+      await eventually('readiness failing while the CRD is gone', async () =>
+        (await probe('/readyz')) === 503 ? true : undefined,
+      );
+      assert.equal(p.child.exitCode, null, 'still running with the CRD gone');
+
+      const reinstalledAt = Date.now();
+      await installCrd(admin);
+      await admin.request({ method: 'POST', path: echoes, body: echoManifest('second', 2) });
+      await eventually(
+        'an Echo created after the CRD came back Ready',
+        async () =>
+          isReady(await admin.request<Echo>({ path: `${echoes}/second` }), 2) ? true : undefined,
+        90_000,
+      );
+      await whenReady(p);
+      t.diagnostic(
+        `converged ${String(Date.now() - reinstalledAt)} ms after the CRD was reinstalled`,
+      );
+    } finally {
+      p.child.kill('SIGTERM');
+    }
+    assert.equal(await p.exited, 0);
   });
 
-  it('exits 1 with a plain message when its credentials are refused', async () => {
+  it('waits, not ready, while its credentials are refused, and never logs them', async () => {
     const bad = join(cluster.state.dir, 'bad-token.kubeconfig');
     await writeKubeconfig(bad, cluster.state.server, cluster.caCert, { token: 'not-a-real-token' });
     const p = startMain([`--kubeconfig=${bad}`]);
+    try {
+      const port = await logsPort(p);
+      await eventually('the plain message', () =>
+        Promise.resolve(
+          /waiting: .* rejected the operator's credentials \(401 Unauthorized\)/.test(p.output())
+            ? true
+            : undefined,
+        ),
+      );
+      const readyz = await fetch(`http://127.0.0.1:${String(port)}/readyz`);
+      assert.equal(readyz.status, 503);
+      assert.match(await readyz.text(), /\[-\]credentials-accepted failed/);
+      assert.doesNotMatch(p.output(), /not-a-real-token/, 'the token is never logged');
+    } finally {
+      p.child.kill('SIGTERM');
+    }
+    assert.equal(await p.exited, 0, 'a stop while waiting is a clean stop');
+  });
+
+  it('waits with a plain message while the API server is unreachable', async () => {
+    const [closed = 0] = await freePorts(1);
+    const nowhere = join(cluster.state.dir, 'nowhere.kubeconfig');
+    await writeKubeconfig(
+      nowhere,
+      `https://127.0.0.1:${String(closed)}`,
+      cluster.caCert,
+      cluster.adminCert,
+    );
+    const p = startMain([`--kubeconfig=${nowhere}`]);
+    try {
+      await logsPort(p);
+      await eventually('the plain message', () =>
+        Promise.resolve(
+          new RegExp(
+            `waiting: cannot reach the API server at https://127.0.0.1:${String(closed)}: .*ECONNREFUSED`,
+          ).test(p.output())
+            ? true
+            : undefined,
+        ),
+      );
+      assert.equal(p.child.exitCode, null);
+    } finally {
+      p.child.kill('SIGTERM');
+    }
+    assert.equal(await p.exited, 0);
+  });
+
+  it('exits 1 with a plain message for a malformed kubeconfig', async () => {
+    const broken = join(cluster.state.dir, 'broken.kubeconfig');
+    await writeFile(broken, 'apiVersion: v1\nclusters: [this is not: a kubeconfig\n');
+    const p = startMain([`--kubeconfig=${broken}`]);
     assert.equal(await p.exited, 1);
-    assert.match(p.output(), /rejected the operator's credentials \(401 Unauthorized\)/);
-    assert.doesNotMatch(p.output(), /not-a-real-token/, 'the token is never logged');
+    assert.ok(p.output().includes(broken), 'the message names the file');
+    assert.doesNotMatch(p.output(), /at .*\.ts:\d+/, 'a message, not a stack trace');
   });
 
   it('exits 2 on a bad flag, before touching the cluster', async () => {
@@ -64,7 +183,7 @@ describe('operator process', () => {
 
   it('gets ready, converges after the API server restarts, and stops cleanly on SIGTERM', async () => {
     const ns = await withCrdAndNamespace('restart');
-    const p = startMain([`--kubeconfig=${cluster.kubeconfig}`, '--log-filter=info']);
+    const p = startMain([`--kubeconfig=${cluster.kubeconfig}`, `--namespaces=${ns}`]);
     try {
       const port = await whenReady(p);
       assert.equal((await fetch(`http://127.0.0.1:${String(port)}/nope`)).status, 404);

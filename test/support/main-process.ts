@@ -49,13 +49,14 @@ function httpPort(p: OperatorProcess): number | undefined {
   return undefined;
 }
 
+/** Waits until the operator logged its HTTP port, and returns it. */
+export function logsPort(p: OperatorProcess): Promise<number> {
+  return eventually('the operator to log its port', () => Promise.resolve(httpPort(p)), 30_000);
+}
+
 /** Waits until the operator serves /readyz with 200, and returns its HTTP port. */
 export async function whenReady(p: OperatorProcess): Promise<number> {
-  const port = await eventually(
-    'the operator to log its port',
-    () => Promise.resolve(httpPort(p)),
-    30_000,
-  );
+  const port = await logsPort(p);
   await eventually('/readyz to pass', async () =>
     (await fetch(`http://127.0.0.1:${String(port)}/readyz`)).ok ? true : undefined,
   );
