@@ -47,3 +47,45 @@ and records Events (create).
   resources: [events]
   verbs: [create]
 {{- end -}}
+
+{{/*
+"true" when the operator elects a leader through a Lease, else empty: leaderElection.enabled
+when true or false, otherwise (null) more than one replica.
+*/}}
+{{- define "echo-operator.leaderElection" -}}
+{{- $enabled := .Values.leaderElection.enabled -}}
+{{- if kindIs "bool" $enabled -}}
+{{- if $enabled }}true{{ end -}}
+{{- else if gt (int .Values.replicaCount) 1 -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+Fails on leader election values the operator would refuse at start, which values.schema.json
+cannot check (it compares no two values), and on several replicas with election forced off,
+which the schema refuses too but can be skipped. Included once, by deployment.yaml.
+*/}}
+{{- define "echo-operator.validateLeaderElection" -}}
+{{- $election := .Values.leaderElection -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not (include "echo-operator.leaderElection" .)) -}}
+{{- fail "leaderElection.enabled is false with more than one replica: every replica would reconcile; set it to true or null, or replicaCount to 1" -}}
+{{- end -}}
+{{- if include "echo-operator.leaderElection" . -}}
+{{- $lease := include "echo-operator.seconds" $election.leaseDuration | int -}}
+{{- $renew := include "echo-operator.seconds" $election.renewDeadline | int -}}
+{{- $retry := include "echo-operator.seconds" $election.retryPeriod | int -}}
+{{- if le $lease $renew -}}
+{{- fail (printf "leaderElection.leaseDuration (%s) must be longer than leaderElection.renewDeadline (%s)" $election.leaseDuration $election.renewDeadline) -}}
+{{- end -}}
+{{- if le (mul $renew 10) (mul $retry 12) -}}
+{{- fail (printf "leaderElection.renewDeadline (%s) must be longer than 1.2 × leaderElection.retryPeriod (%s)" $election.renewDeadline $election.retryPeriod) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A duration as the operator reads it (90, 90s, 15m, 1h) in seconds. */}}
+{{- define "echo-operator.seconds" -}}
+{{- $unit := regexFind "[smh]$" . -}}
+{{- mul (trimSuffix $unit . | int) (get (dict "" 1 "s" 1 "m" 60 "h" 3600) $unit) -}}
+{{- end -}}
