@@ -32,6 +32,8 @@ export interface ClusterOptions {
   auditLog?: boolean;
   /** Fake Nodes served by kwok. */
   nodes?: number;
+  /** Extra kube-apiserver flags, after the launcher's own (a later flag wins). */
+  apiserverArgs?: string[];
   log?: (message: string) => void;
 }
 
@@ -39,6 +41,8 @@ export interface ClusterOptions {
 export interface ClusterState {
   dir: string;
   server: string;
+  /** etcd's client URL: tests compact it, through its JSON gateway, to expire watches. */
+  etcdUrl: string;
   kubeconfig: string;
   auditLog: string | undefined;
   processes: {
@@ -82,9 +86,11 @@ export class LocalCluster {
       number,
     ];
     const server = `https://127.0.0.1:${String(apiserverPort)}`;
+    const etcdUrl = `http://127.0.0.1:${String(etcdClient)}`;
     const state: ClusterState = {
       dir,
       server,
+      etcdUrl,
       kubeconfig: join(dir, 'kubeconfig'),
       auditLog: options.auditLog ? join(dir, 'audit.log') : undefined,
       processes: [],
@@ -115,7 +121,6 @@ export class LocalCluster {
 
     try {
       const pki = await createPki(dir);
-      const etcdUrl = `http://127.0.0.1:${String(etcdClient)}`;
       const peerUrl = `http://127.0.0.1:${String(etcdPeer)}`;
       const etcd = await spawn('etcd', [
         `--data-dir=${join(dir, 'etcd')}`,
@@ -164,6 +169,7 @@ export class LocalCluster {
           '--audit-log-maxsize=1000000',
         );
       }
+      apiserverArgs.push(...(options.apiserverArgs ?? []));
       const apiserver = await spawn('kube-apiserver', apiserverArgs);
 
       await writeKubeconfig(state.kubeconfig, server, pki.caCert, pki.client('admin'));
@@ -385,12 +391,14 @@ export async function writeKubeconfig(
   path: string,
   server: string,
   caFile: string,
-  user: { cert: string; key: string } | { token: string },
+  user: { cert: string; key: string } | { token: string } | { tokenFile: string },
 ): Promise<void> {
   const userFields =
     'token' in user
       ? `    token: ${user.token}`
-      : `    client-certificate: ${user.cert}\n    client-key: ${user.key}`;
+      : 'tokenFile' in user
+        ? `    tokenFile: ${user.tokenFile}`
+        : `    client-certificate: ${user.cert}\n    client-key: ${user.key}`;
   await writeFile(
     path,
     `apiVersion: v1

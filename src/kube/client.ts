@@ -54,7 +54,9 @@ export interface ClientOptions {
 
 export class KubeClient {
   readonly server: URL;
-  private readonly pool: Pool;
+  private pool: Pool;
+  /** Pools retired by a GOAWAY, closing once their open watches end. */
+  private readonly draining = new Set<Promise<void>>();
   private readonly connection: Connection;
   private readonly options: Required<
     Pick<ClientOptions, 'maxAttempts' | 'maxRetryAfterSeconds' | 'requestTimeoutMs'>
@@ -71,8 +73,12 @@ export class KubeClient {
       requestTimeoutMs: 60_000,
       ...options,
     };
-    const { ca, cert, key, servername, rejectUnauthorized } = connection.tls;
-    this.pool = new Pool(this.server.origin, {
+    this.pool = this.openPool();
+  }
+
+  private openPool(): Pool {
+    const { ca, cert, key, servername, rejectUnauthorized } = this.connection.tls;
+    const pool = new Pool(this.server.origin, {
       connect: {
         ...(ca ? { ca } : {}),
         ...(cert ? { cert } : {}),
@@ -88,6 +94,17 @@ export class KubeClient {
       keepAliveTimeout: 90_000,
       keepAliveMaxTimeout: 90_000,
     });
+    // The API server sends GOAWAY after every 401 (and at random with --goaway-chance). undici
+    // then queues new requests until the retired connection's last stream ends, which with a
+    // watch open takes minutes; so new requests go to a fresh pool and the old one drains.
+    pool.on('disconnect', (_origin, _targets, err) => {
+      if (pool !== this.pool || !err.message.includes('GOAWAY')) return;
+      this.pool = this.openPool();
+      const draining = pool.close().catch(() => undefined);
+      this.draining.add(draining);
+      void draining.then(() => this.draining.delete(draining));
+    });
+    return pool;
   }
 
   /** A client for a kubeconfig file. */
@@ -184,7 +201,7 @@ export class KubeClient {
   }
 
   async close(): Promise<void> {
-    await this.pool.close();
+    await Promise.all([this.pool.close(), ...this.draining]);
   }
 
   private url(path: string, query: URLSearchParams): string {

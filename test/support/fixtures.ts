@@ -45,3 +45,15 @@ export function isReady(echo: Echo, replicas: number): boolean {
     echo.status.observedGeneration === echo.metadata.generation
   );
 }
+
+/** The operator's RBAC rules for one namespace, as the chart grants them. */
+export const OPERATOR_RULES = [
+  { apiGroups: ['example.com'], resources: ['echoes'], verbs: ['list', 'watch'] },
+  { apiGroups: ['example.com'], resources: ['echoes/status'], verbs: ['patch'] },
+  {
+    apiGroups: ['apps'],
+    resources: ['deployments'],
+    verbs: ['list', 'watch', 'create', 'patch', 'delete'],
+  },
+  { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
+];

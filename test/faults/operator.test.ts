@@ -1,0 +1,199 @@
+// Faults of the operator process itself, on the shared cluster and scoped to each test's
+// namespace: killed (SIGKILL) in the middle of a burst and started again; its ServiceAccount
+// deleted under it, so every request is refused 401, then its token file rotated.
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { parse } from 'yaml';
+import { writeKubeconfig } from '../../hack/cluster/cluster.ts';
+import { KubeClient } from '../../src/kube/client.ts';
+import { ApiError } from '../../src/kube/errors.ts';
+import {
+  adminClient,
+  clusterKubeconfig,
+  createNamespace,
+  eventually,
+  grantRole,
+} from '../support/kube.ts';
+import { createEchoes, fleetDifferences, listDeployments } from '../support/fleet.ts';
+import { OPERATOR_RULES } from '../support/fixtures.ts';
+import { startMain, whenReady } from '../support/main-process.ts';
+import { scrape } from '../support/metrics.ts';
+
+describe('operator process faults', () => {
+  let admin: KubeClient;
+  const namespaces: { remove: () => Promise<void> }[] = [];
+
+  before(() => {
+    admin = adminClient();
+  });
+
+  after(async () => {
+    for (const ns of namespaces) await ns.remove();
+    await admin.close();
+  });
+
+  const namespace = async (prefix: string): Promise<string> => {
+    const ns = await createNamespace(admin, prefix);
+    namespaces.push(ns);
+    return ns.name;
+  };
+
+  it('converges after being killed in the middle of a burst: no Echo without its one Deployment', async (t) => {
+    const ns = await namespace('killed-mid-burst');
+    const args = [`--kubeconfig=${clusterKubeconfig()}`, `--namespaces=${ns}`];
+    const wanted = new Map(
+      Array.from({ length: 200 }, (_, i) => [`echo-${String(i)}`, 1 + (i % 3)]),
+    );
+    const first = startMain(args);
+    await whenReady(first);
+    const creating = createEchoes(admin, ns, wanted);
+    const made = await eventually(
+      'a quarter of the Deployments',
+      async () => {
+        const n = (await listDeployments(admin, ns)).length;
+        return n >= wanted.size / 4 ? n : undefined;
+      },
+      120_000,
+      50,
+    );
+    first.child.kill('SIGKILL');
+    await first.exited;
+    await creating;
+    const atKill = (await listDeployments(admin, ns)).length;
+    assert.ok(atKill < wanted.size, 'killed before the burst was done');
+
+    const restartedAt = Date.now();
+    const second = startMain(args);
+    try {
+      await eventually(
+        'every Echo with exactly one Deployment of its own, and nothing else',
+        async () => ((await fleetDifferences(admin, ns, wanted)).length === 0 ? true : undefined),
+        180_000,
+      );
+      t.diagnostic(
+        `killed with ${String(made)}–${String(atKill)} of ${String(wanted.size)} Deployments; ` +
+          `restart → converged: ${String(Date.now() - restartedAt)} ms`,
+      );
+    } finally {
+      second.child.kill('SIGTERM');
+    }
+    assert.equal(await second.exited, 0);
+  });
+
+  it('reports refused credentials, not ready, retrying with backoff; recovers when the token is rotated', async (t) => {
+    const ns = await namespace('revoked');
+    const account = 'echo-operator';
+    await grantRole(admin, ns, `${ns}/${account}`, OPERATOR_RULES);
+    const tokenFile = join(dirname(clusterKubeconfig()), `${ns}.token`);
+    const issueToken = async (): Promise<void> => {
+      const review = await admin.request<{ status: { token: string } }>({
+        method: 'POST',
+        path: `/api/v1/namespaces/${ns}/serviceaccounts/${account}/token`,
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: {} },
+      });
+      await writeFile(tokenFile, review.status.token, { mode: 0o600 });
+    };
+    await issueToken();
+    // A token file, as a pod's projected ServiceAccount token is: the operator reads it again
+    // when the API server refuses what it holds.
+    const admins = parse(readFileSync(clusterKubeconfig(), 'utf8')) as {
+      clusters: { cluster: { server: string; 'certificate-authority': string } }[];
+    };
+    const cluster = admins.clusters[0]?.cluster;
+    assert.ok(cluster);
+    const kubeconfig = join(dirname(clusterKubeconfig()), `${ns}.kubeconfig`);
+    await writeKubeconfig(kubeconfig, cluster.server, cluster['certificate-authority'], {
+      tokenFile,
+    });
+    const p = startMain([`--kubeconfig=${kubeconfig}`, `--namespaces=${ns}`]);
+    try {
+      const port = await whenReady(p);
+      await createEchoes(admin, ns, new Map([['before', 1]]));
+      await eventually('the first Echo converged', async () =>
+        (await fleetDifferences(admin, ns, new Map([['before', 1]]))).length === 0
+          ? true
+          : undefined,
+      );
+
+      // Deleting the ServiceAccount revokes every token issued for it.
+      await admin.request({
+        method: 'DELETE',
+        path: `/api/v1/namespaces/${ns}/serviceaccounts/${account}`,
+      });
+      const revokedAt = Date.now();
+      // The API server caches a token's authentication for 10 s: wait until it refuses this one.
+      const probe = KubeClient.fromFile(kubeconfig);
+      try {
+        await eventually('the token refused', () =>
+          probe.request({ path: `/apis/example.com/v1/namespaces/${ns}/echoes` }).then(
+            () => undefined,
+            (err: unknown) => (err instanceof ApiError && err.code === 401 ? true : undefined),
+          ),
+        );
+      } finally {
+        await probe.close();
+      }
+      // Its open watches were authenticated when they started and still deliver: the operator
+      // learns of this Echo, and every write it tries is refused.
+      await createEchoes(admin, ns, new Map([['during', 2]]));
+      const readyz = async (): Promise<string> =>
+        (await fetch(`http://127.0.0.1:${String(port)}/readyz`)).text();
+      await eventually('readiness failing on refused credentials', async () =>
+        (await readyz()).includes('[-]credentials-accepted failed') ? true : undefined,
+      );
+      await eventually('a log line naming the 401', () =>
+        Promise.resolve(p.stdout().includes('401 Unauthorized') ? true : undefined),
+      );
+      await sleep(8000);
+      const refused = (await scrape(port)).samples
+        .filter(
+          (s) => s.name === 'echo_operator_kubernetes_requests_total' && s.labels.code === '401',
+        )
+        .reduce((n, s) => n + s.value, 0);
+      const seconds = (Date.now() - revokedAt) / 1000;
+      t.diagnostic(`${String(refused)} requests refused 401 in ${seconds.toFixed(1)} s`);
+      assert.ok(refused >= 2, 'the writes were refused');
+      // Per-Echo backoff from 5 ms doubling, one reload of the token per refusal: a hot loop would
+      // send hundreds.
+      assert.ok(refused <= 40, `${String(refused)} refusals in ${seconds.toFixed(1)} s`);
+      assert.equal(p.child.exitCode, null, 'still running');
+
+      const rotatedAt = Date.now();
+      // The same name again (a new uid): its RoleBinding, which names it, applies once more.
+      await admin.request({
+        method: 'POST',
+        path: `/api/v1/namespaces/${ns}/serviceaccounts`,
+        body: { metadata: { name: account } },
+      });
+      await issueToken();
+      await eventually(
+        'the Echo created while refused, converged with the rotated token',
+        async () =>
+          (
+            await fleetDifferences(
+              admin,
+              ns,
+              new Map([
+                ['before', 1],
+                ['during', 2],
+              ]),
+            )
+          ).length === 0
+            ? true
+            : undefined,
+        120_000,
+      );
+      await eventually('ready again', async () =>
+        (await readyz()).includes('[-]') ? undefined : true,
+      );
+      t.diagnostic(`token rotated → converged and ready: ${String(Date.now() - rotatedAt)} ms`);
+    } finally {
+      p.child.kill('SIGTERM');
+    }
+    assert.equal(await p.exited, 0);
+  });
+});
