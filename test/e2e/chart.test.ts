@@ -116,7 +116,7 @@ describe('Helm chart, end to end', () => {
     });
   });
 
-  it('installs into a restricted namespace; the operator pod is admitted and Ready', () => {
+  it('installs two replicas into a restricted namespace; the pods are admitted and Ready', () => {
     helm(
       'install',
       RELEASE,
@@ -125,19 +125,27 @@ describe('Helm chart, end to end', () => {
       system.name,
       '--set',
       'metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true',
+      // Two replicas turn leader election on: the Lease rules are then in use below.
+      '--set',
+      'replicaCount=2',
       '--set',
       'metrics.dashboard.enabled=true',
       '--wait',
       '--timeout=120s',
     );
     const deployment = operatorDeployment();
-    assert.equal(deployment.status?.readyReplicas, 1);
+    assert.equal(deployment.status?.readyReplicas, 2);
     const pods = kubectl('get', 'pods', '-n', system.name, '-o', 'name');
-    assert.match(pods, /^pod\/echo-echo-operator-/m, 'PodSecurity admitted the pod');
+    assert.match(pods, /^pod\/echo-echo-operator-/m, 'PodSecurity admitted the pods');
+    assert.match(
+      kubectl('get', 'poddisruptionbudget', FULLNAME, '-n', system.name, '-o', 'name'),
+      /poddisruptionbudget/,
+    );
   });
 
   describe('the operator with the chart’s identity and settings', () => {
     let operator: OperatorProcess;
+    let standby: OperatorProcess;
     let port: number;
     let serviceAccount: string;
     const echoPath = (name = ''): string =>
@@ -169,16 +177,29 @@ describe('Helm chart, end to end', () => {
       assert.equal(env.ECHO_OPERATOR_LOG_FORMAT, 'json');
       serviceAccount = `system:serviceaccount:${system.name}:${FULLNAME}`;
       const kubeconfig = await serviceAccountKubeconfig(admin, system.name, FULLNAME);
-      operator = startMain([`--kubeconfig=${kubeconfig}`, '--port=0'], {
-        ...env,
-        POD_NAME: 'echo-echo-operator-e2e',
-      });
+      assert.equal(env.ECHO_OPERATOR_LEADER_ELECT, 'true');
+      const replica = (name: string): OperatorProcess =>
+        startMain([`--kubeconfig=${kubeconfig}`, '--port=0'], { ...env, POD_NAME: name });
+      operator = replica('echo-echo-operator-e2e-a');
       port = await whenReady(operator);
+      await eventually('the first replica to lead', async () =>
+        (await scrape(port)).value('leader_election_master_status', { name: FULLNAME }) === 1
+          ? true
+          : undefined,
+      );
+      standby = replica('echo-echo-operator-e2e-b');
+      const standbyPort = await whenReady(standby);
+      assert.equal(
+        (await scrape(standbyPort)).value('leader_election_master_status', { name: FULLNAME }),
+        0,
+      );
     });
 
     after(async () => {
-      operator.child.kill('SIGTERM');
-      assert.equal(await operator.exited, 0, operator.output());
+      for (const p of [standby, operator]) {
+        p.child.kill('SIGTERM');
+        assert.equal(await p.exited, 0, p.output());
+      }
     });
 
     it('creates the Deployment of a new Echo and reports Ready, as kubectl shows', async () => {
@@ -316,9 +337,11 @@ describe('Helm chart, end to end', () => {
         .map((l) => JSON.parse(l) as AuditEvent)
         .filter((e) => e.user.username === serviceAccount && e.objectRef);
       const refused = events.filter(
-        (e) => e.objectRef?.namespace === work.name && e.responseStatus?.code === 403,
+        (e) =>
+          [work.name, system.name].includes(e.objectRef?.namespace ?? '') &&
+          e.responseStatus?.code === 403,
       );
-      assert.deepEqual(refused, [], `no request in ${work.name} was refused`);
+      assert.deepEqual(refused, [], `no request in ${work.name} or ${system.name} was refused`);
       const used = new Set(
         events.map((e) => {
           const r = e.objectRef!;
@@ -337,6 +360,9 @@ describe('Helm chart, end to end', () => {
         'patch apps/deployments',
         'delete apps/deployments',
         'create events.k8s.io/events',
+        'get coordination.k8s.io/leases',
+        'create coordination.k8s.io/leases',
+        'update coordination.k8s.io/leases',
       ];
       assert.deepEqual(
         granted.filter((g) => !used.has(g)),
@@ -404,7 +430,7 @@ describe('Helm chart, end to end', () => {
     const env = after.spec.template.spec.containers[0]?.env ?? [];
     assert.ok(env.some((e) => e.name === 'ECHO_OPERATOR_CONCURRENCY' && e.value === '8'));
     assert.ok(env.some((e) => e.name === 'ECHO_OPERATOR_LOG_FORMAT' && e.value === 'text'));
-    assert.equal(after.status?.readyReplicas, 1);
+    assert.equal(after.status?.readyReplicas, 2);
   });
 
   it('leaves nothing behind on helm uninstall but the CRD', () => {
@@ -412,7 +438,7 @@ describe('Helm chart, end to end', () => {
     const selector = `app.kubernetes.io/instance=${RELEASE}`;
     const namespaced = kubectl(
       'get',
-      'deployments,services,serviceaccounts,configmaps,servicemonitors,prometheusrules,networkpolicies,roles,rolebindings',
+      'deployments,services,serviceaccounts,configmaps,servicemonitors,prometheusrules,networkpolicies,roles,rolebindings,poddisruptionbudgets',
       '-n',
       system.name,
       '-l',
