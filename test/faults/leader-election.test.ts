@@ -184,4 +184,47 @@ describe('leader election', () => {
     assert.equal(await leading(d), true);
     await converged('still converged after the old leader left');
   });
+
+  it('runs independent instances side by side, each scoped to its namespaces with its own lease', async () => {
+    const teams = await Promise.all(['team-a', 'team-b'].map((p) => createNamespace(admin, p)));
+    const instances = teams.map((team) =>
+      startMain(
+        [
+          `--kubeconfig=${clusterKubeconfig()}`,
+          `--namespaces=${team.name}`,
+          '--leader-elect=true',
+          `--leader-elect-namespace=${team.name}`,
+          `--leader-elect-lease-name=echo-${team.name}`,
+        ],
+        { POD_NAME: team.name },
+      ),
+    );
+    try {
+      for (const [i, team] of teams.entries()) {
+        const port = await whenReady(instances[i]!);
+        await eventually(`the ${team.name} instance to lead its own lease`, async () =>
+          (await scrape(port)).value('leader_election_master_status', {
+            name: `echo-${team.name}`,
+          }) === 1
+            ? true
+            : undefined,
+        );
+        const own = new Map([[`${team.name}-echo`, i + 1]]);
+        await createEchoes(admin, team.name, own);
+        await eventually(`${team.name}'s Echo converged`, async () =>
+          (await fleetDifferences(admin, team.name, own)).length === 0 ? true : undefined,
+        );
+        const metrics = await scrape(port);
+        assert.equal(
+          metrics.value('echo_operator_informer_objects', { informer: 'echoes' }),
+          1,
+          'each instance caches its own namespaces only',
+        );
+      }
+    } finally {
+      for (const p of instances) p.child.kill('SIGTERM');
+      for (const p of instances) assert.equal(await p.exited, 0);
+      await Promise.all(teams.map((team) => team.remove()));
+    }
+  });
 });
