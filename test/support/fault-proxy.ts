@@ -1,12 +1,15 @@
 // A TCP proxy in front of the real API server that can make the connections open through it go
 // silent: bytes stop flowing both ways but nothing is closed. That is what a dead peer or a
-// dropped NAT entry looks like to a client; only a client-side timeout notices it.
+// dropped NAT entry looks like to a client; only a client-side timeout notices it. It can also
+// reset them: every stream on them breaks at once, as when a load balancer in between restarts.
 import { connect, createServer, type Socket } from 'node:net';
 
 export interface FaultProxy {
   port: number;
   /** Silences every connection open now; later connections pass normally. */
   silenceOpenConnections(): number;
+  /** Destroys every connection open now (both sides); later connections pass normally. */
+  resetOpenConnections(): number;
   close(): Promise<void>;
 }
 
@@ -39,6 +42,14 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
         upstream.pause();
       }
       return open.size;
+    },
+    resetOpenConnections: () => {
+      const count = open.size;
+      for (const [client, upstream] of open) {
+        client.resetAndDestroy();
+        upstream.destroy();
+      }
+      return count;
     },
     close: () =>
       new Promise((resolve) => {
