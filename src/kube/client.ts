@@ -48,6 +48,13 @@ export interface ClientOptions {
    * connection that went silent (a dead peer) fails the request instead of holding a worker.
    */
   requestTimeoutMs?: number;
+  /**
+   * How often an HTTP/2 PING checks the connection. One still unanswered when the next is due
+   * drops the connection: its requests and watches fail and are retried on a new one. So a dead
+   * connection is noticed within two intervals, whatever the requests' own timeouts (client-go's
+   * health check: 30 s without a frame, then 15 s for the PING's answer).
+   */
+  pingIntervalMs?: number;
   /** When set, every request but a watch gets a client span, child of the active one. */
   tracer?: Tracer;
 }
@@ -59,7 +66,10 @@ export class KubeClient {
   private readonly draining = new Set<Promise<void>>();
   private readonly connection: Connection;
   private readonly options: Required<
-    Pick<ClientOptions, 'maxAttempts' | 'maxRetryAfterSeconds' | 'requestTimeoutMs'>
+    Pick<
+      ClientOptions,
+      'maxAttempts' | 'maxRetryAfterSeconds' | 'requestTimeoutMs' | 'pingIntervalMs'
+    >
   > &
     ClientOptions;
   private credentials: Promise<Credentials> | undefined;
@@ -71,6 +81,7 @@ export class KubeClient {
       maxAttempts: 10,
       maxRetryAfterSeconds: 30,
       requestTimeoutMs: 60_000,
+      pingIntervalMs: 15_000,
       ...options,
     };
     this.pool = this.openPool();
@@ -90,6 +101,10 @@ export class KubeClient {
       // one connection, as client-go does. A stream that times out makes undici PING the peer
       // and replace a connection that no longer answers.
       allowH2: true,
+      // A connection reset while this process was stopped (SIGSTOP) was seen to hand over its
+      // last bytes, then neither fail nor answer: its requests waited out their own timeouts
+      // (60 s; a watch, its 150 s idle timeout). An unanswered PING drops it sooner.
+      h2Options: { pingInterval: this.options.pingIntervalMs },
       // Matches client-go's idle connection lifetime.
       keepAliveTimeout: 90_000,
       keepAliveMaxTimeout: 90_000,
