@@ -8,18 +8,9 @@ import { DEFAULT_IMAGE, type Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { ApiError, isInvalid, isNotFound } from '../../src/kube/errors.ts';
 import { adminClient, createNamespace, eventually } from '../support/kube.ts';
-import { echoManifest, foreignDeployment, isReady } from '../support/fixtures.ts';
+import { foreignDeployment } from '../support/fixtures.ts';
 import { startOperator, type RunningOperator } from '../support/operator.ts';
-
-interface Deployment {
-  metadata: {
-    name: string;
-    uid: string;
-    labels?: Record<string, string>;
-    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
-  };
-  spec: { replicas: number; selector: { matchLabels: Record<string, string> } };
-}
+import { namespaceApi, type Deployment } from '../support/namespace-api.ts';
 
 interface Pod {
   metadata: { name: string; labels?: Record<string, string> };
@@ -30,30 +21,11 @@ describe('bad input', () => {
   let ns: Awaited<ReturnType<typeof createNamespace>>;
   let running: RunningOperator;
 
-  const echoes = (): string => `/apis/example.com/v1/namespaces/${ns.name}/echoes`;
-  const deployments = (): string => `/apis/apps/v1/namespaces/${ns.name}/deployments`;
-
-  const createEcho = (
-    name: string,
-    replicas: number,
-    labels: Record<string, string> = {},
-  ): Promise<Echo> =>
-    admin.request<Echo>({
-      method: 'POST',
-      path: echoes(),
-      body: echoManifest(name, replicas, labels),
-    });
-  const getEcho = (name: string): Promise<Echo> =>
-    admin.request<Echo>({ path: `${echoes()}/${name}` });
-  const getDeployment = (name: string): Promise<Deployment> =>
-    admin.request<Deployment>({ path: `${deployments()}/${name}` });
-  const patch = (path: string, body: unknown): Promise<Deployment> =>
-    admin.request<Deployment>({
-      method: 'PATCH',
-      path,
-      body,
-      contentType: 'application/merge-patch+json',
-    });
+  const { echoes, deployments, createEcho, getEcho, getDeployment, patch, readyEcho } =
+    namespaceApi(
+      () => admin,
+      () => ns.name,
+    );
   const podsSelectedBy = async (matchLabels: Record<string, string>): Promise<Pod[]> =>
     (
       await admin.request<{ items: Pod[] }>({
@@ -78,13 +50,6 @@ describe('bad input', () => {
     const owner = d.metadata.ownerReferences?.find((r) => r.controller === true);
     return owner?.kind === 'Echo' && owner.uid === echo.metadata.uid;
   };
-
-  /** Waits until the Echo says Ready with `replicas` ready pods, for its current generation. */
-  const readyEcho = (name: string, replicas: number): Promise<Echo> =>
-    eventually(`Echo ${name} Ready with ${String(replicas)} replicas`, async () => {
-      const echo = await getEcho(name);
-      return isReady(echo, replicas) ? echo : undefined;
-    });
 
   before(async () => {
     admin = adminClient();
@@ -197,7 +162,7 @@ describe('bad input', () => {
   it('restores its owner reference when someone removes it by hand', async () => {
     await createEcho('disowned', 1);
     const echo = await readyEcho('disowned', 1);
-    const edited = await patch(`${deployments()}/disowned`, {
+    const edited = await patch<Deployment>(`${deployments()}/disowned`, {
       metadata: { ownerReferences: null },
     });
     assert.equal(edited.metadata.ownerReferences, undefined, 'the edit took');

@@ -12,42 +12,18 @@ import { adminClient, createNamespace, eventually, kubectl } from '../support/ku
 import { echoManifest, foreignDeployment, isReady } from '../support/fixtures.ts';
 import { installCrd } from '../../hack/cluster/crd.ts';
 import { startOperator, type RunningOperator } from '../support/operator.ts';
-
-interface Deployment {
-  metadata: {
-    name: string;
-    uid: string;
-    labels?: Record<string, string>;
-    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
-  };
-  spec: { replicas: number; selector: { matchLabels: Record<string, string> } };
-  status?: { readyReplicas?: number };
-}
+import { namespaceApi } from '../support/namespace-api.ts';
 
 describe('echo operator', () => {
   let admin: KubeClient;
   let ns: Awaited<ReturnType<typeof createNamespace>>;
   let running: RunningOperator;
 
-  const echoes = (): string => `/apis/example.com/v1/namespaces/${ns.name}/echoes`;
-  const deployments = (): string => `/apis/apps/v1/namespaces/${ns.name}/deployments`;
-
-  const createEcho = (
-    name: string,
-    replicas: number,
-    labels: Record<string, string> = {},
-  ): Promise<Echo> =>
-    admin.request<Echo>({
-      method: 'POST',
-      path: echoes(),
-      body: echoManifest(name, replicas, labels),
-    });
-  const getEcho = (name: string): Promise<Echo> =>
-    admin.request<Echo>({ path: `${echoes()}/${name}` });
-  const getDeployment = (name: string): Promise<Deployment> =>
-    admin.request<Deployment>({ path: `${deployments()}/${name}` });
-  const patch = (path: string, body: unknown): Promise<unknown> =>
-    admin.request({ method: 'PATCH', path, body, contentType: 'application/merge-patch+json' });
+  const { echoes, deployments, createEcho, getEcho, getDeployment, patch, readyEcho } =
+    namespaceApi(
+      () => admin,
+      () => ns.name,
+    );
   const gone = async (path: string): Promise<true | undefined> => {
     try {
       await admin.request({ path });
@@ -57,13 +33,6 @@ describe('echo operator', () => {
       throw err;
     }
   };
-
-  /** Waits until the Echo says Ready with `replicas` ready pods, for its current generation. */
-  const readyEcho = (name: string, replicas: number): Promise<Echo> =>
-    eventually(`Echo ${name} Ready with ${String(replicas)} replicas`, async () => {
-      const echo = await getEcho(name);
-      return isReady(echo, replicas) ? echo : undefined;
-    });
 
   before(async () => {
     admin = adminClient();
