@@ -19,6 +19,7 @@ CHART := charts/echo-operator
 TEST_FLAGS ?= --test-reporter=spec --test-timeout=300000
 UNIT_TESTS := test/unit/**/*.test.ts
 INTEGRATION_TESTS := test/integration/**/*.test.ts
+FAULT_TESTS := test/faults/**/*.test.ts
 E2E_TESTS := test/e2e/**/*.test.ts
 # The benchmark harness at N=20 and the memory gate: so neither can rot.
 BENCH_TESTS := test/bench/*.test.ts
@@ -81,9 +82,9 @@ lint: $(NODE_DEPS) ## Type check, lint and check formatting
 ##@ Tests
 
 .PHONY: test
-test: setup lint test-chart build ## Every suite: lint, chart, unit, integration, e2e and the benchmark's smoke run
+test: setup lint test-chart build ## Every suite: lint, chart, unit, integration, faults, e2e and the benchmark's smoke run
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts \
-		"$(UNIT_TESTS)" "$(INTEGRATION_TESTS)" "$(E2E_TESTS)" "$(BENCH_TESTS)"
+		"$(UNIT_TESTS)" "$(INTEGRATION_TESTS)" "$(FAULT_TESTS)" "$(E2E_TESTS)" "$(BENCH_TESTS)"
 
 .PHONY: test-chart
 test-chart: setup ## The chart: helm lint with defaults and with every value set, helm-unittest suites
@@ -98,6 +99,10 @@ test-unit: $(NODE_DEPS) ## Unit tests: pure logic, no server
 .PHONY: test-integration
 test-integration: setup ## Integration tests against a local control plane started for the run
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts "$(INTEGRATION_TESTS)"
+
+.PHONY: test-faults
+test-faults: setup ## Faults injected into real control planes: API server, etcd, the operator process
+	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts "$(FAULT_TESTS)"
 
 .PHONY: test-e2e
 test-e2e: setup ## End-to-end tests through the Helm chart on a local control plane

@@ -5,6 +5,7 @@ import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { ApiError } from '../../src/kube/errors.ts';
 import { echoManifest, isReady } from './fixtures.ts';
+import { eventually } from './kube.ts';
 
 export interface FleetDeployment {
   metadata: {
@@ -53,13 +54,15 @@ export async function listDeployments(admin: KubeClient, ns: string): Promise<Fl
 }
 
 /**
- * What still differs from `replicasByName` in `ns`: each Echo Ready with its replicas, and exactly
- * one Deployment, controlled by that Echo (by uid), with the same replicas. Empty once converged.
+ * What still differs from `replicasByName` in `ns`: each Echo Ready with its replicas (unless
+ * `ready` is false), and exactly one Deployment, controlled by that Echo (by uid), with the same
+ * replicas. Empty once converged.
  */
 export async function fleetDifferences(
   admin: KubeClient,
   ns: string,
   replicasByName: Map<string, number>,
+  ready = true,
 ): Promise<string[]> {
   const [echoes, deployments] = await Promise.all([
     admin.request<{ items: Echo[] }>({ path: echoesPath(ns) }),
@@ -73,7 +76,8 @@ export async function fleetDifferences(
       differences.push(`${name}: no Echo`);
       continue;
     }
-    if (!isReady(echo, replicas)) differences.push(`${name}: not Ready with ${String(replicas)}`);
+    if (ready && !isReady(echo, replicas))
+      differences.push(`${name}: not Ready with ${String(replicas)}`);
     const controlled = deployments.filter((d) =>
       d.metadata.ownerReferences?.some((r) => r.controller === true && r.uid === echo.metadata.uid),
     );
@@ -86,4 +90,33 @@ export async function fleetDifferences(
   const strays = deployments.filter((d) => !replicasByName.has(d.metadata.name));
   if (strays.length > 0) differences.push(`${String(strays.length)} Deployments of no Echo`);
   return differences;
+}
+
+/**
+ * Waits until nothing differs from `replicasByName` in `ns` (see fleetDifferences); on timeout,
+ * says what still does.
+ */
+export async function converged(
+  admin: KubeClient,
+  ns: string,
+  replicasByName: Map<string, number>,
+  { timeoutMs = 120_000, ready = true }: { timeoutMs?: number; ready?: boolean } = {},
+): Promise<void> {
+  let differences: string[] = [];
+  try {
+    await eventually(
+      `${String(replicasByName.size)} Echoes to converge`,
+      async () => {
+        differences = await fleetDifferences(admin, ns, replicasByName, ready);
+        return differences.length === 0 ? true : undefined;
+      },
+      timeoutMs,
+      200,
+    );
+  } catch (err) {
+    const detail = differences.slice(0, 10).join('; ');
+    throw new Error(`${err instanceof Error ? err.message : String(err)}; still: ${detail}`, {
+      cause: err,
+    });
+  }
 }

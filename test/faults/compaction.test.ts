@@ -1,0 +1,221 @@
+// The operator misses changes while it is stopped, and etcd compacts the history it would resume
+// from: its watches must come back with 410 Gone, the informers relist, and the relist must
+// bring every change (a new Echo, a new replica count, a deleted Deployment) without a write for
+// the Echoes that did not change.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
+import { installCrd } from '../../hack/cluster/crd.ts';
+import type { Echo } from '../../src/echo/api.ts';
+import { KubeClient } from '../../src/kube/client.ts';
+import { isWriteVerb } from '../../src/kube/request-info.ts';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
+import { echoManifest } from '../support/fixtures.ts';
+import {
+  converged,
+  createEchoes,
+  deploymentsPath,
+  echoesPath,
+  listDeployments,
+} from '../support/fleet.ts';
+import { createNamespace, eventually } from '../support/kube.ts';
+import { startMain, whenReady } from '../support/main-process.ts';
+import { scrape, type Scrape } from '../support/metrics.ts';
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
+
+/** The operator's writes by `verb resource`, from its request counter. */
+function writes(m: Scrape): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const s of m.samples) {
+    if (s.name !== 'echo_operator_kubernetes_requests_total' || !isWriteVerb(s.labels.verb ?? ''))
+      continue;
+    const key = `${s.labels.verb ?? ''} ${s.labels.resource ?? ''}`;
+    counts.set(key, (counts.get(key) ?? 0) + s.value);
+  }
+  return counts;
+}
+
+/** The operator's metrics once it has made no write for two seconds (late status updates landed). */
+function settled(port: number): Promise<Scrape> {
+  return eventually('the operator to stop writing', async () => {
+    const first = await scrape(port);
+    await sleep(2000);
+    const second = await scrape(port);
+    return JSON.stringify([...writes(first)]) === JSON.stringify([...writes(second)])
+      ? second
+      : undefined;
+  });
+}
+
+/** Each Echo's resourceVersion: it moves with every write that changes the Echo, status included. */
+async function echoVersions(admin: KubeClient, ns: string): Promise<Map<string, string>> {
+  const list = await admin.request<{ items: Echo[] }>({ path: echoesPath(ns) });
+  return new Map(list.items.map((e) => [e.metadata.name, e.metadata.resourceVersion]));
+}
+
+/** Posts to etcd's JSON gateway (gRPC over HTTP). */
+async function etcd<T>(etcdUrl: string, path: string, body: unknown): Promise<T> {
+  const res = await fetch(`${etcdUrl}${path}`, { method: 'POST', body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`etcd ${path}: ${String(res.status)} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+describe('etcd compaction while the operator is stopped', () => {
+  let cluster: LocalCluster;
+  let admin: KubeClient;
+  let proxy: FaultProxy;
+
+  before(async () => {
+    // Without the watch cache, a watch resumed from a resourceVersion goes to etcd, which refuses
+    // a compacted revision: 410 Gone. Any cluster does the same once its watch cache (a window of
+    // recent events) has rolled past the client's resourceVersion; here it takes one compaction.
+    cluster = await LocalCluster.start({ apiserverArgs: ['--watch-cache=false'] });
+    admin = KubeClient.fromFile(cluster.kubeconfig);
+    await installCrd(admin);
+    proxy = await startFaultProxy(Number(new URL(cluster.state.server).port));
+  });
+
+  after(async () => {
+    await proxy.close();
+    await admin.close();
+    await cluster.stop();
+  });
+
+  it('relists after 410 Gone, catches every missed change, and rewrites nothing else', async (t) => {
+    const ns = (await createNamespace(admin, 'compaction')).name;
+    const viaProxy = join(cluster.state.dir, 'proxy.kubeconfig');
+    await writeKubeconfig(
+      viaProxy,
+      `https://127.0.0.1:${String(proxy.port)}`,
+      cluster.caCert,
+      cluster.adminCert,
+    );
+    const wanted = new Map<string, number>(
+      Array.from({ length: 40 }, (_, i) => [`fleet-${String(i)}`, 1 + (i % 2)] as const),
+    );
+    const p = startMain([`--kubeconfig=${viaProxy}`, `--namespaces=${ns}`]);
+    const pid = p.child.pid;
+    assert.ok(pid);
+    try {
+      const port = await whenReady(p);
+      await createEchoes(admin, ns, wanted);
+      await converged(admin, ns, wanted);
+      const before = await settled(port);
+
+      const replaced = (await listDeployments(admin, ns)).find((d) => d.metadata.name === 'fleet-2')
+        ?.metadata.uid;
+      assert.ok(replaced);
+      const versionsBefore = await echoVersions(admin, ns);
+      const changed = ['late', 'fleet-1', 'fleet-2'];
+
+      process.kill(pid, 'SIGSTOP');
+      let resumed: number;
+      try {
+        // Nothing sent from now on reaches the operator: what it learns of the changes below, it
+        // learns from a relist.
+        assert.ok(proxy.silenceOpenConnections() >= 1, 'the operator is connected');
+        // Three changes the operator must not miss.
+        await admin.request({
+          method: 'POST',
+          path: echoesPath(ns),
+          body: echoManifest('late', 2),
+        });
+        wanted.set('late', 2);
+        await admin.request({
+          method: 'PATCH',
+          path: `${echoesPath(ns)}/fleet-1`,
+          body: { spec: { replicas: 3 } },
+          contentType: 'application/merge-patch+json',
+        });
+        wanted.set('fleet-1', 3);
+        await admin.request({ method: 'DELETE', path: `${deploymentsPath(ns)}/fleet-2` });
+        // And writes it does not watch, so the compacted revision is well past its last one.
+        for (let i = 0; i < 20; i++) {
+          await admin.request({
+            method: 'POST',
+            path: `/api/v1/namespaces/${ns}/configmaps`,
+            body: { metadata: { name: `unrelated-${String(i)}` } },
+          });
+        }
+        const { header } = await etcd<{ header: { revision: string } }>(
+          cluster.state.etcdUrl,
+          '/v3/kv/range',
+          { key: Buffer.from('\0').toString('base64') },
+        );
+        await etcd(cluster.state.etcdUrl, '/v3/kv/compaction', {
+          revision: header.revision,
+          physical: true,
+        });
+        // Cut, so the operator has to resume its watches from its last resourceVersion, now
+        // compacted away.
+        proxy.resetOpenConnections();
+        t.diagnostic(`compacted etcd at revision ${header.revision}`);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+        resumed = performance.now();
+      }
+
+      // What the relist must bring: every Echo with its one Deployment, at its replicas.
+      await converged(admin, ns, wanted, { ready: false });
+      const recreated = (await listDeployments(admin, ns)).find(
+        (d) => d.metadata.name === 'fleet-2',
+      );
+      assert.notEqual(recreated?.metadata.uid, replaced, 'fleet-2 has a new Deployment');
+      const caughtUp = performance.now();
+      t.diagnostic(`recovery (SIGCONT → 3 changes applied) ${seconds(caughtUp - resumed)}`);
+      await t.test(
+        'and every Echo reports Ready, without waiting for the resync',
+        {
+          // fleet-2 is reconciled on its Deployment's events while the Echo cache still holds its
+          // status from before the stop; the relist's status-only update of the Echo is filtered
+          // out (src/operator.ts, echoChanged), so a status written from the stale view (Ready
+          // False, RollingOut) can stay until the resync, 10 minutes later.
+          todo: 'Echo status stale after a relist: fix in the reconciler or operator.ts',
+        },
+        async (st) => {
+          await converged(admin, ns, wanted, { timeoutMs: 15_000 });
+          st.diagnostic(`SIGCONT → every Echo Ready ${seconds(performance.now() - resumed)}`);
+        },
+      );
+      // Only the three changed Echoes may have cost writes.
+      const after = await settled(port);
+      const made = new Map(
+        [...writes(after)].map(([k, v]) => [k, v - (writes(before).get(k) ?? 0)] as const),
+      );
+      t.diagnostic(`writes during the catch-up: ${JSON.stringify(Object.fromEntries(made))}`);
+
+      for (const informer of ['echoes', 'deployments']) {
+        const relists =
+          after.value('echo_operator_informer_relists_total', { informer }) -
+          before.value('echo_operator_informer_relists_total', { informer });
+        assert.ok(
+          relists >= 1,
+          `${informer}: resumed from a compacted revision, got 410, relisted`,
+        );
+      }
+      assert.match(p.stdout(), /watch failed, retrying/, 'the reset cut the watches');
+      assert.equal(made.get('apply deployments.apps'), 3, 'one apply per changed Echo');
+      // Status follows each changed Deployment's rollout, pod by pod: a few writes per changed
+      // Echo. None went to the others: their resourceVersions did not move.
+      const statusWrites = made.get('apply echoes.example.com/status') ?? 0;
+      assert.ok(statusWrites <= 3 * 6, `${String(statusWrites)} status writes for 3 changes`);
+      const versionsAfter = await echoVersions(admin, ns);
+      const rewritten = [...versionsBefore].filter(
+        ([name, version]) => versionsAfter.get(name) !== version && !changed.includes(name),
+      );
+      assert.deepEqual(rewritten, [], 'no unchanged Echo was written');
+      assert.ok(
+        (made.get('create events.events.k8s.io') ?? 0) <= 3,
+        'an Event per changed Deployment',
+      );
+      assert.equal(p.child.exitCode, null);
+    } finally {
+      p.child.kill('SIGCONT');
+      p.child.kill('SIGTERM');
+    }
+    assert.equal(await p.exited, 0);
+  });
+});
