@@ -99,8 +99,11 @@ export class EchoOperator {
     });
 
     // An Echo matters when its spec, labels or deletion change; our own status writes do not.
+    // After a relist it always does: the status it brings may differ from what the operator
+    // last wrote, while the watch was down, and the reconciler compares against the cache.
     this.echoes.onEvent((e) => {
-      if (!this.leading || (e.type === 'update' && !echoChanged(e.old, e.object))) return;
+      if (!this.leading) return;
+      if (e.type === 'update' && !e.relisted && !echoChanged(e.old, e.object)) return;
       this.queue.add(objectKey(e.object));
     });
     // A Deployment event wakes only the Echo that controls it, or did before the change: a hand

@@ -32,7 +32,8 @@ export interface KubeObject {
 
 export type InformerEvent<T> =
   | { type: 'add'; object: T }
-  | { type: 'update'; object: T; old: T }
+  /** `relisted`: found changed by a relist, which may hide changes the handler would filter out. */
+  | { type: 'update'; object: T; old: T; relisted?: boolean }
   | { type: 'delete'; object: T };
 
 export interface InformerObserver {
@@ -290,7 +291,7 @@ export class Informer<T extends KubeObject> {
       this.put(key, object);
       if (!old) events.push({ type: 'add', object });
       else if (old.metadata.resourceVersion !== object.metadata.resourceVersion) {
-        events.push({ type: 'update', object, old });
+        events.push({ type: 'update', object, old, relisted: true });
       }
     }
     for (const e of events) this.emit(e);

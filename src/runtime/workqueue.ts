@@ -1,6 +1,8 @@
 // A work queue with client-go's guarantees: a key waiting in the queue is held once however often
 // it is added; a key is never handed to two workers at once; a key added while it is being
-// processed runs again once it is done. On top: delayed adds and per-key exponential backoff.
+// processed runs again once it is done. On top: delayed adds, and client-go's default retry
+// limits: per-key exponential backoff, and an overall token bucket so that when everything fails
+// at once (an API server outage) retries do not stampede.
 
 export interface QueueObserver {
   /** A key entered the queue (not counted when it was already waiting). */
@@ -40,6 +42,34 @@ export class ExponentialBackoff {
   }
 }
 
+/**
+ * A token bucket of reservations (client-go's BucketRateLimiter: 10 per second, burst 100): each
+ * call takes a token and returns how long to wait until it is due.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+  private readonly perSecond: number;
+  private readonly burst: number;
+  private readonly now: () => number;
+
+  constructor(perSecond = 10, burst = 100, now: () => number = () => performance.now()) {
+    this.perSecond = perSecond;
+    this.burst = burst;
+    this.now = now;
+    this.tokens = burst;
+    this.last = now();
+  }
+
+  reserve(): number {
+    const now = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+    this.last = now;
+    this.tokens -= 1;
+    return this.tokens >= 0 ? 0 : (-this.tokens / this.perSecond) * 1000;
+  }
+}
+
 interface Waiter {
   resolve: (key: string | undefined) => void;
 }
@@ -54,13 +84,19 @@ export class WorkQueue {
   private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly waiters: Waiter[] = [];
   private readonly backoff: ExponentialBackoff;
+  private readonly overall: TokenBucket;
   private readonly observer: QueueObserver;
   private shuttingDown = false;
   private drained: (() => void) | undefined;
 
-  constructor(backoff = new ExponentialBackoff(), observer: QueueObserver = {}) {
+  constructor(
+    backoff = new ExponentialBackoff(),
+    observer: QueueObserver = {},
+    overall = new TokenBucket(),
+  ) {
     this.backoff = backoff;
     this.observer = observer;
+    this.overall = overall;
   }
 
   add(key: string): void {
@@ -91,10 +127,13 @@ export class WorkQueue {
     this.delayed.set(key, { at, timer });
   }
 
-  /** Adds `key` after its backoff delay, which doubles with each consecutive failure. */
+  /**
+   * Adds `key` after its backoff delay, which doubles with each consecutive failure, or later if
+   * the retries of all keys together are over 10 per second (past a burst of 100).
+   */
   addRateLimited(key: string): void {
     this.observer.retried?.();
-    this.addAfter(key, this.backoff.next(key));
+    this.addAfter(key, Math.max(this.backoff.next(key), this.overall.reserve()));
   }
 
   /** Resets the backoff of `key`: call after it succeeded. */

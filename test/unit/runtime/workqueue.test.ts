@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ExponentialBackoff, WorkQueue } from '../../../src/runtime/workqueue.ts';
+import { ExponentialBackoff, TokenBucket, WorkQueue } from '../../../src/runtime/workqueue.ts';
 
 describe('WorkQueue', () => {
   it('holds a waiting key once however often it is added', async () => {
@@ -109,5 +109,18 @@ describe('ExponentialBackoff', () => {
     assert.deepEqual(seq.slice(0, 4), [5, 10, 20, 40]);
     assert.equal(seq[19], 1000_000);
     assert.equal(b.next('other'), 5, 'per key');
+  });
+});
+
+describe('TokenBucket', () => {
+  it('lets a burst through, then spaces reservations at its rate, and refills with time', () => {
+    let now = 0;
+    const bucket = new TokenBucket(10, 100, () => now);
+    const first = Array.from({ length: 100 }, () => bucket.reserve());
+    assert.deepEqual(new Set(first), new Set([0]), 'the burst of 100 waits for nothing');
+    assert.equal(bucket.reserve(), 100);
+    assert.equal(bucket.reserve(), 200);
+    now = 10_000;
+    assert.equal(bucket.reserve(), 0, 'ten seconds refilled the bucket');
   });
 });
