@@ -3,7 +3,7 @@
 // changed. So an Echo in steady state costs no API call at all, resyncs included.
 import { trace } from '@opentelemetry/api';
 import type { KubeClient } from '../kube/client.ts';
-import { isInvalid, isNotFound, type ApiError } from '../kube/errors.ts';
+import { isInvalid, isNamespaceTerminating, isNotFound, type ApiError } from '../kube/errors.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
 import type { Informer, KubeObject } from '../runtime/informer.ts';
@@ -193,7 +193,7 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
     { generation: number; blocker: Blocker; retryAt: number; delayMs: number }
   >();
 
-  return async (key, signal) => {
+  const reconcileEcho: Reconcile = async (key, signal) => {
     const echo = options.echoes.get(key);
     // Gone or going: the garbage collector removes the Deployment through its owner reference.
     if (!echo || echo.metadata.deletionTimestamp) {
@@ -267,5 +267,16 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
       );
     }
     return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
+  };
+
+  return async (key, signal) => {
+    try {
+      return await reconcileEcho(key, signal);
+    } catch (err) {
+      if (!isNamespaceTerminating(err)) throw err;
+      // The Echo goes with its namespace; retrying would only be refused again until then.
+      log?.debug({ echo: key }, 'its namespace is being deleted: nothing to do');
+      return undefined;
+    }
   };
 }

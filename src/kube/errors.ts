@@ -124,3 +124,12 @@ export const isTooManyRequests = hasReason('TooManyRequests');
 export const isGone = (err: unknown): err is ApiError =>
   err instanceof ApiError &&
   (err.code === 410 || err.reason === 'Expired' || err.reason === 'Gone');
+
+/**
+ * 403 because the namespace is being deleted: nothing can be created in it any more, and what is
+ * in it goes with it, so retrying is pointless.
+ */
+export const isNamespaceTerminating = (err: unknown): err is ApiError =>
+  err instanceof ApiError &&
+  err.code === 403 &&
+  err.causes.some((c) => c.reason === 'NamespaceTerminating');

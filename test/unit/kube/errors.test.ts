@@ -5,6 +5,7 @@ import {
   ApiError,
   isConflict,
   isGone,
+  isNamespaceTerminating,
   isInvalid,
   isNotFound,
   isTooManyRequests,
@@ -41,6 +42,38 @@ describe('ApiError', () => {
     assert.equal(err.status.message, '<html>conflict</html>');
     assert.ok(isNotFound(new ApiError(404, parseStatus('', 404), 'get', '/x')));
     assert.ok(isTooManyRequests(new ApiError(429, parseStatus('slow down', 429), 'list', '/x')));
+  });
+
+  it('tells a namespace being deleted from other refusals', () => {
+    const terminating = parseStatus(
+      JSON.stringify({
+        kind: 'Status',
+        status: 'Failure',
+        reason: 'Forbidden',
+        code: 403,
+        message:
+          'deployments.apps "a" is forbidden: unable to create new content in namespace ns because it is being terminated',
+        details: {
+          name: 'a',
+          group: 'apps',
+          kind: 'deployments',
+          causes: [
+            {
+              reason: 'NamespaceTerminating',
+              message: 'namespace ns is being terminated',
+              field: 'metadata.namespace',
+            },
+          ],
+        },
+      }),
+      403,
+    );
+    assert.ok(isNamespaceTerminating(new ApiError(403, terminating, 'apply', '/x')));
+    const rbac = parseStatus(
+      JSON.stringify({ kind: 'Status', reason: 'Forbidden', code: 403 }),
+      403,
+    );
+    assert.ok(!isNamespaceTerminating(new ApiError(403, rbac, 'apply', '/x')));
   });
 
   it('treats 410 and the Expired reason as Gone', () => {
