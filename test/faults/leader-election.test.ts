@@ -7,7 +7,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KubeClient } from '../../src/kube/client.ts';
 import type { LeaseSpec } from '../../src/runtime/leader-election.ts';
-import { adminClient, clusterKubeconfig, createNamespace, eventually } from '../support/kube.ts';
+import {
+  adminClient,
+  clusterKubeconfig,
+  createNamespace,
+  eventually,
+  grantRole,
+  serviceAccountKubeconfig,
+} from '../support/kube.ts';
+import { OPERATOR_RULES } from '../support/fixtures.ts';
 import { createEchoes, fleetDifferences } from '../support/fleet.ts';
 import { startMain, whenReady, type OperatorProcess } from '../support/main-process.ts';
 import { scrape } from '../support/metrics.ts';
@@ -183,6 +191,52 @@ describe('leader election', () => {
     assert.match(c.process.stdout(), /leadership lost/);
     assert.equal(await leading(d), true);
     await converged('still converged after the old leader left');
+  });
+
+  it('makes a leader that cannot renew within the deadline stop and exit', async (t) => {
+    const team = await createNamespace(admin, 'renew-refused');
+    const leases = {
+      apiGroups: ['coordination.k8s.io'],
+      resources: ['leases'],
+      verbs: ['get', 'create', 'update'],
+    };
+    await grantRole(admin, team.name, `${team.name}/operator`, [...OPERATOR_RULES, leases]);
+    const kubeconfig = await serviceAccountKubeconfig(admin, team.name, 'operator');
+    const p = startMain(
+      [
+        `--kubeconfig=${kubeconfig}`,
+        `--namespaces=${team.name}`,
+        '--leader-elect=true',
+        `--leader-elect-namespace=${team.name}`,
+      ],
+      { POD_NAME: 'renew-refused' },
+    );
+    try {
+      const port = await whenReady(p);
+      await eventually('to lead', async () =>
+        (await scrape(port)).value('leader_election_master_status', { name: 'echo-operator' }) === 1
+          ? true
+          : undefined,
+      );
+      // Its Role loses the lease rules: every renewal is refused from now on.
+      await admin.request({
+        method: 'PATCH',
+        path: `/apis/rbac.authorization.k8s.io/v1/namespaces/${team.name}/roles/operator`,
+        body: { rules: OPERATOR_RULES },
+        contentType: 'application/merge-patch+json',
+      });
+      const revokedAt = Date.now();
+      assert.equal(await p.exited, 1, 'it stops writing and exits, for a restart to stand by');
+      const exitedMs = Date.now() - revokedAt;
+      t.diagnostic(`lease rules removed → leader exited: ${String(exitedMs)} ms`);
+      assert.match(p.stdout(), /leases\/{name}: 403 Forbidden/, 'the refusals were logged');
+      assert.match(p.stdout(), /leadership lost: the lease could not be renewed in time/);
+      // A renewal round lasts the renew deadline (10 s) after a retry period (2 s).
+      assert.ok(exitedMs >= 8000, `exited after ${String(exitedMs)} ms, before the renew deadline`);
+    } finally {
+      p.child.kill('SIGKILL');
+      await team.remove();
+    }
   });
 
   it('runs independent instances side by side, each scoped to its namespaces with its own lease', async () => {
