@@ -60,10 +60,6 @@ export class EchoOperator {
       ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
       onError: (message: string, err: unknown) => {
         informerLog.warn({ err: errorText(err) }, message);
-        if (isNotFound(err) && message.startsWith(PLURAL)) {
-          // The CRD went away under a running operator: say so plainly; the informer keeps trying.
-          informerLog.error(crdMissing(client.server.origin));
-        }
       },
     };
     this.echoes = new InformerGroup<Echo>(
@@ -73,6 +69,11 @@ export class EchoOperator {
       {
         ...common,
         name: PLURAL,
+        onError: (message, err) => {
+          common.onError(message, err);
+          // The CRD went away under a running operator: say so plainly; the informer keeps trying.
+          if (isNotFound(err)) informerLog.error(crdMissing(client.server.origin));
+        },
         transform: trimEcho,
         ...(options.informerObserver ? { observer: options.informerObserver(PLURAL) } : {}),
       },

@@ -43,11 +43,7 @@ function attemptsWithin(ms: number, initialMs: number, maxMs: number): number {
 
 /** The operator's requests, over every verb and resource, whose code `matches`. */
 function requestsWith(m: Scrape, matches: (code: number) => boolean): number {
-  return m.samples
-    .filter(
-      (s) => s.name === 'echo_operator_kubernetes_requests_total' && matches(Number(s.labels.code)),
-    )
-    .reduce((n, s) => n + s.value, 0);
+  return m.total('echo_operator_kubernetes_requests_total', (l) => matches(Number(l.code)));
 }
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;

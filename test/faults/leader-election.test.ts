@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KubeClient } from '../../src/kube/client.ts';
+import { isWriteVerb } from '../../src/kube/request-info.ts';
 import type { LeaseSpec } from '../../src/runtime/leader-election.ts';
 import {
   adminClient,
@@ -21,7 +22,6 @@ import { startMain, whenReady, type OperatorProcess } from '../support/main-proc
 import { scrape } from '../support/metrics.ts';
 
 const LEASE = 'echo-operator-faults';
-const WRITE_VERBS = ['create', 'update', 'patch', 'apply', 'delete', 'deletecollection'];
 
 interface Replica {
   name: string;
@@ -73,15 +73,12 @@ describe('leader election', () => {
         (await fleetDifferences(admin, ns.name, wanted)).length === 0 ? true : undefined,
       120_000,
     );
-  const requests = async (r: Replica, verbs: string[]): Promise<number> =>
-    (await scrape(r.port)).samples
-      .filter(
-        (s) =>
-          s.name === 'echo_operator_kubernetes_requests_total' &&
-          verbs.includes(s.labels.verb ?? '') &&
-          s.labels.resource !== 'leases.coordination.k8s.io',
-      )
-      .reduce((n, s) => n + s.value, 0);
+  /** Requests of `r` whose verb passes `verb`, leaving out its lease's. */
+  const requests = async (r: Replica, verb: (v: string) => boolean): Promise<number> =>
+    (await scrape(r.port)).total(
+      'echo_operator_kubernetes_requests_total',
+      (l) => verb(l.verb ?? '') && l.resource !== 'leases.coordination.k8s.io',
+    );
 
   before(async () => {
     admin = adminClient();
@@ -109,14 +106,14 @@ describe('leader election', () => {
     const standby = await scrape(b.port);
     assert.equal(standby.value('echo_operator_informer_objects', { informer: 'echoes' }), 20);
     assert.equal(standby.value('echo_operator_informer_objects', { informer: 'deployments' }), 20);
-    assert.equal(await requests(b, WRITE_VERBS), 0, 'the standby wrote nothing');
+    assert.equal(await requests(b, isWriteVerb), 0, 'the standby wrote nothing');
     assert.equal(standby.value('workqueue_depth', { name: 'echo' }), 0, 'nor queued anything');
     assert.match((await lease()).holderIdentity ?? '', /^replica-a_/);
   });
 
   it('replaces a killed leader once its lease expires, converging what changed meanwhile without relisting', async (t) => {
     const [a, b] = replicas as [Replica, Replica];
-    const listsBefore = await requests(b, ['list']);
+    const listsBefore = await requests(b, (v) => v === 'list');
     const transitionsBefore = (await lease()).leaseTransitions ?? 0;
     const killedAt = Date.now();
     a.process.child.kill('SIGKILL');
@@ -150,7 +147,11 @@ describe('leader election', () => {
     const now = await lease();
     assert.match(now.holderIdentity ?? '', /^replica-b_/);
     assert.equal(now.leaseTransitions, transitionsBefore + 1);
-    assert.equal(await requests(b, ['list']), listsBefore, 'took over with its warm caches');
+    assert.equal(
+      await requests(b, (v) => v === 'list'),
+      listsBefore,
+      'took over with its warm caches',
+    );
   });
 
   it('hands over within a retry period when the leader stops gracefully', async (t) => {

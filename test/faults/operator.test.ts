@@ -4,15 +4,14 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { parse } from 'yaml';
 import { writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { ApiError } from '../../src/kube/errors.ts';
 import {
   adminClient,
+  clusterAddress,
   clusterKubeconfig,
   createNamespace,
   eventually,
@@ -100,15 +99,9 @@ describe('operator process faults', () => {
     await issueToken();
     // A token file, as a pod's projected ServiceAccount token is: the operator reads it again
     // when the API server refuses what it holds.
-    const admins = parse(readFileSync(clusterKubeconfig(), 'utf8')) as {
-      clusters: { cluster: { server: string; 'certificate-authority': string } }[];
-    };
-    const cluster = admins.clusters[0]?.cluster;
-    assert.ok(cluster);
+    const { server, caFile } = clusterAddress();
     const kubeconfig = join(dirname(clusterKubeconfig()), `${ns}.kubeconfig`);
-    await writeKubeconfig(kubeconfig, cluster.server, cluster['certificate-authority'], {
-      tokenFile,
-    });
+    await writeKubeconfig(kubeconfig, server, caFile, { tokenFile });
     const p = startMain([`--kubeconfig=${kubeconfig}`, `--namespaces=${ns}`]);
     try {
       const port = await whenReady(p);
@@ -149,11 +142,10 @@ describe('operator process faults', () => {
         Promise.resolve(p.stdout().includes('401 Unauthorized') ? true : undefined),
       );
       await sleep(8000);
-      const refused = (await scrape(port)).samples
-        .filter(
-          (s) => s.name === 'echo_operator_kubernetes_requests_total' && s.labels.code === '401',
-        )
-        .reduce((n, s) => n + s.value, 0);
+      const refused = (await scrape(port)).total(
+        'echo_operator_kubernetes_requests_total',
+        (l) => l.code === '401',
+      );
       const seconds = (Date.now() - revokedAt) / 1000;
       t.diagnostic(`${String(refused)} requests refused 401 in ${seconds.toFixed(1)} s`);
       assert.ok(refused >= 2, 'the writes were refused');

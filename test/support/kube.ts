@@ -40,6 +40,21 @@ export async function serviceAccountKubeconfig(
       spec: { expirationSeconds: 3600 },
     },
   });
+  const { server, caFile } = clusterAddress(adminKubeconfig);
+  // Beside the cluster's own kubeconfig, so it goes when the cluster's directory goes.
+  const path = join(
+    dirname(adminKubeconfig),
+    `sa-${namespace}-${name}-${randomBytes(3).toString('hex')}.kubeconfig`,
+  );
+  await writeKubeconfig(path, server, caFile, { token: review.status.token });
+  return path;
+}
+
+/** The server and CA file of a test cluster, for kubeconfigs of other identities. */
+export function clusterAddress(adminKubeconfig = clusterKubeconfig()): {
+  server: string;
+  caFile: string;
+} {
   // The test clusters' kubeconfigs hold one cluster, whose CA is a file.
   const config = parse(readFileSync(adminKubeconfig, 'utf8')) as {
     clusters: { cluster: { server: string; 'certificate-authority'?: string } }[];
@@ -48,13 +63,7 @@ export async function serviceAccountKubeconfig(
   const caFile = cluster?.['certificate-authority'];
   if (!cluster || !caFile)
     throw new Error('the test kubeconfig names no certificate-authority file');
-  // Beside the cluster's own kubeconfig, so it goes when the cluster's directory goes.
-  const path = join(
-    dirname(adminKubeconfig),
-    `sa-${namespace}-${name}-${randomBytes(3).toString('hex')}.kubeconfig`,
-  );
-  await writeKubeconfig(path, cluster.server, caFile, { token: review.status.token });
-  return path;
+  return { server: cluster.server, caFile };
 }
 
 export interface PolicyRule {

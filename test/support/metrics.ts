@@ -19,6 +19,8 @@ export interface Scrape {
   samples: Sample[];
   /** The value of the sample named `name` whose labels include `labels`; 0 when there is none. */
   value(name: string, labels?: Record<string, string>): number;
+  /** The sum of the samples named `name` whose labels pass `where`. */
+  total(name: string, where?: (labels: Record<string, string>) => boolean): number;
 }
 
 export async function scrape(port: number, accept = 'text/plain'): Promise<Scrape> {
@@ -41,6 +43,8 @@ export async function scrape(port: number, accept = 'text/plain'): Promise<Scrap
       samples.find(
         (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
       )?.value ?? 0,
+    total: (name, where = () => true) =>
+      samples.filter((s) => s.name === name && where(s.labels)).reduce((n, s) => n + s.value, 0),
   };
 }
 
