@@ -13,6 +13,14 @@ export interface Sample {
   exemplar?: { labels: Record<string, string>; value: number };
 }
 
+/** A line of metrics-parse: NaN and ±Inf arrive as the strings "NaN", "Infinity", "-Infinity". */
+interface RawSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number | string;
+  exemplar?: { labels: Record<string, string>; value: number | string };
+}
+
 export interface Scrape {
   contentType: string;
   body: string;
@@ -28,13 +36,7 @@ export async function scrape(port: number, accept = 'text/plain'): Promise<Scrap
   if (!res.ok) throw new Error(`/metrics answered ${String(res.status)}`);
   const contentType = res.headers.get('content-type') ?? '';
   const body = await res.text();
-  const samples = execFileSync(join(toolsBinDir(), 'metrics-parse'), [contentType], {
-    input: body,
-    encoding: 'utf8',
-  })
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line) as Sample);
+  const samples = parseExposition(contentType, body);
   return {
     contentType,
     body,
@@ -46,6 +48,22 @@ export async function scrape(port: number, accept = 'text/plain'): Promise<Scrap
     total: (name, where = () => true) =>
       samples.filter((s) => s.name === name && where(s.labels)).reduce((n, s) => n + s.value, 0),
   };
+}
+
+/** The samples of an exposition as Prometheus parses it when scraping with this Content-Type. */
+export function parseExposition(contentType: string, body: string): Sample[] {
+  return execFileSync(join(toolsBinDir(), 'metrics-parse'), [contentType], {
+    input: body,
+    encoding: 'utf8',
+  })
+    .split('\n')
+    .filter(Boolean)
+    .map((line): Sample => {
+      const { name, labels, value, exemplar } = JSON.parse(line) as RawSample;
+      const sample: Sample = { name, labels, value: Number(value) };
+      if (exemplar) sample.exemplar = { labels: exemplar.labels, value: Number(exemplar.value) };
+      return sample;
+    });
 }
 
 /** `promtool check metrics` on a text exposition; throws with promtool's findings, if any. */

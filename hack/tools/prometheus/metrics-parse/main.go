@@ -1,7 +1,9 @@
 // metrics-parse reads a metrics exposition on stdin and parses it with the parser Prometheus
 // itself uses when scraping, chosen by the Content-Type given as the only argument. It prints
 // every sample as a JSON line {"name", "labels", "value", "exemplar"?} and exits 1 at the first parse error,
-// so tests judge the operator's /metrics by Prometheus's rules, not by a regular expression.
+// so tests judge the operator's /metrics by Prometheus's rules, not by a regular expression. NaN and ±Inf
+// are valid sample values that JSON has no number for: they are written as the strings "NaN", "Infinity"
+// and "-Infinity", which JavaScript's Number() reads back.
 package main
 
 import (
@@ -9,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
@@ -19,13 +23,28 @@ import (
 type sample struct {
 	Name     string            `json:"name"`
 	Labels   map[string]string `json:"labels"`
-	Value    float64           `json:"value"`
+	Value    value             `json:"value"`
 	Exemplar *sampleExemplar   `json:"exemplar,omitempty"`
 }
 
 type sampleExemplar struct {
 	Labels map[string]string `json:"labels"`
-	Value  float64           `json:"value"`
+	Value  value             `json:"value"`
+}
+
+type value float64
+
+func (v value) MarshalJSON() ([]byte, error) {
+	f := float64(v)
+	switch {
+	case math.IsNaN(f):
+		return []byte(`"NaN"`), nil
+	case math.IsInf(f, 1):
+		return []byte(`"Infinity"`), nil
+	case math.IsInf(f, -1):
+		return []byte(`"-Infinity"`), nil
+	}
+	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
 }
 
 func main() {
@@ -56,10 +75,10 @@ func main() {
 		if entry != textparse.EntrySeries {
 			continue
 		}
-		_, _, value := parser.Series()
+		_, _, v := parser.Series()
 		var lset labels.Labels
 		parser.Labels(&lset)
-		s := sample{Name: lset.Get(labels.MetricName), Labels: map[string]string{}, Value: value}
+		s := sample{Name: lset.Get(labels.MetricName), Labels: map[string]string{}, Value: value(v)}
 		lset.Range(func(l labels.Label) {
 			if l.Name != labels.MetricName {
 				s.Labels[l.Name] = l.Value
@@ -67,7 +86,7 @@ func main() {
 		})
 		var ex exemplar.Exemplar
 		if parser.Exemplar(&ex) {
-			s.Exemplar = &sampleExemplar{Labels: ex.Labels.Map(), Value: ex.Value}
+			s.Exemplar = &sampleExemplar{Labels: ex.Labels.Map(), Value: value(ex.Value)}
 		}
 		if err := out.Encode(s); err != nil {
 			fail(err)
