@@ -62,6 +62,17 @@ export class EchoOperator {
         informerLog.warn({ err: errorText(err) }, message);
       },
     };
+    const observe = (informer: string): InformerObserver => {
+      const metrics = options.informerObserver?.(informer);
+      return {
+        ...metrics,
+        relisted: () => {
+          // Rare and costly (a full list): worth a line, not only a counter.
+          informerLog.info({ informer }, 'resourceVersion compacted away (410 Gone): relisting');
+          metrics?.relisted?.();
+        },
+      };
+    };
     this.echoes = new InformerGroup<Echo>(
       namespaces,
       (ns) =>
@@ -75,7 +86,7 @@ export class EchoOperator {
           if (isNotFound(err)) informerLog.error(crdMissing(client.server.origin));
         },
         transform: trimEcho,
-        ...(options.informerObserver ? { observer: options.informerObserver(PLURAL) } : {}),
+        observer: observe(PLURAL),
       },
     );
     this.deployments = new InformerGroup<CachedDeployment>(
@@ -86,7 +97,7 @@ export class EchoOperator {
         name: 'deployments',
         labelSelector: MANAGED_BY_SELECTOR,
         transform: trimDeployment,
-        ...(options.informerObserver ? { observer: options.informerObserver('deployments') } : {}),
+        observer: observe('deployments'),
       },
     );
     this.queue = new WorkQueue(undefined, options.queueObserver);

@@ -188,6 +188,8 @@ describe('etcd compaction while the operator is stopped', () => {
         );
       }
       assert.match(p.stdout(), /watch failed, retrying/, 'the reset cut the watches');
+      for (const informer of ['echoes', 'deployments'])
+        assert.match(p.stdout(), new RegExp(`"informer":"${informer}".*410 Gone\\): relisting`));
       assert.equal(made.get('apply deployments.apps'), 3, 'one apply per changed Echo');
       // Status follows each changed Deployment's rollout, pod by pod: a few writes per changed
       // Echo. None went to the others: their resourceVersions did not move.
