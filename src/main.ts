@@ -116,15 +116,27 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
     onDesiredReplicas: metrics.desired,
     ...(tracing ? { tracer: tracing.tracer } : {}),
   });
+  // The process, not just the pod: a restarted container must not inherit the old one's lease.
+  const identity = `${config.instance}_${randomUUID()}`;
   const elector = election.enabled
     ? new LeaderElector({
         ...election,
         client,
         name: election.leaseName,
-        // The process, not just the pod: a restarted container must not inherit the old one's lease.
-        identity: `${config.instance}_${randomUUID()}`,
+        identity,
         onLeading: (leading) => {
           if (leading) log.info({ lease: election.leaseName }, 'became leader: reconciling');
+          // As client-go does: `kubectl get events` in the lease's namespace tells who led when.
+          const lease = elector?.leaseReference;
+          if (lease) {
+            operator.recorder.record(
+              lease,
+              'Normal',
+              'LeaderElection',
+              leading ? 'Acquire' : 'Release',
+              `${identity} ${leading ? 'became leader' : 'stopped leading'}`,
+            );
+          }
         },
         onHolder: (holder) => {
           log.info({ lease: election.leaseName, holder: holder || 'nobody' }, 'lease holder');
@@ -192,6 +204,7 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
     }
     await operator.run(stop.signal, elected);
     await elector?.release();
+    await operator.recorder.flush();
   }
   await http.close();
   await client.close();

@@ -10,6 +10,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeClient } from '../kube/client.ts';
 import { isNotFound } from '../kube/errors.ts';
+import type { ObjectReference } from './events.ts';
 
 export interface LeaseSpec {
   holderIdentity?: string;
@@ -22,7 +23,7 @@ export interface LeaseSpec {
 interface Lease {
   apiVersion: 'coordination.k8s.io/v1';
   kind: 'Lease';
-  metadata: { name: string; namespace: string; resourceVersion?: string };
+  metadata: { name: string; namespace: string; resourceVersion?: string; uid?: string };
   spec: LeaseSpec;
 }
 
@@ -135,7 +136,7 @@ type TryOutcome = 'holding' | 'held-by-another' | 'failed';
 
 export class LeaderElector {
   private readonly options: LeaderElectorOptions;
-  private observed: (Observation & { resourceVersion?: string }) | undefined;
+  private observed: (Observation & { resourceVersion?: string; uid?: string }) | undefined;
   private leading = false;
   private lastTryOk = false;
 
@@ -154,6 +155,14 @@ export class LeaderElector {
 
   get holder(): string | undefined {
     return this.observed?.spec.holderIdentity;
+  }
+
+  /** The Lease as the subject of an Event (client-go records leadership changes on it), once seen. */
+  get leaseReference(): ObjectReference | undefined {
+    const uid = this.observed?.uid;
+    if (!uid) return undefined;
+    const { namespace, name } = this.options;
+    return { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace, name, uid };
   }
 
   private get path(): string {
@@ -270,6 +279,7 @@ export class LeaderElector {
         ...(lease.metadata.resourceVersion
           ? { resourceVersion: lease.metadata.resourceVersion }
           : {}),
+        ...(lease.metadata.uid ? { uid: lease.metadata.uid } : {}),
       };
     }
     if (holderChanged) this.options.onHolder?.(lease.spec.holderIdentity ?? '');

@@ -369,6 +369,17 @@ describe('Helm chart, end to end', () => {
         [],
         `every granted verb was used; used: ${[...used].join(', ')}`,
       );
+      // The leader's "became leader" Event about its Lease, in the release namespace.
+      assert.ok(
+        events.some(
+          (e) =>
+            e.verb === 'create' &&
+            e.objectRef?.resource === 'events' &&
+            e.objectRef.namespace === system.name &&
+            e.responseStatus?.code === 201,
+        ),
+        `an Event recorded in ${system.name}`,
+      );
     });
 
     it('cannot create a Deployment without the create verb', async () => {

@@ -73,6 +73,20 @@ describe('leader election', () => {
         (await fleetDifferences(admin, ns.name, wanted)).length === 0 ? true : undefined,
       120_000,
     );
+  /** The notes of the Events about the Lease (reason LeaderElection). */
+  const leaseEventNotes = async (): Promise<string[]> =>
+    (
+      await admin.request<{
+        items: { reason: string; note: string; regarding: { kind: string; name: string } }[];
+      }>({ path: `/apis/events.k8s.io/v1/namespaces/${ns.name}/events` })
+    ).items
+      .filter(
+        (e) =>
+          e.reason === 'LeaderElection' &&
+          e.regarding.kind === 'Lease' &&
+          e.regarding.name === LEASE,
+      )
+      .map((e) => e.note);
   /** Requests of `r` whose verb passes `verb`, leaving out its lease's. */
   const requests = async (r: Replica, verb: (v: string) => boolean): Promise<number> =>
     (await scrape(r.port)).total(
@@ -167,6 +181,16 @@ describe('leader election', () => {
     await createEchoes(admin, ns.name, new Map([['after-handover', 3]]));
     await converged('the Echo created after the handover');
     t.diagnostic(`SIGTERM → new leader: ${String(handoverMs)} ms (drain and release included)`);
+    // What `kubectl get events` shows about the Lease, as for client-go's operators.
+    const history = await eventually('the leadership Events of replica-c', async () => {
+      const notes = await leaseEventNotes();
+      return notes.some((n) => /^replica-c_\S+ became leader$/.test(n)) ? notes : undefined;
+    });
+    for (const expected of [/^replica-b_\S+ became leader$/, /^replica-b_\S+ stopped leading$/])
+      assert.ok(
+        history.some((n) => expected.test(n)),
+        `${String(expected)} in ${JSON.stringify(history)}`,
+      );
     // An expired lease would take over 10 s: the released one is taken at the next try.
     assert.ok(
       handoverMs < 10_000,
