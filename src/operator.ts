@@ -1,5 +1,6 @@
 // Wires the Echo domain into the generic runtime: two informer groups (Echoes, and the
 // Deployments the operator manages), a work queue, the controller, the reconciler, Events.
+import { isDeepStrictEqual } from 'node:util';
 import type { KubeClient } from './kube/client.ts';
 import { API_VERSION, GROUP, KIND, PLURAL, type Echo } from './echo/api.ts';
 import { isNotFound } from './kube/errors.ts';
@@ -110,12 +111,9 @@ export class EchoOperator {
       },
     });
 
-    // An Echo matters when its spec, labels or deletion change; our own status writes do not.
-    // After a relist it always does: the status it brings may differ from what the operator
-    // last wrote, while the watch was down, and the reconciler compares against the cache.
     this.echoes.onEvent((e) => {
       if (!this.leading) return;
-      if (e.type === 'update' && !e.relisted && !echoChanged(e.old, e.object)) return;
+      if (e.type === 'update' && !echoChanged(e.old, e.object)) return;
       this.queue.add(objectKey(e.object));
     });
     // A Deployment event wakes only the Echo that controls it, or did before the change: a hand
@@ -196,11 +194,19 @@ export class EchoOperator {
   }
 }
 
-function echoChanged(old: Echo, next: Echo): boolean {
+/**
+ * Whether an Echo update needs a reconcile: a change of spec, labels or deletion, or of status.
+ * Status too, our own writes included: the reconciler skips a status write the cache already
+ * shows, and a reconcile that ran before the cache saw our previous write (a Deployment event
+ * close behind it, a relist) may have skipped one it needed. The reconcile the write's own event
+ * brings decides again from a cache that has it; when nothing moved meanwhile it writes nothing.
+ */
+export function echoChanged(old: Echo, next: Echo): boolean {
   return (
     old.metadata.generation !== next.metadata.generation ||
     old.metadata.deletionTimestamp !== next.metadata.deletionTimestamp ||
-    JSON.stringify(old.metadata.labels ?? {}) !== JSON.stringify(next.metadata.labels ?? {})
+    !isDeepStrictEqual(old.metadata.labels ?? {}, next.metadata.labels ?? {}) ||
+    !isDeepStrictEqual(old.status ?? {}, next.status ?? {})
   );
 }
 

@@ -32,8 +32,7 @@ export interface KubeObject {
 
 export type InformerEvent<T> =
   | { type: 'add'; object: T }
-  /** `relisted`: found changed by a relist, which may hide changes the handler would filter out. */
-  | { type: 'update'; object: T; old: T; relisted?: boolean }
+  | { type: 'update'; object: T; old: T }
   | { type: 'delete'; object: T };
 
 export interface InformerObserver {
@@ -291,7 +290,7 @@ export class Informer<T extends KubeObject> {
       this.put(key, object);
       if (!old) events.push({ type: 'add', object });
       else if (old.metadata.resourceVersion !== object.metadata.resourceVersion) {
-        events.push({ type: 'update', object, old, relisted: true });
+        events.push({ type: 'update', object, old });
       }
     }
     for (const e of events) this.emit(e);
