@@ -25,12 +25,19 @@ export interface RunningProcess {
 
 const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 
+/**
+ * The command line that runs `command` so the kernel kills it when this process dies, however it
+ * dies (setpriv execs the command: same pid, signals reach it). Unchanged without setpriv.
+ */
+export function diesWithParent(command: string, args: string[]): [string, string[]] {
+  return setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, args];
+}
+
 export function startProcess(spec: ProcessSpec): RunningProcess {
   const out = openSync(spec.logFile, 'a');
-  const [file, args] =
-    !spec.detached && setpriv
-      ? [setpriv, ['--pdeathsig', 'KILL', '--', spec.command, ...spec.args]]
-      : [spec.command, spec.args];
+  const [file, args] = spec.detached
+    ? [spec.command, spec.args]
+    : diesWithParent(spec.command, spec.args);
   const child = spawn(file, args, { stdio: ['ignore', out, out], detached: spec.detached });
   closeSync(out);
   if (child.pid === undefined) throw new Error(`could not start ${spec.name} (${spec.command})`);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { total, writes } from '../../bench/audit.ts';
+import { diesWithParent } from '../../hack/cluster/process.ts';
 import type { BenchResult } from '../../bench/run.ts';
 
 const CLI = fileURLToPath(new URL('../../bench/cli.ts', import.meta.url));
@@ -20,9 +21,15 @@ describe('benchmark harness (N=20)', () => {
   });
 
   it('runs every scenario and writes the table, JSON and SVG', () => {
+    // Tied to the test process: an interrupted run leaves no benchmark (and its cluster) behind.
     const table = execFileSync(
-      process.execPath,
-      [CLI, '--n=20', '--idle=8', '--resync=4', `--out=${out}`],
+      ...diesWithParent(process.execPath, [
+        CLI,
+        '--n=20',
+        '--idle=8',
+        '--resync=4',
+        `--out=${out}`,
+      ]),
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
     );
     assert.match(table, /^cold start\s/m);

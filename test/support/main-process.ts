@@ -4,6 +4,7 @@ import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_p
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { diesWithParent } from '../../hack/cluster/process.ts';
 import { eventually } from './kube.ts';
 
 const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -19,7 +20,14 @@ export interface OperatorProcess {
 
 /** Starts the operator with `args`, and `env` over a copy of this process's environment. */
 export function startMain(args: string[], env: Record<string, string> = {}): OperatorProcess {
-  const child = spawn(process.execPath, [main, '--port=0', '--log-format=json', ...args], {
+  // Tied to the test process: an interrupted run leaves no operator behind.
+  const [file, argv] = diesWithParent(process.execPath, [
+    main,
+    '--port=0',
+    '--log-format=json',
+    ...args,
+  ]);
+  const child = spawn(file, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, KUBECONFIG: '', ...env },
   });
