@@ -3,15 +3,14 @@
 // bring every change (a new Echo, a new replica count, a deleted Deployment) without a write for
 // the Echoes that did not change.
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
+import { LocalCluster } from '../../hack/cluster/cluster.ts';
 import { installCrd } from '../../hack/cluster/crd.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { isWriteVerb } from '../../src/kube/request-info.ts';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
+import type { FaultProxy } from '../support/fault-proxy.ts';
 import { echoManifest } from '../support/fixtures.ts';
 import {
   converged,
@@ -20,7 +19,7 @@ import {
   echoesPath,
   listDeployments,
 } from '../support/fleet.ts';
-import { createNamespace, eventually } from '../support/kube.ts';
+import { createNamespace, eventually, proxiedCluster } from '../support/kube.ts';
 import { startMain, whenReady } from '../support/main-process.ts';
 import { scrape, type Scrape } from '../support/metrics.ts';
 
@@ -67,6 +66,7 @@ describe('etcd compaction while the operator is stopped', () => {
   let cluster: LocalCluster;
   let admin: KubeClient;
   let proxy: FaultProxy;
+  let viaProxy: string;
 
   before(async () => {
     // Without the watch cache, a watch resumed from a resourceVersion goes to etcd, which refuses
@@ -75,7 +75,7 @@ describe('etcd compaction while the operator is stopped', () => {
     cluster = await LocalCluster.start({ apiserverArgs: ['--watch-cache=false'] });
     admin = KubeClient.fromFile(cluster.kubeconfig);
     await installCrd(admin);
-    proxy = await startFaultProxy(Number(new URL(cluster.state.server).port));
+    ({ proxy, kubeconfig: viaProxy } = await proxiedCluster(cluster));
   });
 
   after(async () => {
@@ -86,13 +86,6 @@ describe('etcd compaction while the operator is stopped', () => {
 
   it('relists after 410 Gone, catches every missed change, and rewrites nothing else', async (t) => {
     const ns = (await createNamespace(admin, 'compaction')).name;
-    const viaProxy = join(cluster.state.dir, 'proxy.kubeconfig');
-    await writeKubeconfig(
-      viaProxy,
-      `https://127.0.0.1:${String(proxy.port)}`,
-      cluster.caCert,
-      cluster.adminCert,
-    );
     const wanted = new Map<string, number>(
       Array.from({ length: 40 }, (_, i) => [`fleet-${String(i)}`, 1 + (i % 2)] as const),
     );

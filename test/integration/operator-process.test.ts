@@ -9,9 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
-import { eventually, serviceAccountKubeconfig } from '../support/kube.ts';
+import { eventually, proxiedCluster, serviceAccountKubeconfig } from '../support/kube.ts';
 import { promtoolCheck, scrape } from '../support/metrics.ts';
-import { startFaultProxy } from '../support/fault-proxy.ts';
 import { echoManifest, isReady } from '../support/fixtures.ts';
 import { installCrd } from '../../hack/cluster/crd.ts';
 import { startOperator } from '../support/operator.ts';
@@ -337,14 +336,7 @@ describe('operator process', () => {
 
   it('notices watches that go silent, and catches up', async () => {
     const ns = await withCrdAndNamespace('silent');
-    const proxy = await startFaultProxy(Number(new URL(cluster.state.server).port));
-    const viaProxy = join(cluster.state.dir, 'proxy.kubeconfig');
-    await writeKubeconfig(
-      viaProxy,
-      `https://127.0.0.1:${String(proxy.port)}`,
-      cluster.caCert,
-      cluster.adminCert,
-    );
+    const { proxy, kubeconfig: viaProxy } = await proxiedCluster(cluster);
     let watchesOpened = 0;
     const op = await startOperator(
       [ns],

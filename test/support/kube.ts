@@ -6,9 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'yaml';
-import { toolsBinDir, writeKubeconfig } from '../../hack/cluster/cluster.ts';
+import { toolsBinDir, writeKubeconfig, type LocalCluster } from '../../hack/cluster/cluster.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { isConflict } from '../../src/kube/errors.ts';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
 
 export function clusterKubeconfig(): string {
   const path = process.env.ECHO_TEST_KUBECONFIG;
@@ -180,4 +181,19 @@ export function kubectlWithInput(input: string | undefined, ...args: string[]): 
     ],
     { encoding: 'utf8', ...(input === undefined ? {} : { input }) },
   );
+}
+
+/** A proxy in front of `cluster`'s API server, and an admin kubeconfig that goes through it. */
+export async function proxiedCluster(
+  cluster: LocalCluster,
+): Promise<{ proxy: FaultProxy; kubeconfig: string }> {
+  const proxy = await startFaultProxy(Number(new URL(cluster.state.server).port));
+  const kubeconfig = join(cluster.state.dir, `proxy-${String(proxy.port)}.kubeconfig`);
+  await writeKubeconfig(
+    kubeconfig,
+    `https://127.0.0.1:${String(proxy.port)}`,
+    cluster.caCert,
+    cluster.adminCert,
+  );
+  return { proxy, kubeconfig };
 }
