@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { LocalCluster, toolsBinDir, writeKubeconfig } from '../hack/cluster/cluster.ts';
 import { installCrd } from '../hack/cluster/crd.ts';
 import { startJaeger, type Jaeger } from '../hack/cluster/jaeger.ts';
-import { freePorts } from '../hack/cluster/process.ts';
+import { diesWithParent, freePorts } from '../hack/cluster/process.ts';
 import { desiredDeployment } from '../src/echo/desired.ts';
 import type { Echo } from '../src/echo/api.ts';
 import { KubeClient } from '../src/kube/client.ts';
@@ -455,14 +455,14 @@ function startOperator(
 ): ChildProcess {
   const log = createWriteStream(join(options.outDir, 'operator.log'));
   const env = { ...process.env, [options.kubeconfigEnv]: kubeconfig };
+  // Dies with the harness, however it ends (same pid: setpriv execs, so /proc stats stay its own).
   const child = options.operatorCmd
-    ? spawn('bash', ['-c', `exec ${options.operatorCmd}`], {
+    ? spawn(...diesWithParent('bash', ['-c', `exec ${options.operatorCmd}`]), {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
       })
     : spawn(
-        process.execPath,
-        [
+        ...diesWithParent(process.execPath, [
           ...(options.nodeOptions ? options.nodeOptions.split(/\s+/).filter(Boolean) : []),
           MAIN,
           `--kubeconfig=${kubeconfig}`,
@@ -477,7 +477,7 @@ function startOperator(
                 `--trace-sample-ratio=${String(options.traceRatio)}`,
               ]
             : []),
-        ],
+        ]),
         { env, stdio: ['ignore', 'pipe', 'pipe'] },
       );
   child.stdout.pipe(log);

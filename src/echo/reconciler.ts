@@ -23,8 +23,9 @@ export type CachedDeployment = KubeObject & ObservedDeployment & { spec?: Record
 
 export interface EchoReconcilerOptions {
   client: KubeClient;
-  echoes: Pick<Informer<Echo>, 'get'>;
-  deployments: Pick<Informer<CachedDeployment>, 'get'>;
+  /** Read for every decision; told of every write (assume), so the next read reflects it. */
+  echoes: Pick<Informer<Echo>, 'get' | 'assume'>;
+  deployments: Pick<Informer<CachedDeployment>, 'get' | 'assume'>;
   recorder: EventRecorder;
   now?: () => Date;
   /** Counts delete-and-recreate fallbacks (an immutable field changed). */
@@ -110,13 +111,21 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
   const { client, recorder, log } = options;
   const now = options.now ?? (() => new Date());
 
-  const apply = (desired: DesiredDeployment, signal: AbortSignal): Promise<CachedDeployment> =>
-    client.apply<CachedDeployment>(
+  /** Applies `desired` over `basedOn` (the cached Deployment's resourceVersion, if any). */
+  const apply = async (
+    desired: DesiredDeployment,
+    basedOn: string | undefined,
+    signal: AbortSignal,
+  ): Promise<CachedDeployment> => {
+    const written = await client.apply<CachedDeployment>(
       `${deploymentsPath(desired.metadata.namespace)}/${desired.metadata.name}`,
       desired,
       FIELD_MANAGER,
       signal,
     );
+    options.deployments.assume(written, basedOn);
+    return written;
+  };
 
   /**
    * Applies the desired Deployment. An immutable field in the way (a Deployment adopted from
@@ -132,7 +141,7 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
     const { name, namespace } = echo.metadata;
     const key = `${namespace}/${name}`;
     try {
-      const observed = await apply(desired, signal);
+      const observed = await apply(desired, cached?.metadata.resourceVersion, signal);
       log?.info(
         { echo: key, replicas: echo.spec.replicas },
         cached ? 'Deployment updated' : 'Deployment applied',
@@ -171,7 +180,7 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
         if (!isNotFound(e)) throw e;
       });
     options.onRecreate?.();
-    const observed = await apply(desired, signal);
+    const observed = await apply(desired, cached?.metadata.resourceVersion, signal);
     log?.info({ echo: key }, 'Deployment recreated: an immutable field differed');
     recorder.record(
       reference(echo),
@@ -259,12 +268,13 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
 
     const status = desiredStatus(echo, observed, now(), blocker);
     if (statusChanged(echo.status, status)) {
-      await client.apply(
+      const written = await client.apply<Echo>(
         `/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${name}/status`,
         { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace }, status },
         FIELD_MANAGER,
         signal,
       );
+      options.echoes.assume(written, echo.metadata.resourceVersion);
     }
     return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   };

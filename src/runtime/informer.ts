@@ -102,6 +102,8 @@ export class Informer<T extends KubeObject> {
   > &
     InformerOptions<T>;
   private readonly store = new Map<string, T>();
+  /** Objects a write returned, read in place of the store's until the next event for their key. */
+  private readonly assumed = new Map<string, T>();
   private readonly indexes = new Map<string, Map<string, Set<string>>>();
   private readonly handlers: ((event: InformerEvent<T>) => void)[] = [];
   private resourceVersion: string | undefined;
@@ -140,7 +142,20 @@ export class Informer<T extends KubeObject> {
   }
 
   get(key: string): T | undefined {
-    return this.store.get(key);
+    return this.assumed.get(key) ?? this.store.get(key);
+  }
+
+  /**
+   * Reads `written`, what a write just returned, in place of the cached object until the watch
+   * brings the next event for it (client-go's mutation cache, for one key at a time). A reconcile
+   * that runs in between then sees its own write, not the state before, and neither writes again
+   * nor skips a write it needs. `basedOn` is the resourceVersion the write was computed from
+   * (undefined: absent); if the cache has moved since, the watch was faster and this is a no-op.
+   */
+  assume(written: T, basedOn: string | undefined): void {
+    const key = objectKey(written);
+    if (this.get(key)?.metadata.resourceVersion !== basedOn) return;
+    this.assumed.set(key, this.prepare(written));
   }
 
   keys(): string[] {
@@ -304,6 +319,7 @@ export class Informer<T extends KubeObject> {
   }
 
   private put(key: string, object: T): void {
+    this.assumed.delete(key);
     this.unindex(key);
     this.store.set(key, object);
     for (const [name, fn] of Object.entries(this.options.indexers ?? {})) {
@@ -318,6 +334,7 @@ export class Informer<T extends KubeObject> {
   }
 
   private remove(key: string): void {
+    this.assumed.delete(key);
     this.unindex(key);
     this.store.delete(key);
   }
@@ -371,9 +388,17 @@ export class InformerGroup<T extends KubeObject> {
   }
 
   get(key: string): T | undefined {
+    return this.informerOf(key)?.get(key);
+  }
+
+  assume(written: T, basedOn: string | undefined): void {
+    this.informerOf(objectKey(written))?.assume(written, basedOn);
+  }
+
+  private informerOf(key: string): Informer<T> | undefined {
     const slash = key.indexOf('/');
     const namespace = slash >= 0 ? key.slice(0, slash) : undefined;
-    return (this.byNamespace.get(namespace) ?? this.byNamespace.get(undefined))?.get(key);
+    return this.byNamespace.get(namespace) ?? this.byNamespace.get(undefined);
   }
 
   keys(): string[] {

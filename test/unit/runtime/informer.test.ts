@@ -212,4 +212,43 @@ describe('Informer', () => {
     assert.deepEqual(errors, ['pods: event handler failed']);
     assert.equal(informer.size, 1);
   });
+
+  it('reads a write it is told of until the watch brings the next event for that object', async () => {
+    const stop = new AbortController();
+    const { client } = scripted(
+      [[pod('a', '1'), pod('b', '2')]],
+      [
+        [
+          { type: 'MODIFIED', object: pod('b', '3') },
+          { type: 'MODIFIED', object: pod('a', '7') },
+          { type: 'DELETED', object: pod('c', '8') },
+        ],
+      ],
+      stop,
+    );
+    const informer = new Informer<Pod>({ name: 'pods', client, path: '/pods' });
+    const rv = (name: string): string =>
+      informer.get(`ns/${name}`)?.metadata.resourceVersion ?? '-';
+    const seen: string[] = [];
+    informer.onEvent((e) => {
+      if (e.type === 'add' && e.object.metadata.name === 'b') {
+        // Writes returned after the list: a (read at 1), b (read at a version the cache has
+        // moved past: the watch was faster), and a new c.
+        informer.assume(pod('a', '5', undefined, { managedFields: [{ manager: 'x' }] }), '1');
+        informer.assume(pod('b', '6'), '0');
+        informer.assume(pod('c', '4'), undefined);
+        assert.ok(!('managedFields' in (informer.get('ns/a')?.metadata ?? {})), 'prepared');
+      }
+      seen.push(`${e.type} ${e.object.metadata.name}: a@${rv('a')} b@${rv('b')} c@${rv('c')}`);
+    });
+    await informer.run(stop.signal);
+    assert.deepEqual(seen, [
+      'add a: a@1 b@2 c@-',
+      'add b: a@5 b@2 c@4',
+      'update b: a@5 b@3 c@4',
+      'update a: a@7 b@3 c@4',
+      'delete c: a@7 b@3 c@-',
+    ]);
+    assert.deepEqual(informer.keys().sort(), ['ns/a', 'ns/b'], 'assumed objects are not listed');
+  });
 });
