@@ -159,9 +159,9 @@ describe('etcd compaction while the operator is stopped', () => {
       assert.notEqual(recreated?.metadata.uid, replaced, 'fleet-2 has a new Deployment');
       const caughtUp = performance.now();
       t.diagnostic(`recovery (SIGCONT → 3 changes applied) ${seconds(caughtUp - resumed)}`);
-      // fleet-2 is reconciled on its Deployment's events while the Echo cache still holds its
-      // status from before the stop: the Echoes' relist must wake it again, or a status written
-      // from that stale view (Ready False, RollingOut) would stay until the resync.
+      // fleet-2 is reconciled on its Deployment's events while the Echo cache may still hold its
+      // status from before the stop, or not yet our last status write: a status decided from
+      // that stale view (Ready False, RollingOut) must not stay until the resync.
       await converged(admin, ns, wanted, { timeoutMs: 15_000 });
       t.diagnostic(`SIGCONT → every Echo Ready ${seconds(performance.now() - resumed)}`);
       // Only the three changed Echoes may have cost writes.
