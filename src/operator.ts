@@ -111,8 +111,9 @@ export class EchoOperator {
       },
     });
 
+    // The watch's copy of the operator's own write changes nothing: reconciles already read it.
     this.echoes.onEvent((e) => {
-      if (!this.leading) return;
+      if (!this.leading || (e.type !== 'delete' && e.ownWrite)) return;
       if (e.type === 'update' && !echoChanged(e.old, e.object)) return;
       this.queue.add(objectKey(e.object));
     });
@@ -120,7 +121,7 @@ export class EchoOperator {
     // edit that removes or replaces the owner reference must be undone by the Echo that lost it.
     const echoKind = { apiVersion: API_VERSION, kind: KIND };
     this.deployments.onEvent((e) => {
-      if (!this.leading) return;
+      if (!this.leading || (e.type !== 'delete' && e.ownWrite)) return;
       const owner = controllerOwnerKey(e.object, echoKind);
       if (owner) this.queue.add(owner);
       const previous = e.type === 'update' ? controllerOwnerKey(e.old, echoKind) : undefined;
@@ -195,11 +196,9 @@ export class EchoOperator {
 }
 
 /**
- * Whether an Echo update needs a reconcile: a change of spec, labels or deletion, or of status.
- * Status too, our own writes included: the reconciler skips a status write the cache already
- * shows, and a reconcile that ran before the cache saw our previous write (a Deployment event
- * close behind it, a relist) may have skipped one it needed. The reconcile the write's own event
- * brings decides again from a cache that has it; when nothing moved meanwhile it writes nothing.
+ * Whether an Echo update needs a reconcile: a change of spec, labels or deletion, or of status
+ * (the operator's own status writes arrive flagged `ownWrite` and are dropped before this): a
+ * status edited by someone else, or changed while a watch was down, is put right at once.
  */
 export function echoChanged(old: Echo, next: Echo): boolean {
   return (

@@ -30,9 +30,13 @@ export interface KubeObject {
   metadata: ObjectMetadata;
 }
 
+/**
+ * `ownWrite`: the object is the one a write returned and `assume` was told of; a reader that
+ * reads through `get` has seen it already, so the event brings nothing new.
+ */
 export type InformerEvent<T> =
-  | { type: 'add'; object: T }
-  | { type: 'update'; object: T; old: T }
+  | { type: 'add'; object: T; ownWrite?: true }
+  | { type: 'update'; object: T; old: T; ownWrite?: true }
   | { type: 'delete'; object: T };
 
 export interface InformerObserver {
@@ -287,8 +291,16 @@ export class Informer<T extends KubeObject> {
       this.emit({ type: 'delete', object: old ?? prepared });
       return;
     }
+    const version = prepared.metadata.resourceVersion;
+    const own =
+      version !== undefined && this.assumed.get(key)?.metadata.resourceVersion === version;
     this.put(key, prepared);
-    this.emit(old ? { type: 'update', object: prepared, old } : { type: 'add', object: prepared });
+    const flag = own ? { ownWrite: true as const } : {};
+    this.emit(
+      old
+        ? { type: 'update', object: prepared, old, ...flag }
+        : { type: 'add', object: prepared, ...flag },
+    );
   }
 
   /** Swaps in a complete list, telling handlers what appeared, changed and vanished meanwhile. */

@@ -105,6 +105,15 @@ describe('echo operator', () => {
     );
   });
 
+  it('puts back a status edited by hand', async () => {
+    await createEcho('status-edit', 2);
+    await readyEcho('status-edit', 2);
+    await patch(`${echoes()}/status-edit/status`, { status: { readyReplicas: 7 } });
+    await eventually('readyReplicas put back to 2', async () =>
+      (await getEcho('status-edit')).status?.readyReplicas === 2 ? true : undefined,
+    );
+  });
+
   it('follows a change of the Echo replicas, status included', async () => {
     await createEcho('scale', 1);
     await readyEcho('scale', 1);

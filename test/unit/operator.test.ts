@@ -31,7 +31,7 @@ describe('echoChanged: which Echo updates are reconciled', () => {
     assert.equal(echoChanged(echo(), echo({ deletionTimestamp: '2026-11-25T20:00:00Z' })), true);
   });
 
-  it('reconciles a change of status, its own writes included, so a skipped write is retaken', () => {
+  it('reconciles a change of status, so one made by someone else is put right', () => {
     const rolling = echo({}, { readyReplicas: 1 });
     const ready = echo({ resourceVersion: '2' }, { readyReplicas: 2 });
     assert.equal(echoChanged(rolling, ready), true);

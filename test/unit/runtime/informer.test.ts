@@ -213,13 +213,14 @@ describe('Informer', () => {
     assert.equal(informer.size, 1);
   });
 
-  it('reads a write it is told of until the watch brings the next event for that object', async () => {
+  it('reads a write it is told of until the watch brings the next event for that object, flagged when it is that write', async () => {
     const stop = new AbortController();
     const { client } = scripted(
       [[pod('a', '1'), pod('b', '2')]],
       [
         [
           { type: 'MODIFIED', object: pod('b', '3') },
+          { type: 'ADDED', object: pod('c', '4') },
           { type: 'MODIFIED', object: pod('a', '7') },
           { type: 'DELETED', object: pod('c', '8') },
         ],
@@ -239,13 +240,17 @@ describe('Informer', () => {
         informer.assume(pod('c', '4'), undefined);
         assert.ok(!('managedFields' in (informer.get('ns/a')?.metadata ?? {})), 'prepared');
       }
-      seen.push(`${e.type} ${e.object.metadata.name}: a@${rv('a')} b@${rv('b')} c@${rv('c')}`);
+      const own = e.type !== 'delete' && e.ownWrite ? ' (own write)' : '';
+      seen.push(
+        `${e.type} ${e.object.metadata.name}${own}: a@${rv('a')} b@${rv('b')} c@${rv('c')}`,
+      );
     });
     await informer.run(stop.signal);
     assert.deepEqual(seen, [
       'add a: a@1 b@2 c@-',
       'add b: a@5 b@2 c@4',
       'update b: a@5 b@3 c@4',
+      'add c (own write): a@5 b@3 c@4',
       'update a: a@7 b@3 c@4',
       'delete c: a@7 b@3 c@-',
     ]);
