@@ -287,7 +287,12 @@ export class Informer<T extends KubeObject> {
     const key = objectKey(prepared);
     const old = this.store.get(key);
     if (event.type === 'DELETED') {
+      const assumed = this.assumed.get(key);
       this.remove(key);
+      // The delete of the object a write replaced (deleted and created again) leaves it assumed.
+      if (assumed?.metadata.uid && assumed.metadata.uid !== prepared.metadata.uid) {
+        this.assumed.set(key, assumed);
+      }
       this.emit({ type: 'delete', object: old ?? prepared });
       return;
     }

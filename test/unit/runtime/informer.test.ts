@@ -256,4 +256,37 @@ describe('Informer', () => {
     ]);
     assert.deepEqual(informer.keys().sort(), ['ns/a', 'ns/b'], 'assumed objects are not listed');
   });
+
+  it('keeps a replacement assumed through the delete of the object it replaced', async () => {
+    const stop = new AbortController();
+    const { client } = scripted(
+      [[pod('a', '1', undefined, { uid: 'first' })]],
+      [
+        [
+          { type: 'DELETED', object: pod('a', '3', undefined, { uid: 'first' }) },
+          { type: 'ADDED', object: pod('a', '4', undefined, { uid: 'second' }) },
+        ],
+      ],
+      stop,
+    );
+    const informer = new Informer<Pod>({ name: 'pods', client, path: '/pods' });
+    const seen: string[] = [];
+    informer.onEvent((e) => {
+      // Deleted and created again by a write that returned the new object at 4.
+      if (e.type === 'add' && e.object.metadata.uid === 'first') {
+        informer.assume(pod('a', '4', undefined, { uid: 'second' }), '1');
+      }
+      const own = e.type !== 'delete' && e.ownWrite ? ' (own write)' : '';
+      const read = informer.get('ns/a')?.metadata;
+      seen.push(
+        `${e.type} ${e.object.metadata.uid ?? ''}${own}: ${read?.uid ?? '-'}@${read?.resourceVersion ?? '-'}`,
+      );
+    });
+    await informer.run(stop.signal);
+    assert.deepEqual(seen, [
+      'add first: second@4',
+      'delete first: second@4',
+      'add second (own write): second@4',
+    ]);
+  });
 });
