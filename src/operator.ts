@@ -113,7 +113,7 @@ export class EchoOperator {
 
     // The watch's copy of the operator's own write changes nothing: reconciles already read it.
     this.echoes.onEvent((e) => {
-      if (!this.leading || (e.type !== 'delete' && e.ownWrite)) return;
+      if (!this.leading || e.ownWrite) return;
       if (e.type === 'update' && !echoChanged(e.old, e.object)) return;
       this.queue.add(objectKey(e.object));
     });
@@ -121,7 +121,7 @@ export class EchoOperator {
     // edit that removes or replaces the owner reference must be undone by the Echo that lost it.
     const echoKind = { apiVersion: API_VERSION, kind: KIND };
     this.deployments.onEvent((e) => {
-      if (!this.leading || (e.type !== 'delete' && e.ownWrite)) return;
+      if (!this.leading || e.ownWrite) return;
       const owner = controllerOwnerKey(e.object, echoKind);
       if (owner) this.queue.add(owner);
       const previous = e.type === 'update' ? controllerOwnerKey(e.old, echoKind) : undefined;

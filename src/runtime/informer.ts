@@ -37,7 +37,7 @@ export interface KubeObject {
 export type InformerEvent<T> =
   | { type: 'add'; object: T; ownWrite?: true }
   | { type: 'update'; object: T; old: T; ownWrite?: true }
-  | { type: 'delete'; object: T };
+  | { type: 'delete'; object: T; ownWrite?: undefined };
 
 export interface InformerObserver {
   /** A list completed with this many objects (first sync or relist). */

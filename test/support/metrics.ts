@@ -5,21 +5,16 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { toolsBinDir } from '../../hack/cluster/cluster.ts';
 
-export interface Sample {
+export interface Sample<Value = number> {
   name: string;
   labels: Record<string, string>;
-  value: number;
+  value: Value;
   /** OpenMetrics only: the exemplar attached to this sample, if any. */
-  exemplar?: { labels: Record<string, string>; value: number };
+  exemplar?: { labels: Record<string, string>; value: Value };
 }
 
 /** A line of metrics-parse: NaN and ±Inf arrive as the strings "NaN", "Infinity", "-Infinity". */
-interface RawSample {
-  name: string;
-  labels: Record<string, string>;
-  value: number | string;
-  exemplar?: { labels: Record<string, string>; value: number | string };
-}
+type RawSample = Sample<number | string>;
 
 export interface Scrape {
   contentType: string;

@@ -240,7 +240,7 @@ describe('Informer', () => {
         informer.assume(pod('c', '4'), undefined);
         assert.ok(!('managedFields' in (informer.get('ns/a')?.metadata ?? {})), 'prepared');
       }
-      const own = e.type !== 'delete' && e.ownWrite ? ' (own write)' : '';
+      const own = e.ownWrite ? ' (own write)' : '';
       seen.push(
         `${e.type} ${e.object.metadata.name}${own}: a@${rv('a')} b@${rv('b')} c@${rv('c')}`,
       );
@@ -276,7 +276,7 @@ describe('Informer', () => {
       if (e.type === 'add' && e.object.metadata.uid === 'first') {
         informer.assume(pod('a', '4', undefined, { uid: 'second' }), '1');
       }
-      const own = e.type !== 'delete' && e.ownWrite ? ' (own write)' : '';
+      const own = e.ownWrite ? ' (own write)' : '';
       const read = informer.get('ns/a')?.metadata;
       seen.push(
         `${e.type} ${e.object.metadata.uid ?? ''}${own}: ${read?.uid ?? '-'}@${read?.resourceVersion ?? '-'}`,
