@@ -27,15 +27,19 @@ BENCH_TESTS := test/bench/*.test.ts
 ##@ Setup
 
 .PHONY: setup
-setup: $(NODE_DEPS) tools ## Install everything: npm packages (Node 24 included) and the control plane tools
+setup: $(NODE_DEPS) cluster-tools ## Install what `make run` needs: npm packages (Node 24 included), the control plane
 
 $(NODE_DEPS): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@node --version | grep -q '^v24\.' || { echo "node_modules/.bin/node is not Node 24" >&2; exit 1; }
 	@touch $@
 
+.PHONY: cluster-tools
+cluster-tools: ## Build the control plane from Go modules (cached): etcd, kube-*, kubectl, kwok
+	hack/tools/build.sh cluster >/dev/null
+
 .PHONY: tools
-tools: ## Build etcd, kube-*, kubectl, kwok, helm, helm-unittest, promtool, jaeger, crane from Go modules (cached)
+tools: ## Build every tool from Go modules (cached): the control plane, helm, helm-unittest, promtool, jaeger, crane
 	hack/tools/build.sh >/dev/null
 
 ##@ Development
@@ -82,12 +86,12 @@ lint: $(NODE_DEPS) ## Type check, lint and check formatting
 ##@ Tests
 
 .PHONY: test
-test: setup lint test-chart build ## Every suite: lint, chart, unit, integration, faults, e2e and the benchmark's smoke run
+test: setup tools lint test-chart build ## Every suite: lint, chart, unit, integration, faults, e2e and the benchmark's smoke run
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts \
 		"$(UNIT_TESTS)" "$(INTEGRATION_TESTS)" "$(FAULT_TESTS)" "$(E2E_TESTS)" "$(BENCH_TESTS)"
 
 .PHONY: test-chart
-test-chart: setup ## The chart: helm lint with defaults and with every value set, helm-unittest suites
+test-chart: setup tools ## The chart: helm lint with defaults and with every value set, helm-unittest suites
 	$(HELM) lint --strict --quiet $(CHART)
 	$(HELM) lint --strict --quiet $(CHART) --values $(CHART)/tests/values/all.yaml
 	$(HELM) unittest --color=false $(CHART)
@@ -97,32 +101,32 @@ test-unit: $(NODE_DEPS) ## Unit tests: pure logic, no server
 	node --test $(TEST_FLAGS) "$(UNIT_TESTS)"
 
 .PHONY: test-integration
-test-integration: setup ## Integration tests against a local control plane started for the run
+test-integration: setup tools ## Integration tests against a local control plane started for the run
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts "$(INTEGRATION_TESTS)"
 
 .PHONY: test-faults
-test-faults: setup ## Faults injected into real control planes: API server, etcd, the operator process
+test-faults: setup tools ## Faults injected into real control planes: API server, etcd, the operator process
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts "$(FAULT_TESTS)"
 
 .PHONY: test-e2e
-test-e2e: setup ## End-to-end tests through the Helm chart on a local control plane
+test-e2e: setup tools ## End-to-end tests through the Helm chart on a local control plane
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts "$(E2E_TESTS)"
 
 ##@ Packaging
 
 .PHONY: image
-image: setup ## Build the container image into dist/image without a daemon, then check it (root: chroot)
+image: setup tools ## Build the container image into dist/image without a daemon, then check it (root: chroot)
 	hack/image/build.sh
 	hack/image/build.sh --verify
 
 ##@ Performance
 
 .PHONY: bench
-bench: setup build ## Benchmark our operator (BENCH_FLAGS="--n 5000"; node bench/cli.ts --help lists them)
+bench: setup tools build ## Benchmark our operator (BENCH_FLAGS="--n 5000"; node bench/cli.ts --help lists them)
 	node bench/cli.ts $(BENCH_FLAGS)
 
 .PHONY: bench-memory
-bench-memory: setup ## Fail if heap per cached object grew >10% over bench/memory-baseline.json
+bench-memory: setup tools ## Fail if heap per cached object grew >10% over bench/memory-baseline.json
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts test/bench/memory-gate.test.ts
 
 ##@ Housekeeping

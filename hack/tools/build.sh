@@ -2,7 +2,9 @@
 # Builds the local control plane, chart and image tooling from Go modules into a cache outside the
 # work tree, keyed by tool and version, and skips whatever is already there.
 #
-#   hack/tools/build.sh            build what is missing, print the bin directory
+#   hack/tools/build.sh            build every missing tool, print the bin directory
+#   hack/tools/build.sh cluster    only what the local control plane runs (etcd, kube-*, kubectl,
+#                                  kwok): all that `make run` needs, so a newcomer waits for no more
 #   hack/tools/build.sh --sync     rewrite the wrapper modules (go.mod, go.sum) from versions.env
 #   hack/tools/build.sh --print-dir  print the bin directory without building
 #
@@ -174,11 +176,13 @@ fetch_monitoring_crds() {
   ln -sfn "$dest" "$cache_root/monitoring-crds"
 }
 
+only_cluster=false
 case ${1:-} in
   --sync) sync_wrappers; exit 0 ;;
   --print-dir) echo "$bin_dir"; exit 0 ;;
+  cluster) only_cluster=true ;;
   "") ;;
-  *) echo "usage: $0 [--sync|--print-dir]" >&2; exit 2 ;;
+  *) echo "usage: $0 [cluster|--sync|--print-dir]" >&2; exit 2 ;;
 esac
 
 command -v go >/dev/null || { echo "go is required (Go 1.26+) to build the control plane tools" >&2; exit 1; }
@@ -197,6 +201,14 @@ build_tool kubernetes "$KUBERNETES_VERSION" kubernetes "$kube_ldflags" \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 build_tool kwok "$KWOK_VERSION" kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
   sigs.k8s.io/kwok/cmd/kwok
+ln -sfn "$cache_root/kwok-$KWOK_VERSION/stages" "$cache_root/kwok-stages"
+if $only_cluster; then
+  log "control plane tools ready in $bin_dir"
+  echo "$bin_dir"
+  exit 0
+fi
+
+# Only the tests, the chart and the image need these.
 build_tool helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
   helm.sh/helm/v3/cmd/helm
 build_tool helm-unittest "$HELM_UNITTEST_VERSION" helm-unittest "" \
@@ -208,8 +220,7 @@ build_tool prometheus "$PROMETHEUS_VERSION-$metrics_parse_hash" prometheus "" \
 build_tool jaeger "$JAEGER_VERSION" jaeger "" github.com/jaegertracing/jaeger/cmd/jaeger
 build_tool crane "$CRANE_VERSION" crane "" github.com/google/go-containerregistry/cmd/crane
 fetch_monitoring_crds
-# Stable names for the non-binary parts, wherever the versioned directories are.
-ln -sfn "$cache_root/kwok-$KWOK_VERSION/stages" "$cache_root/kwok-stages"
+# A stable name for the plugin directory, wherever the versioned one is.
 ln -sfn "$cache_root/helm-unittest-$HELM_UNITTEST_VERSION/plugin" "$cache_root/helm-plugins"
 
 log "all tools ready in $bin_dir"
