@@ -6,6 +6,9 @@ SHELL := /bin/bash
 # The project's own Node 24 (npm package `node`) comes first, whatever the machine has.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE_DEPS := node_modules/.install-stamp
+# Where `make run` runs the operator: `local` (a control plane in .cluster/, started if needed) or
+# `current` (the current context of KUBECONFIG or ~/.kube/config, as kubectl would use).
+CLUSTER ?= local
 # Extra operator flags for `make run`, e.g. RUN_FLAGS="--log-filter=debug --port=9090".
 RUN_FLAGS ?=
 # Benchmark flags for `make bench`, e.g. BENCH_FLAGS="--n 5000".
@@ -45,10 +48,19 @@ tools: ## Build every tool from Go modules (cached): the control plane, helm, he
 ##@ Development
 
 .PHONY: run
-run: setup cluster-up ## Run the operator against the local cluster (started if needed), CRD installed
+ifeq ($(CLUSTER),current)
+run: $(NODE_DEPS) ## Run the operator from source: on a local control plane (started if needed), or CLUSTER=current on your kubeconfig's context
+	node hack/cluster/current.ts
+	node src/main.ts $(RUN_FLAGS)
+else ifeq ($(CLUSTER),local)
+run: setup cluster-up
 	$(KUBECTL) apply --server-side -f charts/echo-operator/crds/
 	@echo "operator starting; in another shell: source .cluster/env; kubectl apply -f examples/echo.yaml; kubectl get echo"
 	node src/main.ts --kubeconfig=$(CURDIR)/.cluster/kubeconfig $(RUN_FLAGS)
+else
+run:
+	@echo "CLUSTER=$(CLUSTER): use CLUSTER=local (the default: a control plane in .cluster/) or CLUSTER=current (your kubeconfig's current context)" >&2; exit 2
+endif
 
 .PHONY: cluster-up
 cluster-up: setup ## Start the local control plane in .cluster/ and print its kubeconfig

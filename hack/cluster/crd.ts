@@ -1,15 +1,15 @@
 // Installs the project's Echo CRD into a cluster and waits until the API serves it: for tests and
-// the benchmark, which start clusters of their own.
+// the benchmark, which start clusters of their own, and `make run CLUSTER=current`.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { echoCrd } from '../../src/echo/crd.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 
 /** Installs (or updates) the Echo CRD and waits until the API serves it. */
-export async function installCrd(admin: KubeClient): Promise<void> {
+export async function installCrd(admin: KubeClient, fieldManager = 'echo-tests'): Promise<void> {
   await admin.apply(
     '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/echoes.example.com',
     echoCrd(),
-    'echo-tests',
+    fieldManager,
   );
   const deadline = Date.now() + 60_000;
   for (;;) {
