@@ -5,12 +5,8 @@ import type { KubeClient } from './kube/client.ts';
 import { API_VERSION, GROUP, KIND, PLURAL, type Echo } from './echo/api.ts';
 import { isNotFound } from './kube/errors.ts';
 import { MANAGED_BY_SELECTOR } from './echo/desired.ts';
-import {
-  echoReconciler,
-  trimDeployment,
-  trimEcho,
-  type CachedDeployment,
-} from './echo/reconciler.ts';
+import { trimDeployment, trimEcho, type CachedDeployment } from './echo/cache.ts';
+import { echoReconciler } from './echo/reconciler.ts';
 import { Controller, controllerOwnerKey, type ControllerObserver } from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { InformerGroup, objectKey, type InformerObserver } from './runtime/informer.ts';

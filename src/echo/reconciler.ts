@@ -6,20 +6,17 @@ import type { KubeClient } from '../kube/client.ts';
 import { isInvalid, isNamespaceTerminating, isNotFound, type ApiError } from '../kube/errors.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
-import type { Informer, KubeObject } from '../runtime/informer.ts';
+import type { Informer } from '../runtime/informer.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { API_VERSION, KIND, PLURAL, type Echo } from './api.ts';
+import type { CachedDeployment } from './cache.ts';
 import {
-  APPLIED_HASH_ANNOTATION,
   FIELD_MANAGER,
   deploymentDrift,
   desiredDeployment,
   type DesiredDeployment,
 } from './desired.ts';
 import { desiredStatus, statusChanged, type Blocker, type ObservedDeployment } from './status.ts';
-
-/** What the Deployment cache keeps of each Deployment: what desired.ts compares and status.ts reads. */
-export type CachedDeployment = KubeObject & ObservedDeployment & { spec?: Record<string, unknown> };
 
 export interface EchoReconcilerOptions {
   client: KubeClient;
@@ -40,63 +37,6 @@ const BLOCKED_RETRY_MAX_MS = 3600_000;
 
 const deploymentsPath = (namespace: string): string =>
   `/apis/apps/v1/namespaces/${namespace}/deployments`;
-
-/** Keeps only what the reconciler reads of a Deployment, so the cache stays small. */
-export function trimDeployment(d: CachedDeployment): CachedDeployment {
-  const m = d.metadata;
-  const hash = m.annotations?.[APPLIED_HASH_ANNOTATION];
-  const status = d.status;
-  return {
-    metadata: {
-      name: m.name,
-      ...(m.namespace ? { namespace: m.namespace } : {}),
-      ...(m.uid ? { uid: m.uid } : {}),
-      ...(m.resourceVersion ? { resourceVersion: m.resourceVersion } : {}),
-      ...(m.generation !== undefined ? { generation: m.generation } : {}),
-      ...(m.labels ? { labels: m.labels } : {}),
-      ...(hash ? { annotations: { [APPLIED_HASH_ANNOTATION]: hash } } : {}),
-      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
-    },
-    ...(d.spec ? { spec: d.spec } : {}),
-    ...(status
-      ? {
-          status: {
-            ...status,
-            ...(status.conditions
-              ? {
-                  conditions: status.conditions.map(({ type, status, reason, message }) => ({
-                    type,
-                    status,
-                    ...(reason ? { reason } : {}),
-                    ...(message ? { message } : {}),
-                  })),
-                }
-              : {}),
-          },
-        }
-      : {}),
-  };
-}
-
-/** Keeps only what the reconciler reads of an Echo: annotations (last-applied copies) go. */
-export function trimEcho(e: Echo): Echo {
-  const m = e.metadata;
-  return {
-    apiVersion: e.apiVersion,
-    kind: e.kind,
-    metadata: {
-      name: m.name,
-      namespace: m.namespace,
-      uid: m.uid,
-      resourceVersion: m.resourceVersion,
-      ...(m.generation !== undefined ? { generation: m.generation } : {}),
-      ...(m.labels ? { labels: m.labels } : {}),
-      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
-    },
-    spec: e.spec,
-    ...(e.status ? { status: e.status } : {}),
-  };
-}
 
 function reference(echo: Echo): ObjectReference {
   const { name, namespace, uid, resourceVersion } = echo.metadata;
