@@ -7,15 +7,21 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, parseConfig, usage, type Config } from './config.ts';
 import { API_VERSION, PLURAL } from './echo/api.ts';
+import { CONTROLLER_NAME, crdMissing, echoController } from './echo/controller.ts';
 import { KubeClient } from './kube/client.ts';
 import { loadConnection } from './kube/kubeconfig.ts';
 import { ApiError } from './kube/errors.ts';
 import { RequestCounts } from './kube/request-counts.ts';
 import { startHttpServer } from './http/server.ts';
-import { CONTROLLER_NAME, EchoOperator, crdMissing, errorText } from './operator.ts';
 import { DEFAULT_BACKOFF } from './runtime/informer.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
-import { createLoggers, textStream, type Logger, type Loggers } from './telemetry/logger.ts';
+import {
+  createLoggers,
+  errorText,
+  textStream,
+  type Logger,
+  type Loggers,
+} from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
 import type { Tracing } from './telemetry/tracing-sdk.ts';
 
@@ -86,7 +92,7 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
     concurrency: config.concurrency,
     server: connection.server.href,
     queue: () => operator.queue,
-    cacheSizes: () => ({ echoes: operator.echoes.size, deployments: operator.deployments.size }),
+    cacheSizes: () => operator.cacheSizes(),
     ready: () => Object.values(readiness).every((check) => check()),
     ...(election.enabled
       ? { leader: { name: election.leaseName, leading: () => elector?.isLeader ?? false } }
@@ -102,7 +108,7 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
     },
     ...(tracing ? { tracer: tracing.tracer } : {}),
   });
-  const operator = new EchoOperator({
+  const operator = echoController({
     client,
     namespaces: config.namespaces,
     concurrency: config.concurrency,
