@@ -5,7 +5,7 @@
 //   node --expose-gc bench/memory-probe.ts --kubeconfig FILE --namespace NS
 import { parseArgs } from 'node:util';
 import { KubeClient } from '../src/kube/client.ts';
-import { EchoOperator } from '../src/operator.ts';
+import { echoController } from '../src/echo/controller.ts';
 import { createLoggers } from '../src/telemetry/logger.ts';
 
 const { values } = parseArgs({
@@ -27,7 +27,7 @@ const heapAfterGc = (): number => {
 };
 
 const client = KubeClient.fromFile(values.kubeconfig);
-const operator = new EchoOperator({
+const operator = echoController({
   client,
   namespaces: [values.namespace],
   concurrency: 1,
@@ -37,20 +37,18 @@ const operator = new EchoOperator({
 });
 const stop = new AbortController();
 const before = heapAfterGc();
-const informers = Promise.all([
-  operator.echoes.run(stop.signal),
-  operator.deployments.run(stop.signal),
-]);
-await Promise.all([operator.echoes.whenSynced(), operator.deployments.whenSynced()]);
+const informers = Promise.all(operator.informers.map((i) => i.run(stop.signal)));
+await operator.whenSynced();
 const after = heapAfterGc();
-const objects = operator.echoes.size + operator.deployments.size;
+const { echoes, deployments } = operator.caches;
+const objects = echoes.size + deployments.size;
 stop.abort();
 await informers;
 await client.close();
 console.log(
   JSON.stringify({
-    echoes: operator.echoes.size,
-    deployments: operator.deployments.size,
+    echoes: echoes.size,
+    deployments: deployments.size,
     heapBytes: after - before,
     bytesPerObject: Math.round((after - before) / objects),
   }),

@@ -7,15 +7,27 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, parseConfig, usage, type Config } from './config.ts';
 import { API_VERSION, PLURAL } from './echo/api.ts';
+import {
+  CONTROLLER_NAME,
+  crdMissing,
+  echoController,
+  type EchoController,
+} from './echo/controller.ts';
 import { KubeClient } from './kube/client.ts';
 import { loadConnection } from './kube/kubeconfig.ts';
 import { ApiError } from './kube/errors.ts';
 import { RequestCounts } from './kube/request-counts.ts';
 import { startHttpServer } from './http/server.ts';
-import { CONTROLLER_NAME, EchoOperator, crdMissing, errorText } from './operator.ts';
 import { DEFAULT_BACKOFF } from './runtime/informer.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
-import { createLoggers, textStream, type Logger, type Loggers } from './telemetry/logger.ts';
+import type { EventRecorder } from './runtime/events.ts';
+import {
+  createLoggers,
+  errorText,
+  textStream,
+  type Logger,
+  type Loggers,
+} from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
 import type { Tracing } from './telemetry/tracing-sdk.ts';
 
@@ -75,6 +87,118 @@ async function waitForApiServer(
   }
 }
 
+/**
+ * The Lease elector. Leadership changes are logged, and recorded as Events about the Lease as
+ * client-go does: `kubectl get events` in the lease's namespace tells who led when.
+ */
+function leaderElector(
+  config: Config,
+  client: KubeClient,
+  identity: string,
+  recorder: EventRecorder,
+  loggers: Loggers,
+): LeaderElector {
+  const election = config.leaderElection;
+  const log = loggers.module('main');
+  const elector: LeaderElector = new LeaderElector({
+    ...election,
+    client,
+    name: election.leaseName,
+    identity,
+    onLeading: (leading) => {
+      if (leading) log.info({ lease: election.leaseName }, 'became leader: reconciling');
+      const lease = elector.leaseReference;
+      if (lease) {
+        recorder.record(
+          lease,
+          'Normal',
+          'LeaderElection',
+          leading ? 'Acquire' : 'Release',
+          `${identity} ${leading ? 'became leader' : 'stopped leading'}`,
+        );
+      }
+    },
+    onHolder: (holder) => {
+      log.info({ lease: election.leaseName, holder: holder || 'nobody' }, 'lease holder');
+    },
+    onError: (message, err) => {
+      loggers.module('leader-election').warn({ err: errorText(err) }, message);
+    },
+  });
+  return elector;
+}
+
+/**
+ * Aborts on the first SIGTERM or SIGINT, for a graceful drain bounded by SHUTDOWN_TIMEOUT_MS; a
+ * second signal exits at once.
+ */
+function stopOnSignals(log: Logger): AbortSignal {
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stop.signal.aborted) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal }, 'shutting down: finishing in-flight reconciles');
+    stop.abort();
+    setTimeout(() => {
+      log.error('graceful shutdown timed out; exiting');
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS).unref();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return stop.signal;
+}
+
+function logStarting(config: Config, server: string, port: number, log: Logger): void {
+  const election = config.leaderElection;
+  log.info(
+    {
+      version: VERSION,
+      server,
+      port,
+      namespaces: config.namespaces.length ? config.namespaces : 'all',
+      leaderElection: election.enabled ? `${election.namespace}/${election.leaseName}` : 'off',
+      tracing: config.otlpEndpoint
+        ? `${config.otlpProtocol} ${config.otlpEndpoint} ratio ${String(config.traceSampleRatio)}`
+        : 'off',
+    },
+    'echo-operator starting',
+  );
+}
+
+/**
+ * Runs the controller until `signal` aborts: at once without leader election, else once elected,
+ * exiting if leadership is lost; the lease is released after the drain.
+ */
+async function runWhileLeading(
+  controller: EchoController,
+  elector: LeaderElector | undefined,
+  config: Config,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<void> {
+  const election = config.leaderElection;
+  const elected = elector ? elector.acquire(signal) : Promise.resolve(true);
+  if (elector) {
+    log.info({ lease: election.leaseName }, 'standing by until elected; caches filling');
+    void elected.then(async (won) => {
+      if (won && (await elector.hold(signal)) === 'lost') {
+        // Another replica may lead already: stop writing now, as client-go's callers do.
+        log.error(
+          { lease: election.leaseName, renewDeadlineSeconds: election.renewDeadlineMs / 1000 },
+          'leadership lost: the lease could not be renewed in time; exiting',
+        );
+        process.exit(1);
+      }
+    });
+  }
+  await controller.run(signal, elected);
+  await elector?.release();
+  await controller.recorder.flush();
+}
+
 async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise<void> {
   const log = loggers.module('main');
   const counts = new RequestCounts();
@@ -86,7 +210,7 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
     concurrency: config.concurrency,
     server: connection.server.href,
     queue: () => operator.queue,
-    cacheSizes: () => ({ echoes: operator.echoes.size, deployments: operator.deployments.size }),
+    cacheSizes: () => operator.cacheSizes(),
     ready: () => Object.values(readiness).every((check) => check()),
     ...(election.enabled
       ? { leader: { name: election.leaseName, leading: () => elector?.isLeader ?? false } }
@@ -102,7 +226,7 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
     },
     ...(tracing ? { tracer: tracing.tracer } : {}),
   });
-  const operator = new EchoOperator({
+  const operator = echoController({
     client,
     namespaces: config.namespaces,
     concurrency: config.concurrency,
@@ -119,32 +243,7 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
   // The process, not just the pod: a restarted container must not inherit the old one's lease.
   const identity = `${config.instance}_${randomUUID()}`;
   const elector = election.enabled
-    ? new LeaderElector({
-        ...election,
-        client,
-        name: election.leaseName,
-        identity,
-        onLeading: (leading) => {
-          if (leading) log.info({ lease: election.leaseName }, 'became leader: reconciling');
-          // As client-go does: `kubectl get events` in the lease's namespace tells who led when.
-          const lease = elector?.leaseReference;
-          if (lease) {
-            operator.recorder.record(
-              lease,
-              'Normal',
-              'LeaderElection',
-              leading ? 'Acquire' : 'Release',
-              `${identity} ${leading ? 'became leader' : 'stopped leading'}`,
-            );
-          }
-        },
-        onHolder: (holder) => {
-          log.info({ lease: election.leaseName, holder: holder || 'nobody' }, 'lease holder');
-        },
-        onError: (message, err) => {
-          loggers.module('leader-election').warn({ err: errorText(err) }, message);
-        },
-      })
+    ? leaderElector(config, client, identity, operator.recorder, loggers)
     : undefined;
   const readiness: Record<string, () => boolean> = {
     'informers-synced': () => operator.synced,
@@ -157,55 +256,10 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
     readiness,
     metrics: (accept) => metrics.render(accept),
   });
-  const stop = new AbortController();
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stop.signal.aborted) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    log.info({ signal }, 'shutting down: finishing in-flight reconciles');
-    stop.abort();
-    setTimeout(() => {
-      log.error('graceful shutdown timed out; exiting');
-      process.exit(1);
-    }, SHUTDOWN_TIMEOUT_MS).unref();
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-
-  log.info(
-    {
-      version: VERSION,
-      server: client.server.origin,
-      port: http.port,
-      namespaces: config.namespaces.length ? config.namespaces : 'all',
-      leaderElection: election.enabled ? `${election.namespace}/${election.leaseName}` : 'off',
-      tracing: config.otlpEndpoint
-        ? `${config.otlpProtocol} ${config.otlpEndpoint} ratio ${String(config.traceSampleRatio)}`
-        : 'off',
-    },
-    'echo-operator starting',
-  );
-  await waitForApiServer(client, stop.signal, log);
-  if (!stop.signal.aborted) {
-    const elected = elector ? elector.acquire(stop.signal) : Promise.resolve(true);
-    if (elector) {
-      log.info({ lease: election.leaseName }, 'standing by until elected; caches filling');
-      void elected.then(async (won) => {
-        if (won && (await elector.hold(stop.signal)) === 'lost') {
-          // Another replica may lead already: stop writing now, as client-go's callers do.
-          log.error(
-            { lease: election.leaseName, renewDeadlineSeconds: election.renewDeadlineMs / 1000 },
-            'leadership lost: the lease could not be renewed in time; exiting',
-          );
-          process.exit(1);
-        }
-      });
-    }
-    await operator.run(stop.signal, elected);
-    await elector?.release();
-    await operator.recorder.flush();
-  }
+  const stop = stopOnSignals(log);
+  logStarting(config, client.server.origin, http.port, log);
+  await waitForApiServer(client, stop, log);
+  if (!stop.aborted) await runWhileLeading(operator, elector, config, stop, log);
   await http.close();
   await client.close();
   log.info({ requests: counts.total(), writes: counts.writes() }, 'stopped');

@@ -4,7 +4,7 @@
 // reads the same kubeconfig the same way.
 import { KubeClient } from '../../src/kube/client.ts';
 import { KubeconfigError, loadConnection } from '../../src/kube/kubeconfig.ts';
-import { errorText } from '../../src/operator.ts';
+import { errorText } from '../../src/telemetry/logger.ts';
 import { installCrd } from './crd.ts';
 
 /** The field manager of the CRD in a user's cluster: who installed it, in `kubectl get -o yaml`. */

@@ -83,3 +83,8 @@ export function createLoggers(
     module: (name) => root.child({ module: name }, { level: parsed.modules[name] ?? parsed.level }),
   };
 }
+
+/** What was thrown, as text for a log field or a message: an Error's message, anything else as is. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -47,20 +47,10 @@ export class Metrics {
   readonly openMetrics = new Registry<OpenMetricsContentType>();
   private readonly controller: string;
 
-  private readonly reconcileTotal: Counter<'controller' | 'result'>;
-  private readonly reconcileErrors: Counter<'controller'>;
-  private readonly reconcileTime: Histogram<'controller'>;
-  private readonly activeWorkers: Gauge<'controller'>;
-  private readonly queueAdds: Counter<'name' | 'controller'>;
-  private readonly queueRetries: Counter<'name' | 'controller'>;
-  private readonly queueDuration: Histogram<'name' | 'controller'>;
-  private readonly workDuration: Histogram<'name' | 'controller'>;
-  private readonly restRequests: Counter<'code' | 'method' | 'host'>;
-  private readonly kubeRequests: Counter<'verb' | 'resource' | 'path' | 'code'>;
-  private readonly kubeLatency: Histogram<'verb' | 'resource'>;
-  private readonly watches: Counter<'informer'>;
-  private readonly watchFailures: Counter<'informer'>;
-  private readonly relists: Counter<'informer'>;
+  private readonly reconciles: ReconcileSeries;
+  private readonly queue: QueueSeries;
+  private readonly requests: RequestSeries;
+  private readonly informers: InformerSeries;
   private readonly recreates: Counter;
   private readonly desiredReplicas: Gauge<'namespace' | 'name'>;
   private readonly host: string;
@@ -76,145 +66,10 @@ export class Metrics {
       // Gauges that prom-client names with a `_total` suffix, which Prometheus keeps for counters.
       for (const name of NON_COUNTER_TOTALS) register.removeSingleMetric(name);
     }
-
-    this.reconcileTotal = new Counter({
-      name: 'controller_runtime_reconcile_total',
-      help: 'Total number of reconciliations per controller',
-      labelNames: ['controller', 'result'],
-      registers,
-    });
-    this.reconcileErrors = new Counter({
-      name: 'controller_runtime_reconcile_errors_total',
-      help: 'Total number of reconciliation errors per controller',
-      labelNames: ['controller'],
-      registers,
-    });
-    // Exemplars (the trace of a reconcile in each bucket) exist only in OpenMetrics; prom-client
-    // refuses them in a text registry's constructor, though the text rendering just leaves them out.
-    this.reconcileTime = new Histogram({
-      name: 'controller_runtime_reconcile_time_seconds',
-      help: 'Length of time per reconciliation per controller',
-      labelNames: ['controller'],
-      buckets: RECONCILE_BUCKETS,
-      enableExemplars: true,
-      registers: [this.openMetrics],
-    });
-    this.text.registerMetric(this.reconcileTime);
-    this.activeWorkers = new Gauge({
-      name: 'controller_runtime_active_workers',
-      help: 'Number of currently used workers per controller',
-      labelNames: ['controller'],
-      registers,
-    });
-    new Gauge({
-      name: 'controller_runtime_max_concurrent_reconciles',
-      help: 'Maximum number of concurrent reconciles per controller',
-      labelNames: ['controller'],
-      registers,
-    }).set({ controller: this.controller }, sources.concurrency);
-
-    const queueLabels = { name: this.controller, controller: this.controller };
-    new Gauge({
-      name: 'workqueue_depth',
-      help: 'Current depth of workqueue',
-      labelNames: ['name', 'controller'],
-      registers,
-      collect() {
-        this.set(queueLabels, sources.queue().length);
-      },
-    });
-    new Gauge({
-      name: 'workqueue_unfinished_work_seconds',
-      help: 'How many seconds of work has been done that is in progress and hasn’t been observed by work_duration',
-      labelNames: ['name', 'controller'],
-      registers,
-      collect() {
-        this.set(queueLabels, sources.queue().runningSeconds().total);
-      },
-    });
-    new Gauge({
-      name: 'workqueue_longest_running_processor_seconds',
-      help: 'How many seconds has the longest running processor for workqueue been running',
-      labelNames: ['name', 'controller'],
-      registers,
-      collect() {
-        this.set(queueLabels, sources.queue().runningSeconds().longest);
-      },
-    });
-    this.queueAdds = new Counter({
-      name: 'workqueue_adds_total',
-      help: 'Total number of adds handled by workqueue',
-      labelNames: ['name', 'controller'],
-      registers,
-    });
-    this.queueRetries = new Counter({
-      name: 'workqueue_retries_total',
-      help: 'Total number of retries handled by workqueue',
-      labelNames: ['name', 'controller'],
-      registers,
-    });
-    this.queueDuration = new Histogram({
-      name: 'workqueue_queue_duration_seconds',
-      help: 'How long in seconds an item stays in workqueue before being requested',
-      labelNames: ['name', 'controller'],
-      buckets: QUEUE_BUCKETS,
-      registers,
-    });
-    this.workDuration = new Histogram({
-      name: 'workqueue_work_duration_seconds',
-      help: 'How long in seconds processing an item from workqueue takes',
-      labelNames: ['name', 'controller'],
-      buckets: QUEUE_BUCKETS,
-      registers,
-    });
-
-    this.restRequests = new Counter({
-      name: 'rest_client_requests_total',
-      help: 'Number of HTTP requests, partitioned by status code, method, and host',
-      labelNames: ['code', 'method', 'host'],
-      registers,
-    });
-    this.kubeRequests = new Counter({
-      name: `${PREFIX}kubernetes_requests_total`,
-      help: 'Kubernetes API requests by verb, resource, path template and status code (0: no response)',
-      labelNames: ['verb', 'resource', 'path', 'code'],
-      registers,
-    });
-    this.kubeLatency = new Histogram({
-      name: `${PREFIX}kubernetes_request_duration_seconds`,
-      help: 'Kubernetes API request latency until the response headers, by verb and resource',
-      labelNames: ['verb', 'resource'],
-      buckets: REQUEST_BUCKETS,
-      registers,
-    });
-    this.watches = new Counter({
-      name: `${PREFIX}informer_watches_total`,
-      help: 'Watches started by each informer: the first, every restart, and attempts that failed',
-      labelNames: ['informer'],
-      registers,
-    });
-    this.watchFailures = new Counter({
-      name: `${PREFIX}informer_failures_total`,
-      help: 'Lists and watches that failed and were retried with backoff',
-      labelNames: ['informer'],
-      registers,
-    });
-    this.relists = new Counter({
-      name: `${PREFIX}informer_relists_total`,
-      help: 'Full relists forced by 410 Gone (a resourceVersion too old to resume from)',
-      labelNames: ['informer'],
-      registers,
-    });
-    new Gauge({
-      name: `${PREFIX}informer_objects`,
-      help: 'Objects held in each informer cache',
-      labelNames: ['informer'],
-      registers,
-      collect() {
-        for (const [informer, size] of Object.entries(sources.cacheSizes()))
-          this.set({ informer }, size);
-      },
-    });
+    this.reconciles = reconcileSeries(this.text, this.openMetrics, sources);
+    this.queue = queueSeries(registers, sources);
+    this.requests = requestSeries(registers);
+    this.informers = informerSeries(registers, sources);
     this.recreates = new Counter({
       name: `${PREFIX}deployment_recreates_total`,
       help: 'Deployments deleted and created again because an immutable field differed',
@@ -226,52 +81,32 @@ export class Metrics {
       labelNames: ['namespace', 'name'],
       registers,
     });
-    new Gauge({
-      name: `${PREFIX}ready`,
-      help: '1 while the readiness checks pass (caches synced and connected, credentials accepted), else 0',
-      registers,
-      collect() {
-        this.set(sources.ready() ? 1 : 0);
-      },
-    });
-    const leader = sources.leader;
-    if (leader) {
-      // client-go's name and meaning, so leader dashboards built for Go operators work unchanged.
-      new Gauge({
-        name: 'leader_election_master_status',
-        help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master',
-        labelNames: ['name'],
-        registers,
-        collect() {
-          this.set({ name: leader.name }, leader.leading() ? 1 : 0);
-        },
-      });
-    }
+    readinessSeries(registers, sources);
   }
 
   readonly onResponse = (e: ResponseEvent): void => {
     const code = String(e.code);
-    this.restRequests.inc({ code, method: e.method, host: this.host });
-    this.kubeRequests.inc({ verb: e.verb, resource: e.resource, path: e.pathTemplate, code });
-    this.kubeLatency.observe({ verb: e.verb, resource: e.resource }, e.durationSeconds);
+    this.requests.rest.inc({ code, method: e.method, host: this.host });
+    this.requests.kube.inc({ verb: e.verb, resource: e.resource, path: e.pathTemplate, code });
+    this.requests.latency.observe({ verb: e.verb, resource: e.resource }, e.durationSeconds);
   };
 
   queueObserver(): QueueObserver {
     const labels = { name: this.controller, controller: this.controller };
-    this.queueAdds.inc(labels, 0);
-    this.queueRetries.inc(labels, 0);
+    this.queue.adds.inc(labels, 0);
+    this.queue.retries.inc(labels, 0);
     return {
       added: () => {
-        this.queueAdds.inc(labels);
+        this.queue.adds.inc(labels);
       },
       started: (wait) => {
-        this.queueDuration.observe(labels, wait);
+        this.queue.queueDuration.observe(labels, wait);
       },
       finished: (work) => {
-        this.workDuration.observe(labels, work);
+        this.queue.workDuration.observe(labels, work);
       },
       retried: () => {
-        this.queueRetries.inc(labels);
+        this.queue.retries.inc(labels);
       },
     };
   }
@@ -280,13 +115,13 @@ export class Metrics {
     const labels = { controller: this.controller };
     // As controller-runtime does: every result and the error count exist at zero from the start.
     for (const result of ['success', 'requeue_after', 'error'] satisfies ReconcileOutcome[])
-      this.reconcileTotal.inc({ ...labels, result }, 0);
-    this.reconcileErrors.inc(labels, 0);
+      this.reconciles.total.inc({ ...labels, result }, 0);
+    this.reconciles.errors.inc(labels, 0);
     return {
       reconciled: (outcome: ReconcileOutcome, seconds: number, traceId?: string) => {
-        this.reconcileTotal.inc({ ...labels, result: outcome });
-        if (outcome === 'error') this.reconcileErrors.inc(labels);
-        this.reconcileTime.observe({
+        this.reconciles.total.inc({ ...labels, result: outcome });
+        if (outcome === 'error') this.reconciles.errors.inc(labels);
+        this.reconciles.time.observe({
           labels,
           value: seconds,
           // prom-client types exemplar labels as metric labels; they are a separate set.
@@ -294,24 +129,24 @@ export class Metrics {
         });
       },
       activeWorkers: (count) => {
-        this.activeWorkers.set(labels, count);
+        this.reconciles.activeWorkers.set(labels, count);
       },
     };
   }
 
   informerObserver(informer: string): InformerObserver {
     // Zero from the start, so rate() and alerts see the series before the first failure.
-    for (const counter of [this.watches, this.watchFailures, this.relists])
-      counter.inc({ informer }, 0);
+    const { watches, failures, relists } = this.informers;
+    for (const counter of [watches, failures, relists]) counter.inc({ informer }, 0);
     return {
       watchStarted: () => {
-        this.watches.inc({ informer });
+        watches.inc({ informer });
       },
       failed: () => {
-        this.watchFailures.inc({ informer });
+        failures.inc({ informer });
       },
       relisted: () => {
-        this.relists.inc({ informer });
+        relists.inc({ informer });
       },
     };
   }
@@ -352,5 +187,219 @@ export class Metrics {
     } finally {
       for (const [metric, name] of names) (metric as { name: string }).name = name;
     }
+  }
+}
+
+type Registers = Registry<RegistryContentType>[];
+
+/** controller-runtime's reconcile series. */
+interface ReconcileSeries {
+  total: Counter<'controller' | 'result'>;
+  errors: Counter<'controller'>;
+  time: Histogram<'controller'>;
+  activeWorkers: Gauge<'controller'>;
+}
+
+function reconcileSeries(
+  text: Registry,
+  openMetrics: Registry<OpenMetricsContentType>,
+  sources: MetricsSources,
+): ReconcileSeries {
+  const registers: Registers = [text, openMetrics];
+  const controller = sources.controller;
+  const total = new Counter({
+    name: 'controller_runtime_reconcile_total',
+    help: 'Total number of reconciliations per controller',
+    labelNames: ['controller', 'result'],
+    registers,
+  });
+  const errors = new Counter({
+    name: 'controller_runtime_reconcile_errors_total',
+    help: 'Total number of reconciliation errors per controller',
+    labelNames: ['controller'],
+    registers,
+  });
+  // Exemplars (the trace of a reconcile in each bucket) exist only in OpenMetrics; prom-client
+  // refuses them in a text registry's constructor, though the text rendering just leaves them out.
+  const time = new Histogram({
+    name: 'controller_runtime_reconcile_time_seconds',
+    help: 'Length of time per reconciliation per controller',
+    labelNames: ['controller'],
+    buckets: RECONCILE_BUCKETS,
+    enableExemplars: true,
+    registers: [openMetrics],
+  });
+  text.registerMetric(time);
+  const activeWorkers = new Gauge({
+    name: 'controller_runtime_active_workers',
+    help: 'Number of currently used workers per controller',
+    labelNames: ['controller'],
+    registers,
+  });
+  new Gauge({
+    name: 'controller_runtime_max_concurrent_reconciles',
+    help: 'Maximum number of concurrent reconciles per controller',
+    labelNames: ['controller'],
+    registers,
+  }).set({ controller }, sources.concurrency);
+  return { total, errors, time, activeWorkers };
+}
+
+/** client-go's work-queue series, with controller-runtime's labels. */
+interface QueueSeries {
+  adds: Counter<'name' | 'controller'>;
+  retries: Counter<'name' | 'controller'>;
+  queueDuration: Histogram<'name' | 'controller'>;
+  workDuration: Histogram<'name' | 'controller'>;
+}
+
+function queueSeries(registers: Registers, sources: MetricsSources): QueueSeries {
+  const queueLabels = { name: sources.controller, controller: sources.controller };
+  new Gauge({
+    name: 'workqueue_depth',
+    help: 'Current depth of workqueue',
+    labelNames: ['name', 'controller'],
+    registers,
+    collect() {
+      this.set(queueLabels, sources.queue().length);
+    },
+  });
+  new Gauge({
+    name: 'workqueue_unfinished_work_seconds',
+    help: 'How many seconds of work has been done that is in progress and hasn’t been observed by work_duration',
+    labelNames: ['name', 'controller'],
+    registers,
+    collect() {
+      this.set(queueLabels, sources.queue().runningSeconds().total);
+    },
+  });
+  new Gauge({
+    name: 'workqueue_longest_running_processor_seconds',
+    help: 'How many seconds has the longest running processor for workqueue been running',
+    labelNames: ['name', 'controller'],
+    registers,
+    collect() {
+      this.set(queueLabels, sources.queue().runningSeconds().longest);
+    },
+  });
+  const adds = new Counter({
+    name: 'workqueue_adds_total',
+    help: 'Total number of adds handled by workqueue',
+    labelNames: ['name', 'controller'],
+    registers,
+  });
+  const retries = new Counter({
+    name: 'workqueue_retries_total',
+    help: 'Total number of retries handled by workqueue',
+    labelNames: ['name', 'controller'],
+    registers,
+  });
+  const queueDuration = new Histogram({
+    name: 'workqueue_queue_duration_seconds',
+    help: 'How long in seconds an item stays in workqueue before being requested',
+    labelNames: ['name', 'controller'],
+    buckets: QUEUE_BUCKETS,
+    registers,
+  });
+  const workDuration = new Histogram({
+    name: 'workqueue_work_duration_seconds',
+    help: 'How long in seconds processing an item from workqueue takes',
+    labelNames: ['name', 'controller'],
+    buckets: QUEUE_BUCKETS,
+    registers,
+  });
+  return { adds, retries, queueDuration, workDuration };
+}
+
+/** client-go's request counter, and the operator's own by verb, resource and path. */
+interface RequestSeries {
+  rest: Counter<'code' | 'method' | 'host'>;
+  kube: Counter<'verb' | 'resource' | 'path' | 'code'>;
+  latency: Histogram<'verb' | 'resource'>;
+}
+
+function requestSeries(registers: Registers): RequestSeries {
+  const rest = new Counter({
+    name: 'rest_client_requests_total',
+    help: 'Number of HTTP requests, partitioned by status code, method, and host',
+    labelNames: ['code', 'method', 'host'],
+    registers,
+  });
+  const kube = new Counter({
+    name: `${PREFIX}kubernetes_requests_total`,
+    help: 'Kubernetes API requests by verb, resource, path template and status code (0: no response)',
+    labelNames: ['verb', 'resource', 'path', 'code'],
+    registers,
+  });
+  const latency = new Histogram({
+    name: `${PREFIX}kubernetes_request_duration_seconds`,
+    help: 'Kubernetes API request latency until the response headers, by verb and resource',
+    labelNames: ['verb', 'resource'],
+    buckets: REQUEST_BUCKETS,
+    registers,
+  });
+  return { rest, kube, latency };
+}
+
+interface InformerSeries {
+  watches: Counter<'informer'>;
+  failures: Counter<'informer'>;
+  relists: Counter<'informer'>;
+}
+
+function informerSeries(registers: Registers, sources: MetricsSources): InformerSeries {
+  const watches = new Counter({
+    name: `${PREFIX}informer_watches_total`,
+    help: 'Watches started by each informer: the first, every restart, and attempts that failed',
+    labelNames: ['informer'],
+    registers,
+  });
+  const failures = new Counter({
+    name: `${PREFIX}informer_failures_total`,
+    help: 'Lists and watches that failed and were retried with backoff',
+    labelNames: ['informer'],
+    registers,
+  });
+  const relists = new Counter({
+    name: `${PREFIX}informer_relists_total`,
+    help: 'Full relists forced by 410 Gone (a resourceVersion too old to resume from)',
+    labelNames: ['informer'],
+    registers,
+  });
+  new Gauge({
+    name: `${PREFIX}informer_objects`,
+    help: 'Objects held in each informer cache',
+    labelNames: ['informer'],
+    registers,
+    collect() {
+      for (const [informer, size] of Object.entries(sources.cacheSizes()))
+        this.set({ informer }, size);
+    },
+  });
+  return { watches, failures, relists };
+}
+
+/** Readiness, and with leader election whether this replica leads: read when scraped. */
+function readinessSeries(registers: Registers, sources: MetricsSources): void {
+  new Gauge({
+    name: `${PREFIX}ready`,
+    help: '1 while the readiness checks pass (caches synced and connected, credentials accepted), else 0',
+    registers,
+    collect() {
+      this.set(sources.ready() ? 1 : 0);
+    },
+  });
+  const leader = sources.leader;
+  if (leader) {
+    // client-go's name and meaning, so leader dashboards built for Go operators work unchanged.
+    new Gauge({
+      name: 'leader_election_master_status',
+      help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master',
+      labelNames: ['name'],
+      registers,
+      collect() {
+        this.set({ name: leader.name }, leader.leading() ? 1 : 0);
+      },
+    });
   }
 }

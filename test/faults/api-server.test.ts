@@ -221,7 +221,8 @@ describe('API server faults', () => {
         'the new Echo and its Deployment in the caches',
         () =>
           Promise.resolve(
-            op.operator.echoes.get(`${ns}/thawed`) && op.operator.deployments.get(`${ns}/thawed`)
+            op.operator.caches.echoes.get(`${ns}/thawed`) &&
+              op.operator.caches.deployments.get(`${ns}/thawed`)
               ? performance.now()
               : undefined,
           ),

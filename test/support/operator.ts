@@ -2,12 +2,16 @@
 // namespaces, with its request counters at hand.
 import { KubeClient, type ClientOptions } from '../../src/kube/client.ts';
 import { RequestCounts } from '../../src/kube/request-counts.ts';
-import { EchoOperator, type OperatorOptions } from '../../src/operator.ts';
+import {
+  echoController,
+  type EchoController,
+  type EchoControllerOptions,
+} from '../../src/echo/controller.ts';
 import { createLoggers } from '../../src/telemetry/logger.ts';
 import { clusterKubeconfig } from './kube.ts';
 
 export interface RunningOperator {
-  operator: EchoOperator;
+  operator: EchoController;
   counts: RequestCounts;
   client: KubeClient;
   stop(): Promise<void>;
@@ -15,7 +19,7 @@ export interface RunningOperator {
 
 export async function startOperator(
   namespaces: string[],
-  overrides: Partial<OperatorOptions> = {},
+  overrides: Partial<EchoControllerOptions> = {},
   kubeconfig = clusterKubeconfig(),
   clientOptions: ClientOptions = {},
 ): Promise<RunningOperator> {
@@ -25,7 +29,7 @@ export async function startOperator(
     onResponse: counts.record,
   });
   const loggers = createLoggers(process.env.ECHO_TEST_LOG ?? 'warn', process.stderr);
-  const operator = new EchoOperator({
+  const operator = echoController({
     client,
     namespaces,
     concurrency: 4,
@@ -36,8 +40,8 @@ export async function startOperator(
   });
   const stop = new AbortController();
   const running = operator.run(stop.signal);
-  await Promise.race([operator.echoes.whenSynced(), running]);
-  await operator.deployments.whenSynced();
+  await Promise.race([operator.caches.echoes.whenSynced(), running]);
+  await operator.caches.deployments.whenSynced();
   return {
     operator,
     counts,

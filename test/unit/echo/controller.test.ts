@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Echo } from '../../src/echo/api.ts';
-import { echoChanged } from '../../src/operator.ts';
+import type { Echo } from '../../../src/echo/api.ts';
+import { echoChanged } from '../../../src/echo/controller.ts';
 
 const echo = (over: Partial<Echo['metadata']> = {}, status?: Echo['status']): Echo => ({
   apiVersion: 'example.com/v1',
