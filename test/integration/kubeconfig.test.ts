@@ -133,13 +133,23 @@ describe('kubeconfig, through the operator process', () => {
     PATH: `${bin}${delimiter}${process.env.PATH ?? ''}`,
   });
 
-  /** Fails with the operator's output if it exits, else resolves what `wait` resolves. */
+  /**
+   * Resolves what `wait` resolves; fails at once if the operator exits, and with the end of its
+   * log either way.
+   */
   const whileRunning = async <T>(p: OperatorProcess, wait: Promise<T>): Promise<T> => {
     const exitedEarly = p.exited.then((code) => {
-      throw new Error(`the operator exited (${String(code)}):\n${p.output()}`);
+      throw new Error(`the operator exited (${String(code)})`);
     });
     exitedEarly.catch(() => undefined);
-    return Promise.race([wait, exitedEarly]);
+    try {
+      return await Promise.race([wait, exitedEarly]);
+    } catch (err) {
+      const log = p.output().trimEnd().split('\n').slice(-10).join('\n');
+      throw new Error(`${(err as Error).message}; the operator's log ends:\n${log}`, {
+        cause: err,
+      });
+    }
   };
 
   /**
