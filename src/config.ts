@@ -21,7 +21,7 @@ export interface Config {
   namespaces: string[];
   concurrency: number;
   resyncSeconds: number;
-  /** A kubeconfig file; empty means KUBECONFIG, ~/.kube/config or in-cluster. */
+  /** A kubeconfig file; empty means the KUBECONFIG list, in-cluster, then ~/.kube/config. */
   kubeconfig: string;
   /** This replica's name in Events and leases: the pod name in a cluster. */
   instance: string;
@@ -40,7 +40,8 @@ export class ConfigError extends Error {
 }
 
 interface Flag {
-  env: string;
+  /** The environment variable read when the flag is not given. */
+  env?: string;
   description: string;
   default: string;
 }
@@ -93,10 +94,12 @@ const flags = {
     default: '10m',
     description: 'how often every Echo is re-checked against the cache (e.g. 30s, 10m, 1h)',
   },
+  // No environment fallback: KUBECONFIG is a list of files to merge, which the kubeconfig loader
+  // reads itself (as client-go does), not one path.
   kubeconfig: {
-    env: 'KUBECONFIG',
     default: '',
-    description: 'kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster)',
+    description:
+      'kubeconfig file (default: the KUBECONFIG list merged, in-cluster, ~/.kube/config)',
   },
   instance: {
     env: 'POD_NAME',
@@ -137,8 +140,7 @@ const flags = {
 
 export function usage(version: string): string {
   const lines = Object.entries(flags).map(
-    ([name, f]) =>
-      `  --${name.padEnd(28)} ${f.description}\n  ${' '.repeat(30)} env ${f.env}${f.default ? `, default ${f.default}` : ''}`,
+    ([name, f]) => `  --${name.padEnd(28)} ${f.description}${fallbacks(f)}`,
   );
   return [
     `echo-operator ${version}: runs a Deployment for every Echo (echoes.example.com/v1)`,
@@ -149,6 +151,14 @@ export function usage(version: string): string {
     `  --${'help'.padEnd(28)} print this help`,
     `  --${'version'.padEnd(28)} print the version`,
   ].join('\n');
+}
+
+function fallbacks(f: Flag): string {
+  const parts = [
+    ...(f.env ? [`env ${f.env}`] : []),
+    ...(f.default ? [`default ${f.default}`] : []),
+  ];
+  return parts.length ? `\n  ${' '.repeat(30)} ${parts.join(', ')}` : '';
 }
 
 export type ParsedArgs = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: Config };
@@ -176,7 +186,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
   const value = (name: keyof typeof flags): string => {
     const v = values[name];
     if (typeof v === 'string') return v;
-    return env[flags[name].env] ?? flags[name].default;
+    const flag: Flag = flags[name];
+    return (flag.env ? env[flag.env] : undefined) ?? flag.default;
   };
 
   const logFormat = value('log-format');

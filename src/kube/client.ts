@@ -12,6 +12,7 @@ import { Pool, type Dispatcher } from 'undici';
 import { inSpan, type Tracer } from '../telemetry/tracing.ts';
 import { ApiError, parseStatus } from './errors.ts';
 import { loadConnection, type Connection, type Credentials } from './kubeconfig.ts';
+import { tunnel, type Tunnel } from './proxy.ts';
 import { APPLY_PATCH, describeRequest, type RequestInfo } from './request-info.ts';
 
 export interface RequestOptions {
@@ -73,6 +74,9 @@ export class KubeClient {
   > &
     ClientOptions;
   private credentials: Promise<Credentials> | undefined;
+  /** The CONNECT tunnel every connection goes through, when the kubeconfig names a proxy. */
+  private readonly tunnel: Tunnel | undefined;
+  private readonly allowH2: boolean;
 
   constructor(connection: Connection, options: ClientOptions = {}) {
     this.connection = connection;
@@ -84,13 +88,21 @@ export class KubeClient {
       pingIntervalMs: 15_000,
       ...options,
     };
+    // Over HTTP/2 undici joins a header's values into one field ("a, b"), which the API server
+    // would read as one group named "a, b"; HTTP/1.1 sends one field per value, as client-go does.
+    this.allowH2 = !Object.values(connection.headers ?? {}).some(
+      (value) => Array.isArray(value) && value.length > 1,
+    );
+    this.tunnel = connection.proxy
+      ? tunnel(connection.proxy, connection.tls, this.allowH2)
+      : undefined;
     this.pool = this.openPool();
   }
 
   private openPool(): Pool {
     const { ca, cert, key, servername, rejectUnauthorized } = this.connection.tls;
     const pool = new Pool(this.server.origin, {
-      connect: {
+      connect: this.tunnel?.connect ?? {
         ...(ca ? { ca } : {}),
         ...(cert ? { cert } : {}),
         ...(key ? { key } : {}),
@@ -100,7 +112,7 @@ export class KubeClient {
       // HTTP/2 (the API server offers it through ALPN): every request and watch multiplexed on
       // one connection, as client-go does. A stream that times out makes undici PING the peer
       // and replace a connection that no longer answers.
-      allowH2: true,
+      allowH2: this.allowH2,
       // A connection reset while this process was stopped (SIGSTOP) was seen to hand over its
       // last bytes, then neither fail nor answer: its requests waited out their own timeouts
       // (60 s; a watch, its 150 s idle timeout). An unanswered PING drops it sooner.
@@ -173,7 +185,7 @@ export class KubeClient {
       res = await this.pool.request({
         method: 'GET',
         path,
-        headers: { accept: 'application/json', ...(await this.authHeaders()) },
+        headers: { accept: 'application/json', ...(await this.requestHeaders()) },
         signal: opts.signal ?? null,
         bodyTimeout: opts.idleTimeoutMs,
         headersTimeout: opts.idleTimeoutMs,
@@ -217,6 +229,7 @@ export class KubeClient {
 
   async close(): Promise<void> {
     await Promise.all([this.pool.close(), ...this.draining]);
+    await this.tunnel?.close();
   }
 
   private url(path: string, query: URLSearchParams): string {
@@ -266,9 +279,9 @@ export class KubeClient {
 
     for (let attempt = 1; ; attempt++) {
       const started = performance.now();
-      const headers: Record<string, string> = {
+      const headers: Record<string, string | string[]> = {
         accept: 'application/json',
-        ...(await this.authHeaders()),
+        ...(await this.requestHeaders()),
       };
       if (contentType) headers['content-type'] = contentType;
       let code = 0;
@@ -311,6 +324,11 @@ export class KubeClient {
         });
       }
     }
+  }
+
+  /** Impersonation and credentials, for every request. */
+  private async requestHeaders(): Promise<Record<string, string | string[]>> {
+    return { ...this.connection.headers, ...(await this.authHeaders()) };
   }
 
   private async authHeaders(): Promise<Record<string, string>> {

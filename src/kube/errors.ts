@@ -1,5 +1,10 @@
 // Typed Kubernetes API errors, built from the server's Status object, so callers branch on a
-// reason rather than on message text.
+// reason rather than on message text; and the error for a kubeconfig the client cannot use.
+
+/** A kubeconfig (or its environment) that cannot be used: the message says which field and why. */
+export class KubeconfigError extends Error {
+  override readonly name = 'KubeconfigError';
+}
 
 /** The `reason` values of metav1.Status that the operator acts on, plus a few it reports. */
 export type StatusReason =

@@ -25,12 +25,11 @@ export function adminClient(): KubeClient {
   return KubeClient.fromFile(clusterKubeconfig());
 }
 
-/** A kubeconfig that authenticates as a ServiceAccount with a token from the TokenRequest API. */
-export async function serviceAccountKubeconfig(
+/** A token of the ServiceAccount `namespace/name`, from the TokenRequest API (an hour long). */
+export async function serviceAccountToken(
   admin: KubeClient,
   namespace: string,
   name: string,
-  adminKubeconfig = clusterKubeconfig(),
 ): Promise<string> {
   const review = await admin.request<{ status: { token: string } }>({
     method: 'POST',
@@ -41,13 +40,24 @@ export async function serviceAccountKubeconfig(
       spec: { expirationSeconds: 3600 },
     },
   });
+  return review.status.token;
+}
+
+/** A kubeconfig that authenticates as a ServiceAccount with a token from the TokenRequest API. */
+export async function serviceAccountKubeconfig(
+  admin: KubeClient,
+  namespace: string,
+  name: string,
+  adminKubeconfig = clusterKubeconfig(),
+): Promise<string> {
+  const token = await serviceAccountToken(admin, namespace, name);
   const { server, caFile } = clusterAddress(adminKubeconfig);
   // Beside the cluster's own kubeconfig, so it goes when the cluster's directory goes.
   const path = join(
     dirname(adminKubeconfig),
     `sa-${namespace}-${name}-${randomBytes(3).toString('hex')}.kubeconfig`,
   );
-  await writeKubeconfig(path, server, caFile, { token: review.status.token });
+  await writeKubeconfig(path, server, caFile, { token });
   return path;
 }
 

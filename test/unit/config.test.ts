@@ -63,6 +63,12 @@ describe('parseConfig', () => {
     assert.equal(run(['--concurrency=2'], env).concurrency, 2);
   });
 
+  it('leaves KUBECONFIG to the kubeconfig loader: a list of files, not one path', () => {
+    const env = { KUBECONFIG: '/a/config:/b/config' };
+    assert.equal(run([], env).kubeconfig, '');
+    assert.equal(run(['--kubeconfig=/c/config'], env).kubeconfig, '/c/config');
+  });
+
   it('answers --help and --version', () => {
     assert.equal(parseConfig(['--help'], {}, 'h').kind, 'help');
     assert.equal(parseConfig(['--version'], {}, 'h').kind, 'version');
