@@ -142,6 +142,12 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
     const key = `${namespace}/${name}`;
     try {
       const observed = await apply(desired, cached?.metadata.resourceVersion, signal);
+      // The server found nothing to change (a difference the comparison cannot tell from one it
+      // makes itself): not worth an Event.
+      if (observed.metadata.resourceVersion === cached?.metadata.resourceVersion) {
+        log?.debug({ echo: key }, 'Deployment applied, unchanged');
+        return { observed };
+      }
       log?.info(
         { echo: key, replicas: echo.spec.replicas },
         cached ? 'Deployment updated' : 'Deployment applied',
