@@ -16,7 +16,13 @@ import {
   desiredDeployment,
   type DesiredDeployment,
 } from './desired.ts';
-import { desiredStatus, statusChanged, type Blocker, type ObservedDeployment } from './status.ts';
+import {
+  desiredStatus,
+  statusChanged,
+  statusEvent,
+  type Blocker,
+  type ObservedDeployment,
+} from './status.ts';
 
 /** What the Deployment cache keeps of each Deployment: what desired.ts compares and status.ts reads. */
 export type CachedDeployment = KubeObject & ObservedDeployment & { spec?: Record<string, unknown> };
@@ -281,6 +287,11 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
         signal,
       );
       options.echoes.assume(written, echo.metadata.resourceVersion);
+      const event = statusEvent(echo.status, status);
+      if (event) {
+        const { type, reason, note } = event;
+        recorder.record(reference(echo), type, reason, 'Reconcile', note);
+      }
     }
     return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   };

@@ -86,4 +86,31 @@ describe('echoReconciler Events', () => {
       ['Normal DeploymentUpdated'],
     );
   });
+
+  it('records a Deployment failure once, when the status first says so', async () => {
+    const failing = applied('10', {
+      replicas: 1,
+      readyReplicas: 1,
+      updatedReplicas: 1,
+      conditions: [
+        {
+          type: 'ReplicaFailure',
+          status: 'True',
+          reason: 'FailedCreate',
+          message: 'exceeded quota: q',
+        },
+      ],
+    });
+    const first = await reconcileOnce(echo, failing, failing);
+    assert.deepEqual(first.applies, ['/apis/example.com/v1/namespaces/team/echoes/web/status']);
+    assert.deepEqual(first.events, [
+      {
+        type: 'Warning',
+        reason: 'FailedCreate',
+        note: '1/3 replicas ready, 1 updated: exceeded quota: q',
+      },
+    ]);
+    const again = await reconcileOnce(first.written!, failing, failing);
+    assert.deepEqual(again, { events: [], applies: [] }, 'nothing to write, nothing to tell');
+  });
 });
