@@ -9,6 +9,8 @@ export const MANAGED_BY_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
 /** Hash of the last applied desired state: a changed Echo is seen even where it only removes a field. */
 export const APPLIED_HASH_ANNOTATION = 'echoes.example.com/applied-hash';
 export const CONTAINER_PORT = 8080;
+/** The pods' user and group when the image names none: "nobody", so `runAsNonRoot` holds. */
+export const POD_USER = 65534;
 
 export interface OwnerReference {
   apiVersion: string;
@@ -36,10 +38,17 @@ export interface DesiredDeployment {
     template: {
       metadata: { labels: Record<string, string> };
       spec: {
+        securityContext: {
+          runAsNonRoot: true;
+          runAsUser: number;
+          runAsGroup: number;
+          seccompProfile: { type: 'RuntimeDefault' };
+        };
         containers: {
           name: string;
           image: string;
           ports: { name: string; containerPort: number }[];
+          securityContext: { allowPrivilegeEscalation: false; capabilities: { drop: ['ALL'] } };
         }[];
       };
     };
@@ -106,12 +115,21 @@ export function desiredDeployment(echo: Echo): DesiredDeployment {
       selector: { matchLabels: selector },
       template: {
         metadata: { labels: selector },
+        // PodSecurity `restricted`, as the chart's own pod: the Echo runs in a namespace of any
+        // level. The default image names no user, so one is set for `runAsNonRoot` to hold.
         spec: {
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: POD_USER,
+            runAsGroup: POD_USER,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
           containers: [
             {
               name: 'echo',
               image: echo.spec.image ?? DEFAULT_IMAGE,
               ports: [{ name: 'http', containerPort: CONTAINER_PORT }],
+              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
             },
           ],
         },

@@ -46,6 +46,17 @@ describe('desiredDeployment', () => {
     assert.equal(d.metadata.labels['app.kubernetes.io/managed-by'], 'echo-operator');
   });
 
+  it('runs pods that PodSecurity `restricted` admits, as a user other than root', () => {
+    const { spec } = desiredDeployment(echo()).spec.template;
+    assert.equal(spec.securityContext.runAsNonRoot, true);
+    assert.ok(spec.securityContext.runAsUser > 0, 'the default image names no user');
+    assert.equal(spec.securityContext.seccompProfile.type, 'RuntimeDefault');
+    for (const c of spec.containers) {
+      assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+      assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+    }
+  });
+
   it('uses the image the Echo names', () => {
     assert.equal(
       desiredDeployment(echo({}, { image: 'my/echo:2' })).spec.template.spec.containers[0]?.image,
