@@ -9,6 +9,8 @@ export const MANAGED_BY_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
 /** Hash of the last applied desired state: a changed Echo is seen even where it only removes a field. */
 export const APPLIED_HASH_ANNOTATION = 'echoes.example.com/applied-hash';
 export const CONTAINER_PORT = 8080;
+/** The pods' user and group when the image names none: "nobody", so `runAsNonRoot` holds. */
+export const POD_USER = 65534;
 
 export interface OwnerReference {
   apiVersion: string;
@@ -36,10 +38,17 @@ export interface DesiredDeployment {
     template: {
       metadata: { labels: Record<string, string> };
       spec: {
+        securityContext: {
+          runAsNonRoot: true;
+          runAsUser: number;
+          runAsGroup: number;
+          seccompProfile: { type: 'RuntimeDefault' };
+        };
         containers: {
           name: string;
           image: string;
           ports: { name: string; containerPort: number }[];
+          securityContext: { allowPrivilegeEscalation: false; capabilities: { drop: ['ALL'] } };
         }[];
       };
     };
@@ -106,12 +115,21 @@ export function desiredDeployment(echo: Echo): DesiredDeployment {
       selector: { matchLabels: selector },
       template: {
         metadata: { labels: selector },
+        // PodSecurity `restricted`, as the chart's own pod: the Echo runs in a namespace of any
+        // level. The default image names no user, so one is set for `runAsNonRoot` to hold.
         spec: {
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: POD_USER,
+            runAsGroup: POD_USER,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
           containers: [
             {
               name: 'echo',
               image: echo.spec.image ?? DEFAULT_IMAGE,
               ports: [{ name: 'http', containerPort: CONTAINER_PORT }],
+              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
             },
           ],
         },
@@ -125,31 +143,104 @@ export function desiredDeployment(echo: Echo): DesiredDeployment {
   };
 }
 
+type MergeKey = (item: Record<string, unknown>) => string;
+
+const byName: MergeKey = (item) => `name=${String(item.name)}`;
+// The API server defaults a port's protocol to TCP, and the key is taken after defaulting.
+const byPort: MergeKey = (item) => {
+  const protocol = typeof item.protocol === 'string' ? item.protocol : 'TCP';
+  return `containerPort=${String(item.containerPort)},protocol=${protocol}`;
+};
+
 /**
- * Where `actual` fails to hold what `desired` says, as a path (`spec.replicas`), or undefined when
- * it holds all of it: each object key of `desired` present with a matching value, arrays of the
- * same length matching element by element. Keys only in `actual` (server defaults, fields others
- * own) do not count.
+ * The lists the desired Deployment sets that server-side apply merges item by item, by their path
+ * (list positions left out) and merge key, as apps/v1 declares them (`listType=map`). An item is
+ * matched by key wherever it sits, and items others added are theirs. Any other list is atomic:
+ * compared whole.
  */
-export function firstDifference(desired: unknown, actual: unknown, path = ''): string | undefined {
+const MERGE_KEYS: Readonly<Record<string, MergeKey>> = {
+  'metadata.ownerReferences': (item) => `uid=${String(item.uid)}`,
+  'spec.template.spec.containers': byName,
+  'spec.template.spec.initContainers': byName,
+  'spec.template.spec.volumes': byName,
+  'spec.template.spec.containers.env': byName,
+  'spec.template.spec.initContainers.env': byName,
+  'spec.template.spec.containers.ports': byPort,
+  'spec.template.spec.initContainers.ports': byPort,
+};
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/**
+ * Where `actual` fails to hold what `desired` says, as a path
+ * (`spec.template.spec.containers[name=echo].image`), or undefined when it holds all of it, judged
+ * as server-side apply merges: each object key of `desired` present with a matching value, items
+ * of keyed lists (MERGE_KEYS) matched by key, other lists equal element by element. Keys and list
+ * items only in `actual` (server defaults, fields others own) do not count.
+ */
+export function firstDifference(desired: unknown, actual: unknown): string | undefined {
+  return difference(desired, actual, '', '');
+}
+
+/** `path` names the place with list keys or positions; `field` is the same without them. */
+function difference(
+  desired: unknown,
+  actual: unknown,
+  path: string,
+  field: string,
+): string | undefined {
   if (Array.isArray(desired)) {
-    if (!Array.isArray(actual) || desired.length !== actual.length) return path;
-    for (const [i, d] of desired.entries()) {
-      const diff = firstDifference(d, actual[i], `${path}[${String(i)}]`);
-      if (diff !== undefined) return diff;
-    }
-    return undefined;
+    if (!Array.isArray(actual)) return path;
+    const key = MERGE_KEYS[field];
+    return key
+      ? keyedListDifference(desired, actual, key, path, field)
+      : atomicListDifference(desired, actual, path, field);
   }
-  if (desired !== null && typeof desired === 'object') {
-    if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return path;
-    const a = actual as Record<string, unknown>;
+  if (isRecord(desired)) {
+    if (!isRecord(actual)) return path;
     for (const [k, v] of Object.entries(desired)) {
-      const diff = firstDifference(v, a[k], path ? `${path}.${k}` : k);
+      const diff = difference(v, actual[k], path ? `${path}.${k}` : k, field ? `${field}.${k}` : k);
       if (diff !== undefined) return diff;
     }
     return undefined;
   }
   return desired === actual ? undefined : path;
+}
+
+function keyedListDifference(
+  desired: unknown[],
+  actual: unknown[],
+  key: MergeKey,
+  path: string,
+  field: string,
+): string | undefined {
+  const byKey = new Map<string, unknown>();
+  for (const item of actual) {
+    const k = isRecord(item) ? key(item) : undefined;
+    if (k !== undefined && !byKey.has(k)) byKey.set(k, item);
+  }
+  for (const item of desired) {
+    if (!isRecord(item)) return path;
+    const k = key(item);
+    const diff = difference(item, byKey.get(k), `${path}[${k}]`, field);
+    if (diff !== undefined) return diff;
+  }
+  return undefined;
+}
+
+function atomicListDifference(
+  desired: unknown[],
+  actual: unknown[],
+  path: string,
+  field: string,
+): string | undefined {
+  if (desired.length !== actual.length) return path;
+  for (const [i, d] of desired.entries()) {
+    const diff = difference(d, actual[i], `${path}[${String(i)}]`, field);
+    if (diff !== undefined) return diff;
+  }
+  return undefined;
 }
 
 /**

@@ -16,7 +16,13 @@ import {
   desiredDeployment,
   type DesiredDeployment,
 } from './desired.ts';
-import { desiredStatus, statusChanged, type Blocker, type ObservedDeployment } from './status.ts';
+import {
+  desiredStatus,
+  statusChanged,
+  statusEvent,
+  type Blocker,
+  type ObservedDeployment,
+} from './status.ts';
 
 export interface EchoReconcilerOptions {
   client: KubeClient;
@@ -210,6 +216,12 @@ class EchoReconciler {
     const key = `${namespace}/${name}`;
     try {
       const observed = await this.apply(desired, cached?.metadata.resourceVersion, signal);
+      // The server found nothing to change (a difference the comparison cannot tell from one it
+      // makes itself): not worth an Event.
+      if (observed.metadata.resourceVersion === cached?.metadata.resourceVersion) {
+        log?.debug({ echo: key }, 'Deployment applied, unchanged');
+        return { observed };
+      }
       log?.info(
         { echo: key, replicas: echo.spec.replicas },
         cached ? 'Deployment updated' : 'Deployment applied',
@@ -291,5 +303,10 @@ class EchoReconciler {
       signal,
     );
     this.options.echoes.assume(written, echo.metadata.resourceVersion);
+    const event = statusEvent(echo.status, status);
+    if (event) {
+      const { type, reason, note } = event;
+      this.options.recorder.record(reference(echo), type, reason, 'Reconcile', note);
+    }
   }
 }

@@ -24,11 +24,68 @@ export type Blocker =
 export const READY = 'Ready';
 export const PROGRESSING = 'Progressing';
 
+/** Ready reasons of the operator's own; with Ready False, any other is the Deployment's failure. */
+const REASONS = {
+  ready: 'ReplicasReady',
+  rollingOut: 'RollingOut',
+  pending: 'DeploymentPending',
+  ownedByAnother: 'DeploymentOwnedByAnother',
+  applyFailed: 'ApplyFailed',
+} as const;
+const OWN_REASONS: ReadonlySet<string> = new Set(Object.values(REASONS));
+
 interface Judgement {
   ready: boolean;
   progressing: boolean;
   reason: string;
   message: string;
+}
+
+function judgeBlocked(name: string, blocker: Blocker): Judgement {
+  if (blocker.kind === 'OwnedByAnother') {
+    return {
+      ready: false,
+      progressing: false,
+      reason: REASONS.ownedByAnother,
+      message: `Deployment ${name} is controlled by ${blocker.owner}; the operator leaves it alone`,
+    };
+  }
+  return {
+    ready: false,
+    progressing: false,
+    reason: REASONS.applyFailed,
+    message: blocker.message,
+  };
+}
+
+/**
+ * What keeps the Deployment from its replicas, in its own words: pods it cannot create
+ * (`ReplicaFailure`: a quota, a LimitRange, PodSecurity admission) or a rollout past its
+ * `progressDeadlineSeconds`. Only conditions about the current spec count: an older generation's
+ * are stale.
+ */
+function deploymentFailure(
+  deployment: ObservedDeployment,
+): { reason: string; message: string } | undefined {
+  const s = deployment.status;
+  if ((s?.observedGeneration ?? 0) < (deployment.metadata.generation ?? 0)) return undefined;
+  const failed = s?.conditions?.find((c) => c.type === 'ReplicaFailure' && c.status === 'True');
+  if (failed) {
+    return {
+      reason: failed.reason ?? 'ReplicaFailure',
+      message: failed.message ?? 'the Deployment cannot create its pods',
+    };
+  }
+  const stalled = s?.conditions?.find(
+    (c) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded',
+  );
+  if (stalled) {
+    return {
+      reason: 'ProgressDeadlineExceeded',
+      message: stalled.message ?? 'the Deployment stopped progressing',
+    };
+  }
+  return undefined;
 }
 
 function judge(
@@ -37,22 +94,12 @@ function judge(
   blocker: Blocker | undefined,
 ): Judgement {
   const name = echo.metadata.name;
-  if (blocker?.kind === 'OwnedByAnother') {
-    return {
-      ready: false,
-      progressing: false,
-      reason: 'DeploymentOwnedByAnother',
-      message: `Deployment ${name} is controlled by ${blocker.owner}; the operator leaves it alone`,
-    };
-  }
-  if (blocker?.kind === 'ApplyFailed') {
-    return { ready: false, progressing: false, reason: 'ApplyFailed', message: blocker.message };
-  }
+  if (blocker) return judgeBlocked(name, blocker);
   if (!deployment) {
     return {
       ready: false,
       progressing: true,
-      reason: 'DeploymentPending',
+      reason: REASONS.pending,
       message: `Deployment ${name} is being created`,
     };
   }
@@ -63,17 +110,6 @@ function judge(
   const total = s.replicas ?? 0;
   const observed = (s.observedGeneration ?? 0) >= (deployment.metadata.generation ?? 0);
   const counts = `${String(ready)}/${String(want)} replicas ready, ${String(updated)} updated`;
-  const stalled = s.conditions?.find(
-    (c) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded',
-  );
-  if (stalled) {
-    return {
-      ready: false,
-      progressing: false,
-      reason: 'ProgressDeadlineExceeded',
-      message: `${counts}: ${stalled.message ?? 'the Deployment stopped progressing'}`,
-    };
-  }
   if (
     observed &&
     deployment.spec?.replicas === want &&
@@ -81,9 +117,18 @@ function judge(
     updated === want &&
     ready === want
   ) {
-    return { ready: true, progressing: false, reason: 'ReplicasReady', message: counts };
+    return { ready: true, progressing: false, reason: REASONS.ready, message: counts };
   }
-  return { ready: false, progressing: true, reason: 'RollingOut', message: counts };
+  const failure = deploymentFailure(deployment);
+  if (failure) {
+    return {
+      ready: false,
+      progressing: false,
+      reason: failure.reason,
+      message: `${counts}: ${failure.message}`,
+    };
+  }
+  return { ready: false, progressing: true, reason: REASONS.rollingOut, message: counts };
 }
 
 /**
@@ -151,4 +196,41 @@ export function desiredStatus(
 /** True when writing `next` would change what the Echo already says. */
 export function statusChanged(current: EchoStatus | undefined, next: EchoStatus): boolean {
   return !isDeepStrictEqual(current ?? {}, next);
+}
+
+/** An Event to record about a change of status. */
+export interface StatusEvent {
+  type: 'Warning' | 'Normal';
+  reason: string;
+  note: string;
+}
+
+function failureOf(status: EchoStatus | undefined): Condition | undefined {
+  const ready = status?.conditions?.find((c) => c.type === READY);
+  return ready?.status === 'False' && !OWN_REASONS.has(ready.reason) ? ready : undefined;
+}
+
+/**
+ * The Event that going from `current` to `next` deserves: a Warning when a Deployment failure
+ * appears (or another takes its place), a Normal one when it clears; nothing while it stays, so
+ * a failure is told once, not at every reconcile, and not again by a restarted operator.
+ */
+export function statusEvent(
+  current: EchoStatus | undefined,
+  next: EchoStatus,
+): StatusEvent | undefined {
+  const was = failureOf(current);
+  const now = failureOf(next);
+  if (now && now.reason !== was?.reason) {
+    return { type: 'Warning', reason: now.reason, note: now.message };
+  }
+  if (was && !now) {
+    const ready = next.conditions?.find((c) => c.type === READY);
+    return {
+      type: 'Normal',
+      reason: 'Recovered',
+      note: `${was.reason} cleared: ${ready?.message ?? ''}`,
+    };
+  }
+  return undefined;
 }

@@ -46,6 +46,17 @@ describe('desiredDeployment', () => {
     assert.equal(d.metadata.labels['app.kubernetes.io/managed-by'], 'echo-operator');
   });
 
+  it('runs pods that PodSecurity `restricted` admits, as a user other than root', () => {
+    const { spec } = desiredDeployment(echo()).spec.template;
+    assert.equal(spec.securityContext.runAsNonRoot, true);
+    assert.ok(spec.securityContext.runAsUser > 0, 'the default image names no user');
+    assert.equal(spec.securityContext.seccompProfile.type, 'RuntimeDefault');
+    for (const c of spec.containers) {
+      assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+      assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+    }
+  });
+
   it('uses the image the Echo names', () => {
     assert.equal(
       desiredDeployment(echo({}, { image: 'my/echo:2' })).spec.template.spec.containers[0]?.image,
@@ -111,29 +122,85 @@ describe('instanceLabel', () => {
 
 describe('deploymentDrift', () => {
   const desired = desiredDeployment(echo());
+  type Container = Record<string, unknown> & { name: string; ports?: Record<string, unknown>[] };
+  type Live = Record<string, unknown> & {
+    metadata: {
+      labels: Record<string, string>;
+      annotations: Record<string, string>;
+      ownerReferences: Record<string, unknown>[];
+    };
+    spec: Record<string, unknown> & {
+      replicas: number;
+      template: {
+        metadata: { labels: Record<string, string>; annotations?: Record<string, string> };
+        spec: { containers: Container[] };
+      };
+    };
+  };
   // What the API server returns: our fields plus defaults and fields of others, no apiVersion in lists.
-  const live = (): Record<string, unknown> => {
-    const copy = structuredClone(desired) as unknown as Record<string, unknown> & typeof desired;
-    delete (copy as Partial<typeof desired>).apiVersion;
-    delete (copy as Partial<typeof desired>).kind;
-    copy.metadata.labels.extra = 'someone else';
-    (copy.spec as Record<string, unknown>).revisionHistoryLimit = 10;
-    const container = copy.spec.template.spec.containers[0] as unknown as Record<string, unknown>;
-    container.imagePullPolicy = 'Always';
-    (container.ports as Record<string, unknown>[])[0]!.protocol = 'TCP';
+  const live = (): Live => {
+    const copy = structuredClone(desired) as unknown as Live;
+    delete copy.apiVersion;
+    delete copy.kind;
+    copy.spec.revisionHistoryLimit = 10;
+    const [container] = copy.spec.template.spec.containers;
+    container!.imagePullPolicy = 'Always';
+    container!.terminationMessagePath = '/dev/termination-log';
+    container!.ports![0]!.protocol = 'TCP';
     return copy;
   };
+  const containers = (d: Live): Container[] => d.spec.template.spec.containers;
 
   it("sees no drift where the server only added defaults and others' fields", () => {
     assert.equal(deploymentDrift(desired, live()), undefined);
   });
+
+  it('sees no drift in what other field managers added: containers, env, ports, labels, owners', () => {
+    const d = live();
+    d.metadata.labels['policy.example/scanned'] = 'true';
+    d.metadata.annotations['mesh.example/status'] = 'injected';
+    d.metadata.ownerReferences.push({ apiVersion: 'v1', kind: 'ConfigMap', name: 'x', uid: 'u2' });
+    d.spec.template.metadata.labels['mesh.example/rev'] = '1';
+    d.spec.template.metadata.annotations = { 'kubectl.kubernetes.io/restartedAt': 'now' };
+    // A sidecar ahead of ours, as a strategic merge patch may place it.
+    containers(d).unshift({ name: 'sidecar', image: 'busybox' });
+    const ours = containers(d)[1]!;
+    ours.env = [{ name: 'INJECTED', value: 'yes' }];
+    ours.ports!.push({ name: 'metrics', containerPort: 9090, protocol: 'TCP' });
+    assert.equal(deploymentDrift(desired, d), undefined);
+  });
+
   it('reports a missing Deployment', () => {
     assert.equal(deploymentDrift(desired, undefined), 'missing');
   });
   it('reports a hand edit of the replicas', () => {
     const edited = live();
-    (edited.spec as { replicas: number }).replicas = 5;
+    edited.spec.replicas = 5;
     assert.equal(deploymentDrift(desired, edited), 'spec.replicas');
+  });
+  it("reports a change of the operator's container by its name, beside a sidecar", () => {
+    const d = live();
+    containers(d).push({ name: 'sidecar', image: 'busybox' });
+    containers(d)[0]!.image = 'someone/else:1';
+    assert.equal(deploymentDrift(desired, d), 'spec.template.spec.containers[name=echo].image');
+  });
+  it("reports the operator's container gone, even with as many containers as it wants", () => {
+    const d = live();
+    containers(d)[0]!.name = 'renamed';
+    assert.equal(deploymentDrift(desired, d), 'spec.template.spec.containers[name=echo]');
+  });
+  it('matches ports by containerPort and protocol, TCP when unset', () => {
+    const d = live();
+    containers(d)[0]!.ports![0]!.protocol = 'UDP';
+    assert.equal(
+      deploymentDrift(desired, d),
+      'spec.template.spec.containers[name=echo].ports[containerPort=8080,protocol=TCP]',
+    );
+  });
+  it("reports a label of the operator's changed, not one of another's", () => {
+    const d = live();
+    d.metadata.labels['app.kubernetes.io/managed-by'] = 'someone';
+    assert.equal(deploymentDrift(desired, d), 'metadata.labels.app.kubernetes.io/managed-by');
   });
   it('reports a changed Echo through the applied hash, even for a removed label', () => {
     const withLabel = desiredDeployment(echo({ labels: { gone: 'soon' } }));
@@ -147,13 +214,45 @@ describe('deploymentDrift', () => {
 });
 
 describe('firstDifference', () => {
-  it('compares arrays by length and position', () => {
+  it('compares lists without a merge key whole, by length and position', () => {
     assert.equal(firstDifference({ a: [1, 2] }, { a: [1, 2] }), undefined);
     assert.equal(firstDifference({ a: [1, 2] }, { a: [1] }), 'a');
+    assert.equal(firstDifference({ a: [1, 2] }, { a: [1, 2, 3] }), 'a');
     assert.equal(firstDifference({ a: [{ b: 1 }] }, { a: [{ b: 2 }] }), 'a[0].b');
   });
   it('treats a missing object as a difference', () => {
     assert.equal(firstDifference({ a: { b: 1 } }, {}), 'a');
     assert.equal(firstDifference({ a: { b: 1 } }, { a: null }), 'a');
+  });
+  it('matches env and volumes by name, in any order, ignoring the items of others', () => {
+    const pod = (spec: object): object => ({ spec: { template: { spec } } });
+    const ours = pod({
+      containers: [{ name: 'echo', env: [{ name: 'A', value: '1' }] }],
+      volumes: [{ name: 'data', emptyDir: {} }],
+    });
+    const theirs = pod({
+      containers: [
+        {
+          name: 'echo',
+          env: [
+            { name: 'INJECTED', value: 'x' },
+            { name: 'A', value: '1' },
+          ],
+        },
+      ],
+      volumes: [
+        { name: 'certs', secret: { secretName: 's' } },
+        { name: 'data', emptyDir: {} },
+      ],
+    });
+    assert.equal(firstDifference(ours, theirs), undefined);
+    const changed = structuredClone(theirs) as {
+      spec: { template: { spec: { containers: { env: { value: string }[] }[] } } };
+    };
+    changed.spec.template.spec.containers[0]!.env[1]!.value = '2';
+    assert.equal(
+      firstDifference(ours, changed),
+      'spec.template.spec.containers[name=echo].env[name=A].value',
+    );
   });
 });

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Condition, Echo } from '../../../src/echo/api.ts';
+import type { Condition, Echo, EchoStatus } from '../../../src/echo/api.ts';
 import {
   desiredStatus,
   setCondition,
   statusChanged,
+  statusEvent,
   type ObservedDeployment,
 } from '../../../src/echo/status.ts';
 
@@ -96,6 +97,48 @@ describe('desiredStatus', () => {
     const s = desiredStatus(echo(), stalled, t1);
     assert.equal(condition(s, 'Progressing')?.status, 'False');
     assert.equal(condition(s, 'Progressing')?.reason, 'ProgressDeadlineExceeded');
+    assert.equal(condition(s, 'Ready')?.reason, 'ProgressDeadlineExceeded');
+    assert.equal(condition(s, 'Ready')?.message, '1/3 replicas ready, 3 updated: too slow');
+  });
+
+  const quotaMessage =
+    'pods "web-5d8f-x2" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1';
+  const replicaFailure = (reason = 'FailedCreate', message = quotaMessage) =>
+    deployment(1, {
+      updatedReplicas: 1,
+      conditions: [
+        { type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated' },
+        { type: 'ReplicaFailure', status: 'True', reason, message },
+      ],
+    });
+
+  it("names the Deployment's ReplicaFailure: its reason, and its message beside the counts", () => {
+    const s = desiredStatus(echo(), replicaFailure(), t1);
+    assert.deepEqual(
+      { ...condition(s, 'Ready'), lastTransitionTime: undefined },
+      {
+        type: 'Ready',
+        status: 'False',
+        reason: 'FailedCreate',
+        message: `1/3 replicas ready, 1 updated: ${quotaMessage}`,
+        observedGeneration: 4,
+        lastTransitionTime: undefined,
+      },
+    );
+    assert.equal(condition(s, 'Progressing')?.status, 'False');
+    assert.equal(condition(s, 'Progressing')?.reason, 'FailedCreate');
+  });
+
+  it('ignores failure conditions the Deployment controller set for an older spec', () => {
+    const stale = { ...replicaFailure(), metadata: { generation: 3 } };
+    assert.equal(condition(desiredStatus(echo(), stale, t1), 'Ready')?.reason, 'RollingOut');
+  });
+
+  it('is Ready once every replica is, whatever a failure condition left behind says', () => {
+    const recovered = deployment(3, {
+      conditions: [{ type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate' }],
+    });
+    assert.equal(condition(desiredStatus(echo(), recovered, t1), 'Ready')?.status, 'True');
   });
 
   it('names the owner of a Deployment it may not touch', () => {
@@ -114,6 +157,74 @@ describe('desiredStatus', () => {
       s.conditions?.map((c) => c.type),
       ['Ready', 'Progressing'],
     );
+  });
+});
+
+describe('statusEvent', () => {
+  const failing = (reason: string, message: string, from?: EchoStatus): EchoStatus =>
+    desiredStatus(
+      echo(3, from),
+      deployment(1, {
+        conditions: [{ type: 'ReplicaFailure', status: 'True', reason, message }],
+      }),
+      t1,
+    );
+  const rolling = desiredStatus(echo(), deployment(1), t1);
+
+  it('is one Warning when a Deployment failure appears, with its reason and message', () => {
+    const s = failing('FailedCreate', 'exceeded quota: q');
+    assert.deepEqual(statusEvent(rolling, s), {
+      type: 'Warning',
+      reason: 'FailedCreate',
+      note: '1/3 replicas ready, 3 updated: exceeded quota: q',
+    });
+    assert.equal(statusEvent(undefined, s)?.type, 'Warning', 'also on a first status');
+  });
+
+  it('is nothing while the same failure stays, though its counts move', () => {
+    const s = failing('FailedCreate', 'exceeded quota: q');
+    const later = desiredStatus(
+      echo(3, s),
+      deployment(2, {
+        conditions: [{ type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate' }],
+      }),
+      t2,
+    );
+    assert.equal(statusEvent(s, later), undefined);
+  });
+
+  it('is a new Warning when another failure takes the place of the first', () => {
+    const s = failing('FailedCreate', 'exceeded quota: q');
+    const stalled = desiredStatus(
+      echo(3, s),
+      deployment(1, {
+        conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }],
+      }),
+      t2,
+    );
+    assert.equal(statusEvent(s, stalled)?.reason, 'ProgressDeadlineExceeded');
+  });
+
+  it('is a Normal Recovered when the failure clears', () => {
+    const s = failing('FailedCreate', 'exceeded quota: q');
+    const ready = desiredStatus(echo(3, s), deployment(3), t2);
+    assert.deepEqual(statusEvent(s, ready), {
+      type: 'Normal',
+      reason: 'Recovered',
+      note: 'FailedCreate cleared: 3/3 replicas ready, 3 updated',
+    });
+  });
+
+  it("is nothing for the operator's own reasons, told by Events of their own or none", () => {
+    const ready = desiredStatus(echo(3, rolling), deployment(3), t2);
+    assert.equal(statusEvent(undefined, rolling), undefined);
+    assert.equal(statusEvent(rolling, ready), undefined);
+    const owned = desiredStatus(echo(3, ready), undefined, t2, {
+      kind: 'OwnedByAnother',
+      owner: 'ConfigMap x',
+    });
+    assert.equal(statusEvent(ready, owned), undefined);
+    assert.equal(statusEvent(owned, ready), undefined);
   });
 });
 

@@ -1,0 +1,216 @@
+// The Echo's conditions where its Deployment's rollout goes through or not (docs/conditions.md):
+// an image change; pods a ResourceQuota or PodSecurity admission refuses; a rollout past its
+// progress deadline. Each failure is named in Ready with the Deployment's own reason and message,
+// told by one Warning Event, and cleared when its cause goes.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Condition, Echo } from '../../src/echo/api.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import { adminClient, createNamespace, eventually, kubectl } from '../support/kube.ts';
+import { namespaceApi } from '../support/namespace-api.ts';
+import { startOperator, type RunningOperator } from '../support/operator.ts';
+
+type Namespace = Awaited<ReturnType<typeof createNamespace>>;
+
+const condition = (echo: Echo, type: string): Condition | undefined =>
+  echo.status?.conditions?.find((c) => c.type === type);
+
+describe('Echo conditions through rollouts and failures', () => {
+  let admin: KubeClient;
+  let plain: Namespace;
+  let quota: Namespace;
+  let restricted: Namespace;
+  let running: RunningOperator;
+
+  const api = (ns: () => Namespace) =>
+    namespaceApi(
+      () => admin,
+      () => ns().name,
+    );
+  const inPlain = api(() => plain);
+  const inQuota = api(() => quota);
+  const inRestricted = api(() => restricted);
+
+  /** Waits until the Echo's Ready condition has `reason`, and returns the Echo. */
+  const readyReason = (inNs: typeof inPlain, name: string, reason: string): Promise<Echo> =>
+    eventually(`Echo ${name} Ready with reason ${reason}`, async () => {
+      const echo = await inNs.getEcho(name);
+      return condition(echo, 'Ready')?.reason === reason ? echo : undefined;
+    });
+
+  /** The Events about Echo `name`, as `type reason`, sorted. */
+  const eventsAbout = async (ns: Namespace, name: string): Promise<string[]> => {
+    const list = await admin.request<{
+      items: { type: string; reason: string; regarding: { kind: string; name: string } }[];
+    }>({ path: `/apis/events.k8s.io/v1/namespaces/${ns.name}/events` });
+    return list.items
+      .filter((e) => e.regarding.kind === 'Echo' && e.regarding.name === name)
+      .map((e) => `${e.type} ${e.reason}`)
+      .sort();
+  };
+  /** Waits until the Events about `name` are `expected`, exactly. */
+  const eventsAre = (ns: Namespace, name: string, expected: string[]): Promise<true> =>
+    eventually(`Events about ${name}: ${expected.join(', ')}`, async () => {
+      const seen = await eventsAbout(ns, name);
+      return JSON.stringify(seen) === JSON.stringify([...expected].sort()) ? true : undefined;
+    });
+
+  /** A strategic merge patch of Deployment `name`, by another field manager. */
+  const patchDeployment = (ns: Namespace, name: string, manager: string, body: object): void => {
+    kubectl(
+      ...['-n', ns.name, 'patch', 'deployment', name, '--type=strategic'],
+      `--field-manager=${manager}`,
+      '-p',
+      JSON.stringify(body),
+    );
+  };
+
+  before(async () => {
+    admin = adminClient();
+    plain = await createNamespace(admin, 'conditions');
+    quota = await createNamespace(admin, 'quota');
+    restricted = await createNamespace(admin, 'restricted', {
+      'pod-security.kubernetes.io/enforce': 'restricted',
+      'pod-security.kubernetes.io/enforce-version': 'latest',
+    });
+    running = await startOperator([plain.name, quota.name, restricted.name]);
+  });
+
+  after(async () => {
+    await running.stop();
+    for (const ns of [plain, quota, restricted]) await ns.remove();
+    await admin.close();
+  });
+
+  it('rolls the Deployment on an image change: Progressing, then Ready for the new generation', async () => {
+    await inPlain.createEcho('image', 2);
+    const ready = await inPlain.readyEcho('image', 2);
+    const image = 'registry.example/echo:2';
+    const patched = await inPlain.patch<Echo>(`${inPlain.echoes()}/image`, { spec: { image } });
+    const generation = patched.metadata.generation;
+    // Every version of the Echo from before the change: a short Progressing cannot be missed.
+    const versions: Echo[] = [];
+    for await (const event of admin.watch<Echo>({
+      path: inPlain.echoes(),
+      query: {
+        fieldSelector: 'metadata.name=image',
+        resourceVersion: ready.metadata.resourceVersion,
+      },
+      signal: AbortSignal.timeout(60_000),
+      idleTimeoutMs: 60_000,
+    })) {
+      if (event.type !== 'MODIFIED') continue;
+      const echo = event.object;
+      versions.push(echo);
+      const done =
+        echo.status?.observedGeneration === generation &&
+        condition(echo, 'Ready')?.status === 'True';
+      if (done) break;
+    }
+    const forNew = versions.filter((e) => e.status?.observedGeneration === generation);
+    const progressing = forNew.find((e) => condition(e, 'Progressing')?.status === 'True');
+    assert.ok(progressing, 'Progressing True for the new generation before Ready');
+    assert.equal(condition(progressing, 'Progressing')?.reason, 'RollingOut');
+    assert.equal(condition(progressing, 'Ready')?.status, 'False');
+    const last = forNew.at(-1)!;
+    assert.equal(condition(last, 'Ready')?.observedGeneration, generation);
+    assert.equal(condition(last, 'Progressing')?.reason, 'Complete');
+    assert.equal(last.status?.updatedReplicas, 2);
+    const d = await admin.request<{
+      spec: { template: { spec: { containers: { name: string; image: string }[] } } };
+    }>({ path: `${inPlain.deployments()}/image` });
+    assert.equal(d.spec.template.spec.containers.find((c) => c.name === 'echo')?.image, image);
+  });
+
+  it('names a quota that refuses pods, with one Warning, both cleared when the quota grows', async () => {
+    const quotas = `/api/v1/namespaces/${quota.name}/resourcequotas`;
+    await admin.request({
+      method: 'POST',
+      path: quotas,
+      body: { metadata: { name: 'q' }, spec: { hard: { pods: '1' } } },
+    });
+    // Until the quota controller has counted the namespace, admission refuses with another message.
+    await eventually('the quota counted', async () => {
+      const q = await admin.request<{ status?: { used?: { pods?: string } } }>({
+        path: `${quotas}/q`,
+      });
+      return q.status?.used?.pods === '0' ? true : undefined;
+    });
+    await inQuota.createEcho('quota', 3);
+    const failing = await readyReason(inQuota, 'quota', 'FailedCreate');
+    const ready = condition(failing, 'Ready');
+    assert.equal(ready?.status, 'False');
+    assert.match(
+      ready.message,
+      /^\d\/3 replicas ready, \d updated: pods ".+" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1$/,
+    );
+    assert.equal(condition(failing, 'Progressing')?.status, 'False');
+    assert.equal(condition(failing, 'Progressing')?.reason, 'FailedCreate');
+    await eventually('the Warning in kubectl describe', () => {
+      const described = kubectl('-n', quota.name, 'describe', 'echo', 'quota');
+      return Promise.resolve(
+        /Warning\s+FailedCreate\s+.*exceeded quota: q/.test(described) ? true : undefined,
+      );
+    });
+
+    await inQuota.patch(`${quotas}/q`, { spec: { hard: { pods: '3' } } });
+    await inQuota.readyEcho('quota', 3);
+    await eventsAre(quota, 'quota', [
+      'Normal DeploymentApplied',
+      'Warning FailedCreate',
+      'Normal Recovered',
+    ]);
+  });
+
+  it('runs in a namespace enforcing PodSecurity restricted, and names a sidecar it refuses', async () => {
+    await inRestricted.createEcho('secure', 2);
+    await inRestricted.readyEcho('secure', 2);
+    // A sidecar without the container settings `restricted` asks for: its pods are refused.
+    patchDeployment(restricted, 'secure', 'mesh', {
+      spec: { template: { spec: { containers: [{ name: 'sidecar', image: 'busybox' }] } } },
+    });
+    const failing = await readyReason(inRestricted, 'secure', 'FailedCreate');
+    assert.match(
+      condition(failing, 'Ready')?.message ?? '',
+      /^2\/2 replicas ready, 0 updated: pods ".+" is forbidden: violates PodSecurity "restricted:latest": .*container "sidecar"/,
+    );
+
+    patchDeployment(restricted, 'secure', 'mesh', {
+      spec: { template: { spec: { containers: [{ name: 'sidecar', $patch: 'delete' }] } } },
+    });
+    await inRestricted.readyEcho('secure', 2);
+    await eventsAre(restricted, 'secure', [
+      'Normal DeploymentApplied',
+      'Warning FailedCreate',
+      'Normal Recovered',
+    ]);
+  });
+
+  it('names a rollout past its progress deadline, cleared when the rollout goes through', async () => {
+    await inPlain.createEcho('stalled', 2);
+    await inPlain.readyEcho('stalled', 2);
+    // Pods no node can take, and a deadline of seconds: the rollout stalls and times out.
+    patchDeployment(plain, 'stalled', 'scheduling-policy', {
+      spec: {
+        progressDeadlineSeconds: 3,
+        template: { spec: { nodeSelector: { 'example.com/pool': 'none' } } },
+      },
+    });
+    const stalled = await readyReason(inPlain, 'stalled', 'ProgressDeadlineExceeded');
+    assert.match(
+      condition(stalled, 'Ready')?.message ?? '',
+      /^2\/2 replicas ready, 1 updated: ReplicaSet ".+" has timed out progressing/,
+    );
+    assert.equal(condition(stalled, 'Progressing')?.status, 'False');
+
+    patchDeployment(plain, 'stalled', 'scheduling-policy', {
+      spec: { template: { spec: { nodeSelector: null } } },
+    });
+    await inPlain.readyEcho('stalled', 2);
+    await eventsAre(plain, 'stalled', [
+      'Normal DeploymentApplied',
+      'Warning ProgressDeadlineExceeded',
+      'Normal Recovered',
+    ]);
+  });
+});

@@ -1,0 +1,222 @@
+// Deployments that other field managers also write (a mesh's sidecar, a policy engine's env var
+// and labels): the operator owns only what it applies, so what others add never makes it write
+// again, at their events, at resyncs or after a restart, counted from the API server's audit log;
+// what it owns is still put back.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DEFAULT_IMAGE } from '../../src/echo/api.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import { auditedCalls } from '../support/audit.ts';
+import { OPERATOR_RULES } from '../support/fixtures.ts';
+import {
+  adminClient,
+  createNamespace,
+  eventually,
+  grantRole,
+  kubectl,
+  serviceAccountKubeconfig,
+} from '../support/kube.ts';
+import { namespaceApi } from '../support/namespace-api.ts';
+import { startOperator, type RunningOperator } from '../support/operator.ts';
+
+const ACCOUNT = 'echo-operator';
+const RESYNC_MS = 2000;
+const REPLICAS = 2;
+
+const COUNTS = ['replicas', 'updatedReplicas', 'readyReplicas', 'availableReplicas'] as const;
+type Count = (typeof COUNTS)[number];
+
+interface LiveDeployment {
+  metadata: { generation: number; labels?: Record<string, string> };
+  spec: {
+    replicas: number;
+    template: { spec: { containers: { name: string; image: string; env?: { name: string }[] }[] } };
+  };
+  status?: Partial<Record<Count, number>> & { observedGeneration?: number };
+}
+
+describe('Deployments that other field managers also write', () => {
+  let admin: KubeClient;
+  let ns: Awaited<ReturnType<typeof createNamespace>>;
+  let kubeconfig: string;
+  let running: RunningOperator | undefined;
+  /** Reconciles finished by the running operator: what waits on resyncs count. */
+  let reconciles = 0;
+
+  const { deployments, createEcho, getEcho, patch, readyEcho } = namespaceApi(
+    () => admin,
+    () => ns.name,
+  );
+  const getDeployment = (name: string): Promise<LiveDeployment> =>
+    admin.request<LiveDeployment>({ path: `${deployments()}/${name}` });
+  const operatorUser = (): string => `system:serviceaccount:${ns.name}:${ACCOUNT}`;
+
+  const start = async (): Promise<RunningOperator> => {
+    reconciles = 0;
+    running = await startOperator(
+      [ns.name],
+      {
+        resyncMs: RESYNC_MS,
+        controllerObserver: {
+          reconciled: () => {
+            reconciles++;
+          },
+        },
+      },
+      kubeconfig,
+    );
+    return running;
+  };
+
+  /** Waits until `count` more reconciles have finished, and the Events they recorded are sent. */
+  const reconciled = async (count: number): Promise<void> => {
+    const target = reconciles + count;
+    await eventually(`${String(count)} more reconciles`, () =>
+      Promise.resolve(reconciles >= target ? true : undefined),
+    );
+    await running?.operator.recorder.flush();
+  };
+
+  /**
+   * Waits until the Deployment has rolled out whatever changed its template and the Echo's status
+   * says so: after that the operator has nothing left to write.
+   */
+  const settled = (name: string): Promise<true> =>
+    eventually(`Deployment ${name} rolled out and its Echo's status caught up`, async () => {
+      const allAt = (o: Partial<Record<Count, number>> = {}): boolean =>
+        COUNTS.every((k) => o[k] === REPLICAS);
+      const d = await getDeployment(name);
+      const echo = await getEcho(name);
+      const ready = echo.status?.conditions?.find((c) => c.type === 'Ready');
+      return d.status?.observedGeneration === d.metadata.generation &&
+        allAt(d.status) &&
+        echo.status?.observedGeneration === echo.metadata.generation &&
+        ready?.status === 'True' &&
+        allAt(echo.status)
+        ? true
+        : undefined;
+    });
+
+  before(async () => {
+    admin = adminClient();
+    ns = await createNamespace(admin, 'shared');
+    // Its own identity, so the audit log tells its requests from the test's.
+    await grantRole(admin, ns.name, `${ns.name}/${ACCOUNT}`, OPERATOR_RULES);
+    kubeconfig = await serviceAccountKubeconfig(admin, ns.name, ACCOUNT);
+    await start();
+  });
+
+  after(async () => {
+    await running?.stop();
+    await ns.remove();
+    await admin.close();
+  });
+
+  const names = ['sidecar', 'env', 'label'];
+
+  it('writes nothing for what others added: at their events, at resyncs, after a restart', async () => {
+    for (const name of names) await createEcho(name, REPLICAS);
+    for (const name of names) await readyEcho(name, REPLICAS);
+    const others = Date.now();
+    const deploy = (name: string): string[] => ['-n', ns.name, 'patch', 'deployment', name];
+    // The mesh of the issue: a sidecar container, by strategic merge patch.
+    kubectl(
+      ...deploy('sidecar'),
+      '--type=strategic',
+      '--field-manager=mesh',
+      '-p',
+      '{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"}]}}}}',
+    );
+    // A policy engine: an env var in the operator's own container, and labels and annotations.
+    kubectl(
+      ...deploy('env'),
+      '--type=strategic',
+      '--field-manager=policy',
+      '-p',
+      '{"spec":{"template":{"spec":{"containers":[{"name":"echo","env":[{"name":"INJECTED","value":"yes"}]}]}}}}',
+    );
+    kubectl(
+      ...deploy('label'),
+      '--type=merge',
+      '--field-manager=labeler',
+      '-p',
+      '{"metadata":{"labels":{"policy.example/scanned":"true"},"annotations":{"policy.example/report":"ok"}}}',
+    );
+    for (const name of names) await settled(name);
+
+    // Nothing the others added was taken away.
+    const sidecar = await getDeployment('sidecar');
+    assert.deepEqual(sidecar.spec.template.spec.containers.map((c) => c.name).sort(), [
+      'echo',
+      'sidecar',
+    ]);
+    const env = await getDeployment('env');
+    assert.deepEqual(
+      env.spec.template.spec.containers[0]?.env?.map((e) => e.name),
+      ['INJECTED'],
+    );
+    assert.equal(
+      (await getDeployment('label')).metadata.labels?.['policy.example/scanned'],
+      'true',
+    );
+
+    // Their rollouts moved the Echoes' status, which the operator writes; never a Deployment or
+    // an Event.
+    await running?.operator.recorder.flush();
+    const duringRollouts = (await auditedCalls(admin, operatorUser(), others)).filter(
+      (c) => !c.startsWith('patch echoes/status '),
+    );
+
+    // Resyncs: every Echo reconciled twice more.
+    const resyncs = Date.now();
+    await reconciled(2 * names.length);
+    const atResyncs = await auditedCalls(admin, operatorUser(), resyncs);
+
+    // A restart: the new process lists and watches, reconciles every Echo, resyncs twice.
+    await running?.stop();
+    const restart = Date.now();
+    const restarted = await start();
+    await reconciled(3 * names.length);
+    const afterRestart = (await auditedCalls(admin, operatorUser(), restart)).sort();
+
+    assert.deepEqual(
+      { duringRollouts, atResyncs, afterRestart },
+      {
+        duringRollouts: [],
+        atResyncs: [],
+        afterRestart: ['list deployments', 'list echoes', 'watch deployments', 'watch echoes'],
+      },
+      'requests of the operator besides its status writes and its informers',
+    );
+    assert.equal(restarted.counts.writes(), 0, "the operator's own count agrees");
+  });
+
+  it('still puts back the fields it owns, and leaves the sidecar', async () => {
+    const before = running?.counts.writes() ?? 0;
+    await patch(`${deployments()}/sidecar`, { spec: { replicas: 5 } });
+    await eventually('replicas put back', async () =>
+      (await getDeployment('sidecar')).spec.replicas === REPLICAS ? true : undefined,
+    );
+    kubectl(
+      '-n',
+      ns.name,
+      'patch',
+      'deployment',
+      'sidecar',
+      '--type=strategic',
+      '--field-manager=someone',
+      '-p',
+      '{"spec":{"template":{"spec":{"containers":[{"name":"echo","image":"someone/else:1"}]}}}}',
+    );
+    const d = await eventually('the image put back', async () => {
+      const live = await getDeployment('sidecar');
+      const echo = live.spec.template.spec.containers.find((c) => c.name === 'echo');
+      return echo?.image === DEFAULT_IMAGE ? live : undefined;
+    });
+    assert.deepEqual(d.spec.template.spec.containers.map((c) => `${c.name} ${c.image}`).sort(), [
+      `echo ${DEFAULT_IMAGE}`,
+      'sidecar busybox',
+    ]);
+    assert.ok((running?.counts.writes() ?? 0) > before, 'the operator did write');
+  });
+});
