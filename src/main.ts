@@ -18,7 +18,7 @@ import { loadConnection } from './kube/kubeconfig.ts';
 import { ApiError } from './kube/errors.ts';
 import { RequestCounts } from './kube/request-counts.ts';
 import { startHttpServer } from './http/server.ts';
-import { DEFAULT_BACKOFF } from './runtime/informer.ts';
+import { DEFAULT_BACKOFF, retryDelay } from './runtime/informer.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import type { EventRecorder } from './runtime/events.ts';
 import {
@@ -76,14 +76,12 @@ async function waitForApiServer(
   signal: AbortSignal,
   log: Logger,
 ): Promise<void> {
-  let delay = DEFAULT_BACKOFF.initialMs;
-  for (;;) {
+  for (let retry = 0; ; retry++) {
     const problem = await startupProblem(client, signal);
     if (problem === undefined || signal.aborted) return;
-    const wait = delay * (1 + Math.random());
+    const wait = retryDelay(DEFAULT_BACKOFF, retry, Math.random());
     log.warn({ retryInSeconds: Math.round(wait / 100) / 10 }, `waiting: ${problem}`);
     await sleep(wait, undefined, { signal }).catch(() => undefined);
-    delay = Math.min(delay * 2, DEFAULT_BACKOFF.maxMs);
   }
 }
 

@@ -87,6 +87,15 @@ export const DEFAULT_BACKOFF: BackoffPolicy = {
   resetAfterMs: 120_000,
 };
 
+/**
+ * The wait before retry number `retry` (0 for the first) under `policy`: initialMs doubling up to
+ * maxMs, stretched by `jitter` (0 to 1, full jitter on top of the delay) so that many clients do
+ * not retry in step. Pure: the informers and the operator's startup wait draw `jitter` at random.
+ */
+export function retryDelay(policy: BackoffPolicy, retry: number, jitter: number): number {
+  return Math.min(policy.initialMs * 2 ** retry, policy.maxMs) * (1 + jitter);
+}
+
 /** Read through a call: TypeScript would otherwise keep `aborted` narrowed across awaits. */
 const aborted = (signal: AbortSignal): boolean => signal.aborted;
 
@@ -188,7 +197,7 @@ export class Informer<T extends KubeObject> {
   /** Lists and watches until `signal` aborts. Never rejects for API errors: it retries them. */
   async run(signal: AbortSignal): Promise<void> {
     const { backoff } = this.options;
-    let delay = backoff.initialMs;
+    let retry = 0;
     let needList = true;
     while (!signal.aborted) {
       const started = Date.now();
@@ -199,7 +208,7 @@ export class Informer<T extends KubeObject> {
         }
         await this.watchOnce(signal);
         // A clean end (the server's timeout) resumes at once from the last resourceVersion.
-        delay = backoff.initialMs;
+        retry = 0;
         continue;
       } catch (err) {
         if (aborted(signal)) break;
@@ -216,11 +225,12 @@ export class Informer<T extends KubeObject> {
           `${this.name}: ${needList ? 'list' : 'watch'} failed, retrying`,
           err,
         );
-        if (Date.now() - started > backoff.resetAfterMs) delay = backoff.initialMs;
+        if (Date.now() - started > backoff.resetAfterMs) retry = 0;
       }
-      // Full jitter on top of the delay, so many clients do not reconnect in step.
-      await sleep(delay * (1 + Math.random()), undefined, { signal }).catch(() => undefined);
-      delay = Math.min(delay * 2, backoff.maxMs);
+      await sleep(retryDelay(backoff, retry, Math.random()), undefined, { signal }).catch(
+        () => undefined,
+      );
+      retry++;
     }
   }
 

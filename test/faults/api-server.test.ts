@@ -11,7 +11,7 @@ import { installCrd } from '../../hack/cluster/crd.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { loadConnection } from '../../src/kube/kubeconfig.ts';
-import { DEFAULT_BACKOFF } from '../../src/runtime/informer.ts';
+import { informerAttemptsWithin, keyAttemptsWithin } from '../support/backoff.ts';
 import { echoManifest, isReady, OPERATOR_RULES } from '../support/fixtures.ts';
 import {
   converged,
@@ -29,17 +29,6 @@ import {
 import { startMain, whenReady } from '../support/main-process.ts';
 import { scrape, type Scrape } from '../support/metrics.ts';
 import { startOperator } from '../support/operator.ts';
-
-/** Attempts a retry loop can make within `ms` when it waits `initialMs`, doubling to `maxMs`. */
-function attemptsWithin(ms: number, initialMs: number, maxMs: number): number {
-  let attempts = 1;
-  let waited = 0;
-  for (let delay = initialMs; waited + delay <= ms; delay = Math.min(delay * 2, maxMs)) {
-    waited += delay;
-    attempts++;
-  }
-  return attempts;
-}
 
 /** The operator's requests, over every verb and resource, whose code `matches`. */
 function requestsWith(m: Scrape, matches: (code: number) => boolean): number {
@@ -119,7 +108,7 @@ describe('API server faults', () => {
       const outageMs = up - cut + 5000;
       for (const informer of ['echoes', 'deployments']) {
         const failures = m.value('echo_operator_informer_failures_total', { informer });
-        const bound = attemptsWithin(outageMs, DEFAULT_BACKOFF.initialMs, DEFAULT_BACKOFF.maxMs);
+        const bound = informerAttemptsWithin(outageMs);
         t.diagnostic(`${informer} informer: ${String(failures)} failures (bound ${String(bound)})`);
         assert.ok(failures >= 1, `the ${informer} watch was cut`);
         assert.ok(
@@ -130,8 +119,7 @@ describe('API server faults', () => {
       const failed = requestsWith(m, (code) => code === 0 || code >= 500);
       // Per Echo: its reconcile's attempts, and one Event; per informer: its own attempts.
       const bound =
-        wanted.size * (attemptsWithin(outageMs, 5, 1000_000) + 1) +
-        2 * attemptsWithin(outageMs, DEFAULT_BACKOFF.initialMs, DEFAULT_BACKOFF.maxMs);
+        wanted.size * (keyAttemptsWithin(outageMs) + 1) + 2 * informerAttemptsWithin(outageMs);
       t.diagnostic(
         `requests failed (no answer or 5xx): ${String(failed)} (bound ${String(bound)})`,
       );
@@ -194,6 +182,8 @@ describe('API server faults', () => {
         isReady(await echo('heartbeat'), 1) ? true : undefined,
       );
       const steady = performance.now();
+      // A measuring window: healthy watches must outlive the idle timeout, so this absence of
+      // failures can only be seen over a stretch longer than it (load only makes it longer).
       await sleep(idleTimeoutMs * 1.5);
       for (const informer of ['echoes', 'deployments']) {
         assert.deepEqual(since(steady, informer, 'failure'), [], `${informer}: kept alive`);
@@ -203,6 +193,7 @@ describe('API server faults', () => {
       const frozen = performance.now();
       process.kill(pid, 'SIGSTOP');
       try {
+        // A measuring window: the freeze itself, which must outlast the idle timeout.
         await sleep(idleTimeoutMs * 2.5);
       } finally {
         process.kill(pid, 'SIGCONT');
@@ -239,11 +230,7 @@ describe('API server faults', () => {
 
       // The silence was noticed by the idle timeout, not left hanging until the server came back,
       // and each informer then opened a new watch, with backoff.
-      const bound = attemptsWithin(
-        resumed - frozen,
-        DEFAULT_BACKOFF.initialMs,
-        DEFAULT_BACKOFF.maxMs,
-      );
+      const bound = informerAttemptsWithin(resumed - frozen);
       for (const informer of ['echoes', 'deployments']) {
         const failures = since(frozen, informer, 'failure').filter((e) => e.at <= resumed);
         t.diagnostic(

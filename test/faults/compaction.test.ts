@@ -37,13 +37,27 @@ function writes(m: Scrape): Map<string, number> {
   return counts;
 }
 
-/** The operator's metrics once it has made no write for two seconds (late status updates landed). */
+/** Whether the operator has nothing queued and no reconcile running. */
+function idle(m: Scrape): boolean {
+  return (
+    m.value('workqueue_depth', { name: 'echo' }) === 0 &&
+    m.value('controller_runtime_active_workers', { controller: 'echo' }) === 0
+  );
+}
+
+/**
+ * The operator's metrics once it is idle (nothing queued, no reconcile running) at both ends of
+ * two seconds without a write: late status updates have landed. The two seconds are a measuring
+ * window for the quiet; the idle work queue is what says no write is still on its way.
+ */
 function settled(port: number): Promise<Scrape> {
   return eventually('the operator to stop writing', async () => {
     const first = await scrape(port);
     await sleep(2000);
     const second = await scrape(port);
-    return JSON.stringify([...writes(first)]) === JSON.stringify([...writes(second)])
+    return idle(first) &&
+      idle(second) &&
+      JSON.stringify([...writes(first)]) === JSON.stringify([...writes(second)])
       ? second
       : undefined;
   });

@@ -2,10 +2,10 @@
 // test can take the CRD away and restart the API server: plain-language failures at startup,
 // readiness, convergence after every watch is cut, and a graceful exit on SIGTERM.
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { errors } from 'undici';
 import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
@@ -16,6 +16,17 @@ import { installCrd } from '../../hack/cluster/crd.ts';
 import { startOperator } from '../support/operator.ts';
 import { logsPort, startMain, whenReady } from '../support/main-process.ts';
 import { freePorts } from '../../hack/cluster/process.ts';
+import { DEFAULT_BACKOFF, retryDelay } from '../../src/runtime/informer.ts';
+
+/** The operator's "waiting: the Echo CRD …" log lines: when, and the wait it decided on. */
+function crdWaits(stdout: string): { at: number; retryInSeconds: number }[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { time: string; msg: string; retryInSeconds: number })
+    .filter((entry) => entry.msg.startsWith('waiting: the Echo CRD'))
+    .map((entry) => ({ at: Date.parse(entry.time), retryInSeconds: entry.retryInSeconds }));
+}
 
 describe('operator process', () => {
   let cluster: LocalCluster;
@@ -57,11 +68,33 @@ describe('operator process', () => {
         (await fetch(`http://127.0.0.1:${String(port)}${path}`)).status;
       assert.equal(await probe('/readyz'), 503, 'not ready without the CRD');
       assert.equal(await probe('/livez'), 200, 'alive: nothing a restart would fix');
-      await sleep(6000);
+      const tries = await eventually(
+        'three tries at the CRD',
+        () => {
+          const logged = crdWaits(p.stdout());
+          return Promise.resolve(logged.length >= 3 ? logged : undefined);
+        },
+        30_000,
+      );
       assert.equal(p.child.exitCode, null, 'waits instead of exiting into a crash loop');
-      const waits = p.output().match(/waiting: the Echo CRD/g)?.length ?? 0;
-      // Backoff from 0.8 s doubling, jittered: at most 4 tries in the first ~6 s, never a hot loop.
-      assert.ok(waits >= 2 && waits <= 4, `tries in ~6 s: ${String(waits)}`);
+      // The backoff, from the waits the operator decided on (load does not move them): retry n
+      // waits 0.8 s·2ⁿ stretched by a jitter of up to as much again (logged to the 0.1 s).
+      for (const [retry, { retryInSeconds }] of tries.entries()) {
+        const low = retryDelay(DEFAULT_BACKOFF, retry, 0) / 1000 - 0.05;
+        const high = retryDelay(DEFAULT_BACKOFF, retry, 1) / 1000 + 0.05;
+        assert.ok(
+          retryInSeconds >= low && retryInSeconds <= high,
+          `retry ${String(retry)} waits ${String(retryInSeconds)} s, not within ${String(low)}–${String(high)} s`,
+        );
+      }
+      // And each try did wait so long: the next came no sooner (load only makes it later).
+      for (const [retry, next] of tries.slice(1).entries()) {
+        const previous = tries[retry]!;
+        assert.ok(
+          next.at - previous.at >= previous.retryInSeconds * 1000 - 50,
+          `try ${String(retry + 1)} came ${String(next.at - previous.at)} ms after the one before, which was to wait ${String(previous.retryInSeconds)} s`,
+        );
+      }
 
       const installedAt = Date.now();
       await withCrdAndNamespace('crd-comes-and-goes');
@@ -337,23 +370,30 @@ describe('operator process', () => {
   it('notices watches that go silent, and catches up', async () => {
     const ns = await withCrdAndNamespace('silent');
     const { proxy, kubeconfig: viaProxy } = await proxiedCluster(cluster);
-    let watchesOpened = 0;
+    const failures: unknown[] = [];
     const op = await startOperator(
       [ns],
-      {
-        idleTimeoutMs: 3000,
-        informerObserver: () => ({
-          watchStarted: () => {
-            watchesOpened++;
-          },
-        }),
-      },
+      { idleTimeoutMs: 3000, informerObserver: () => ({ failed: (err) => failures.push(err) }) },
       viaProxy,
-      { requestTimeoutMs: 3000 },
+      // No periodic PING (it finds a dead connection too, within 30 s): only the watches' idle
+      // timeout can notice the silence.
+      { requestTimeoutMs: 3000, pingIntervalMs: 0 },
     );
+    /** Watches of `resource` the API server answered (200): each was open from then on. */
+    const opened = (resource: string): number =>
+      op.counts
+        .all()
+        .filter((c) => c.verb === 'watch' && c.resource === resource && c.code === 200)
+        .reduce((n, c) => n + c.count, 0);
+    const watchesOpen = (times: number) => (): Promise<true | undefined> =>
+      Promise.resolve(
+        opened('echoes.example.com') >= times && opened('deployments.apps') >= times
+          ? true
+          : undefined,
+      );
     try {
-      await sleep(500);
-      const opened = watchesOpened;
+      // Silenced only once both watches are open, so it is open watches that go quiet.
+      await eventually('both watches open', watchesOpen(1));
       const silenced = proxy.silenceOpenConnections();
       // Lists, both watches and every write share one HTTP/2 connection, as client-go does.
       assert.equal(silenced, 1, 'one connection for every request');
@@ -363,6 +403,11 @@ describe('operator process', () => {
         path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
         body: echoManifest('unseen', 1),
       });
+      await eventually('both watches open again after the idle timeout', watchesOpen(2));
+      assert.ok(
+        failures.some((err) => err instanceof errors.BodyTimeoutError),
+        `the silent watches timed out: ${failures.map(String).join('; ')}`,
+      );
       await eventually(
         'the Deployment of an Echo created while the watches were silent',
         async () => {
@@ -372,7 +417,6 @@ describe('operator process', () => {
           return d.spec.replicas === 1 ? true : undefined;
         },
       );
-      assert.ok(watchesOpened > opened, 'the watches were reopened');
     } finally {
       await op.stop();
       await proxy.close();

@@ -236,7 +236,19 @@ describe('echo operator', () => {
   it('makes zero API calls in steady state, across a forced resync', async () => {
     // A namespace and an operator of its own: no other test's Echo is still settling here.
     const quiet = await createNamespace(admin, 'steady');
-    const own = await startOperator([quiet.name]);
+    // Reconciles that ran to their end, and workers busy now, as the controller reports them.
+    let reconciled = 0;
+    let busyWorkers = 0;
+    const own = await startOperator([quiet.name], {
+      controllerObserver: {
+        reconciled: () => {
+          reconciled++;
+        },
+        activeWorkers: (count) => {
+          busyWorkers = count;
+        },
+      },
+    });
     try {
       const names = ['s1', 's2', 's3', 's4', 's5'];
       for (const name of names) {
@@ -259,17 +271,28 @@ describe('echo operator', () => {
         );
       }
       // Settled: the operator made no request for two seconds (late status updates have landed).
+      // A measuring window, not the condition under test: were it too short, a late write would
+      // fail the assertion below, never let it pass.
       await eventually('the operator to go quiet', async () => {
         const total = own.counts.total();
         await sleep(2000);
         return own.counts.total() === total ? true : undefined;
       });
       const before = own.counts.all();
+      const reconciledBefore = reconciled;
       own.operator.resync();
-      await eventually('the resync to be processed', () =>
-        Promise.resolve(own.operator.queue.length === 0 ? true : undefined),
+      // Every Echo the resync queued reconciled to its end, no worker busy, nothing left queued,
+      // and the Events those reconciles recorded sent: whatever the resync costs is counted now.
+      await eventually('the resync to be reconciled', () =>
+        Promise.resolve(
+          reconciled - reconciledBefore >= names.length &&
+            busyWorkers === 0 &&
+            own.operator.queue.length === 0
+            ? true
+            : undefined,
+        ),
       );
-      await sleep(1000);
+      await own.operator.recorder.flush();
       const made = own.counts
         .all()
         .map((c) => ({

@@ -240,7 +240,13 @@ describe('tracing and logs', () => {
 
   it('logs no trace ids and sends nothing when tracing is off', async () => {
     const env = await setUp('untraced');
-    const p = startMain([`--kubeconfig=${env.kubeconfig}`, `--namespaces=${env.allowed}`]);
+    // The OpenTelemetry SDK's own variables point at this Jaeger: were tracing on by mistake
+    // (an SDK started without --otlp-endpoint), its spans would land where the test looks.
+    const p = startMain([`--kubeconfig=${env.kubeconfig}`, `--namespaces=${env.allowed}`], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.httpEndpoint,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_TRACES_SAMPLER: 'always_on',
+    });
     try {
       await whenReady(p);
       await createEcho(env.allowed, 'plain', 1);
@@ -252,6 +258,7 @@ describe('tracing and logs', () => {
     }
     assert.equal(await p.exited, 0);
     assert.doesNotMatch(p.stdout(), /trace_id/);
+    // Spans are flushed before exit (see above), so any sent would be in Jaeger by now.
     assert.deepEqual(await reconcilesOf(jaeger, env.allowed, 'plain'), []);
     await env.remove();
   });

@@ -8,7 +8,6 @@ import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createPki } from '../../../hack/cluster/pki.ts';
 import { KubeClient } from '../../../src/kube/client.ts';
 import { startFaultProxy, type FaultProxy } from '../../support/fault-proxy.ts';
@@ -19,6 +18,7 @@ describe('KubeClient connection liveness', () => {
   let server: Http2SecureServer;
   let proxy: FaultProxy;
   const sessions = new Set<ServerHttp2Session>();
+  let hangArrived: () => void = () => undefined;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'echo-client-test-'));
@@ -31,6 +31,7 @@ describe('KubeClient connection liveness', () => {
     server.on('session', (s) => sessions.add(s));
     server.on('stream', (stream, headers) => {
       // /slow answers after a second; /hang never does.
+      if (headers[':path'] === '/hang') hangArrived();
       if (headers[':path'] !== '/slow') return;
       setTimeout(() => {
         stream.respond({ ':status': 200, 'content-type': 'application/json' });
@@ -70,9 +71,10 @@ describe('KubeClient connection liveness', () => {
     async () => {
       const c = client(200);
       try {
+        const arrived = new Promise<void>((resolve) => (hangArrived = resolve));
         const pending = c.request({ path: '/hang' });
-        // Silenced once the request is on the wire: the connection stays open but goes quiet.
-        await sleep(300);
+        // Silenced once the server holds the request: the connection stays open but goes quiet.
+        await arrived;
         assert.equal(proxy.silenceOpenConnections(), 1);
         await assert.rejects(pending, /connection unresponsive/);
       } finally {

@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { KubeconfigError, configSource, loadConnection } from '../../../src/kube/kubeconfig.ts';
+import { KubeClient } from '../../../src/kube/client.ts';
+import {
+  CREDENTIAL_TTL_MS,
+  KubeconfigError,
+  configSource,
+  loadConnection,
+} from '../../../src/kube/kubeconfig.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kubeconfig-test-'));
 after(() => {
@@ -61,6 +69,29 @@ const refusal = (content: unknown, message: RegExp, env: NodeJS.ProcessEnv = {})
     String(message),
   );
 };
+
+/** A server that answers `{}` and keeps the Authorization header of the last request. */
+const server = createServer((req, res) => {
+  lastAuthorization = req.headers.authorization;
+  res.setHeader('content-type', 'application/json');
+  res.end('{}');
+});
+let lastAuthorization: string | undefined;
+let serverUrl = '';
+before(async () => {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  serverUrl = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
+});
+after(() => {
+  server.close();
+});
+
+/** The Authorization header a request of `client` carried. */
+async function sentAuthorization(client: KubeClient): Promise<string | undefined> {
+  lastAuthorization = undefined;
+  await client.request({ path: '/api' });
+  return lastAuthorization;
+}
 
 describe('configSource: controller-runtime order', () => {
   const existing = write('{}', 'exists');
@@ -151,16 +182,23 @@ describe('loadConnection', () => {
     );
   });
 
-  it('re-reads a token file once its credentials expire', async () => {
+  it('re-reads a token file once its credentials expire, not before', async (t) => {
+    // The clock the credentials' expiry is read against, moved by the test.
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
     const tokenFile = write('first\n', 'token');
-    let now = 1_000_000;
-    const conn = loadConnection({ path: write(kubeconfig({ tokenFile })), now: () => now });
-    const first = await conn.credentials();
-    assert.equal(first.headers.authorization, 'Bearer first');
-    assert.equal(first.expiresAt, now + 60_000);
-    write('second\n', 'token');
-    now += 61_000;
-    assert.equal((await conn.credentials()).headers.authorization, 'Bearer second');
+    const conn = loadConnection({ path: write(kubeconfig({ tokenFile }, { server: serverUrl })) });
+    assert.equal((await conn.credentials()).expiresAt, 1_000_000 + CREDENTIAL_TTL_MS);
+    const client = new KubeClient(conn);
+    try {
+      assert.equal(await sentAuthorization(client), 'Bearer first');
+      write('second\n', 'token');
+      t.mock.timers.tick(CREDENTIAL_TTL_MS - 1);
+      assert.equal(await sentAuthorization(client), 'Bearer first', 'held until it expires');
+      t.mock.timers.tick(1);
+      assert.equal(await sentAuthorization(client), 'Bearer second', 're-read once expired');
+    } finally {
+      await client.close();
+    }
   });
 
   it('sends basic credentials', async () => {
@@ -363,7 +401,7 @@ describe('loadConnection', () => {
 describe('exec credential plugins', () => {
   const v1 = 'client.authentication.k8s.io/v1';
 
-  it('runs the plugin with its args and env, and keeps its token until it expires', async () => {
+  it('runs the plugin with its args, its env and what it needs to know', async () => {
     const script = plugin('exec/plugin.sh', credential('tok'));
     const conn = loadConnection({
       path: write(
@@ -390,6 +428,55 @@ describe('exec credential plugins', () => {
       kind: 'ExecCredential',
       spec: { interactive: false },
     });
+  });
+
+  it('runs an exec plugin and keeps its token until it expires', async (t) => {
+    const expiry = Date.parse('2030-01-01T00:00:00Z');
+    t.mock.timers.enable({ apis: ['Date'], now: expiry - 3600_000 });
+    // Each run appends a line to $RUNS and hands out a token numbered by the run, valid until
+    // midnight of that day of January 2030.
+    const runsFile = join(dir, 'plugin-runs');
+    const plugin = write(
+      '#!/bin/sh\necho run >> "$RUNS"\nn=$(wc -l < "$RUNS")\n' +
+        'echo "{\\"apiVersion\\":\\"client.authentication.k8s.io/v1\\",\\"kind\\":\\"ExecCredential\\",' +
+        '\\"status\\":{\\"token\\":\\"$TOKEN_PREFIX-$1-$n\\",\\"expirationTimestamp\\":\\"2030-01-0${n}T00:00:00Z\\"}}"\n',
+      'plugin.sh',
+    );
+    chmodSync(plugin, 0o755);
+    const runs = (): number => readFileSync(runsFile, 'utf8').split('\n').filter(Boolean).length;
+    const conn = loadConnection({
+      path: write(
+        kubeconfig(
+          {
+            exec: {
+              apiVersion: 'client.authentication.k8s.io/v1',
+              command: './plugin.sh',
+              args: ['cluster-a'],
+              env: [
+                { name: 'TOKEN_PREFIX', value: 'tok' },
+                { name: 'RUNS', value: runsFile },
+              ],
+              interactiveMode: 'Never',
+            },
+          },
+          { server: serverUrl },
+        ),
+      ),
+    });
+    const client = new KubeClient(conn);
+    try {
+      assert.equal(await sentAuthorization(client), 'Bearer tok-cluster-a-1');
+      assert.equal(await sentAuthorization(client), 'Bearer tok-cluster-a-1');
+      t.mock.timers.setTime(expiry - 1);
+      assert.equal(await sentAuthorization(client), 'Bearer tok-cluster-a-1');
+      assert.equal(runs(), 1, 'one run while its token is valid');
+      t.mock.timers.setTime(expiry);
+      assert.equal(await sentAuthorization(client), 'Bearer tok-cluster-a-2');
+      assert.equal(await sentAuthorization(client), 'Bearer tok-cluster-a-2');
+      assert.equal(runs(), 2, 'run again once its token expired, and only once');
+    } finally {
+      await client.close();
+    }
   });
 
   it('tells the plugin about the cluster when provideClusterInfo is set', async () => {

@@ -4,7 +4,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RequestOptions, WatchEvent } from '../../../src/kube/client.ts';
 import { ApiError } from '../../../src/kube/errors.ts';
-import { Informer, type InformerEvent, type KubeObject } from '../../../src/runtime/informer.ts';
+import {
+  DEFAULT_BACKOFF,
+  Informer,
+  retryDelay,
+  type InformerEvent,
+  type KubeObject,
+} from '../../../src/runtime/informer.ts';
 
 interface Pod extends KubeObject {
   spec?: { n: number };
@@ -288,5 +294,15 @@ describe('Informer', () => {
       'delete first: second@4',
       'add second (own write): second@4',
     ]);
+  });
+});
+
+describe('retryDelay', () => {
+  it('doubles from 0.8 s to 30 s, each wait stretched by up to as much again', () => {
+    const schedule = (jitter: number): number[] =>
+      Array.from({ length: 8 }, (_, retry) => retryDelay(DEFAULT_BACKOFF, retry, jitter));
+    assert.deepEqual(schedule(0), [800, 1600, 3200, 6400, 12_800, 25_600, 30_000, 30_000]);
+    assert.deepEqual(schedule(0.5), [1200, 2400, 4800, 9600, 19_200, 38_400, 45_000, 45_000]);
+    assert.equal(retryDelay(DEFAULT_BACKOFF, 5000, 0), 30_000, 'no overflow after many failures');
   });
 });
