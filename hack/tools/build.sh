@@ -118,13 +118,20 @@ build_tool() {
   else
     local tmp="$dest.partial.$$" t0=$SECONDS
     rm -rf "$tmp" && mkdir -p "$tmp/bin"
-    local pkg binary
+    local pkg plain=()
     for pkg in "$@"; do
-      binary=${pkg##*/}
-      [[ $pkg != *=* ]] || { binary=${pkg%%=*}; pkg=${pkg#*=}; }
-      log "$name $version: building $binary (cold builds take minutes)"
-      (cd "$here/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/bin/$binary" "$pkg")
+      if [[ $pkg == *=* ]]; then
+        log "$name $version: building ${pkg%%=*} (cold builds take minutes)"
+        (cd "$here/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/bin/${pkg%%=*}" "${pkg#*=}")
+      else
+        plain+=("$pkg")
+      fi
     done
+    # One go build for the rest: shared packages compile once and the binaries link side by side.
+    if ((${#plain[@]})); then
+      log "$name $version: building ${plain[*]##*/} (cold builds take minutes)"
+      (cd "$here/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/bin/" "${plain[@]}")
+    fi
     post_build "$name" "$tmp"
     mv "$tmp" "$dest"
     log "$name $version: built in $((SECONDS - t0))s"
@@ -195,12 +202,24 @@ kube_ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
 kube_ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
 kube_ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$kube_minor"
 
-build_tool etcd "$ETCD_VERSION" etcd "" etcd=go.etcd.io/etcd/server/v3
-build_tool kubernetes "$KUBERNETES_VERSION" kubernetes "$kube_ldflags" \
+# Builds run side by side: one go build leaves a core idle while it downloads modules or links,
+# and the Go build cache is safe for concurrent use.
+pids=()
+in_parallel() { "$@" & pids+=($!); }
+wait_all() {
+  local pid failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  pids=()
+  ((failed == 0)) || { log "a tool failed to build (see above)"; exit 1; }
+}
+
+in_parallel build_tool etcd "$ETCD_VERSION" etcd "" etcd=go.etcd.io/etcd/server/v3
+in_parallel build_tool kubernetes "$KUBERNETES_VERSION" kubernetes "$kube_ldflags" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
-build_tool kwok "$KWOK_VERSION" kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
+in_parallel build_tool kwok "$KWOK_VERSION" kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
   sigs.k8s.io/kwok/cmd/kwok
+wait_all
 ln -sfn "$cache_root/kwok-$KWOK_VERSION/stages" "$cache_root/kwok-stages"
 if $only_cluster; then
   log "control plane tools ready in $bin_dir"
@@ -209,16 +228,17 @@ if $only_cluster; then
 fi
 
 # Only the tests, the chart and the image need these.
-build_tool helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+in_parallel build_tool helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
   helm.sh/helm/v3/cmd/helm
-build_tool helm-unittest "$HELM_UNITTEST_VERSION" helm-unittest "" \
+in_parallel build_tool helm-unittest "$HELM_UNITTEST_VERSION" helm-unittest "" \
   github.com/helm-unittest/helm-unittest/cmd/helm-unittest
 # metrics-parse is our own source: its hash is part of the cache key, so an edit rebuilds it.
 metrics_parse_hash=$(sha256sum "$here/prometheus/metrics-parse/main.go" | cut -c1-8)
-build_tool prometheus "$PROMETHEUS_VERSION-$metrics_parse_hash" prometheus "" \
+in_parallel build_tool prometheus "$PROMETHEUS_VERSION-$metrics_parse_hash" prometheus "" \
   github.com/prometheus/prometheus/cmd/promtool metrics-parse=./metrics-parse
-build_tool jaeger "$JAEGER_VERSION" jaeger "" github.com/jaegertracing/jaeger/cmd/jaeger
-build_tool crane "$CRANE_VERSION" crane "" github.com/google/go-containerregistry/cmd/crane
+in_parallel build_tool jaeger "$JAEGER_VERSION" jaeger "" github.com/jaegertracing/jaeger/cmd/jaeger
+in_parallel build_tool crane "$CRANE_VERSION" crane "" github.com/google/go-containerregistry/cmd/crane
+wait_all
 fetch_monitoring_crds
 # A stable name for the plugin directory, wherever the versioned one is.
 ln -sfn "$cache_root/helm-unittest-$HELM_UNITTEST_VERSION/plugin" "$cache_root/helm-plugins"
