@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { KubeClient } from '../../src/kube/client.ts';
 import { isNotFound } from '../../src/kube/errors.ts';
-import { createPki } from './pki.ts';
+import { createPki, type Pki } from './pki.ts';
 import {
   freePorts,
   isRunning,
@@ -68,201 +68,15 @@ export class LocalCluster {
 
   /** Starts a cluster and waits until a Node is Ready and the controllers are serving. */
   static async start(options: ClusterOptions = {}): Promise<LocalCluster> {
-    const log = options.log ?? (() => undefined);
-    const bin = toolsBinDir();
     await reapStaleClusters();
     const dir = options.dir ?? (await mkdtemp(join(tmpdir(), TMP_PREFIX)));
     // The launcher owns its directory: whatever an earlier, crashed run left there goes.
     await rm(dir, { recursive: true, force: true });
     await mkdir(join(dir, 'logs'), { recursive: true });
-    const started = Date.now();
-    const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(1)}s`;
-
-    const [etcdClient, etcdPeer, apiserverPort, cmPort, schedulerPort] = (await freePorts(5)) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    const server = `https://127.0.0.1:${String(apiserverPort)}`;
-    const etcdUrl = `http://127.0.0.1:${String(etcdClient)}`;
-    const state: ClusterState = {
-      dir,
-      server,
-      etcdUrl,
-      kubeconfig: join(dir, 'kubeconfig'),
-      auditLog: options.auditLog ? join(dir, 'audit.log') : undefined,
-      processes: [],
-    };
-    const cluster = new LocalCluster(state);
-    const stateFile = join(dir, 'cluster.json');
-    // Written after every start, so a run killed half-way can still be cleaned up by pid.
-    const saveState = (): Promise<void> => writeFile(stateFile, JSON.stringify(state, null, 2));
-    const spawn = async (name: string, args: string[]): Promise<RunningProcess> => {
-      const p = startProcess({
-        name,
-        command: join(bin, name),
-        args,
-        logFile: join(dir, 'logs', `${name}.log`),
-        detached: options.detached ?? false,
-      });
-      state.processes.push({
-        name,
-        pid: p.pid,
-        command: p.command,
-        args,
-        logFile: p.logFile,
-        detached: options.detached ?? false,
-      });
-      await saveState();
-      return p;
-    };
-
+    const launch = new Launch(dir, options, await freePorts(5));
+    const cluster = new LocalCluster(launch.state);
     try {
-      const pki = await createPki(dir);
-      const peerUrl = `http://127.0.0.1:${String(etcdPeer)}`;
-      const etcd = await spawn('etcd', [
-        `--data-dir=${join(dir, 'etcd')}`,
-        `--listen-client-urls=${etcdUrl}`,
-        `--advertise-client-urls=${etcdUrl}`,
-        `--listen-peer-urls=${peerUrl}`,
-        `--initial-advertise-peer-urls=${peerUrl}`,
-        `--initial-cluster=default=${peerUrl}`,
-        // A throwaway test store: durability buys nothing and fsync dominates write latency.
-        '--unsafe-no-fsync=true',
-        '--log-level=warn',
-      ]);
-      await waitFor('etcd', etcd, async () => (await fetch(`${etcdUrl}/health`)).ok);
-      log(`etcd healthy (${elapsed()})`);
-
-      const apiserverArgs = [
-        `--etcd-servers=${etcdUrl}`,
-        '--bind-address=127.0.0.1',
-        `--secure-port=${String(apiserverPort)}`,
-        `--cert-dir=${join(dir, 'apiserver-certs')}`,
-        `--tls-cert-file=${pki.servingCert}`,
-        `--tls-private-key-file=${pki.servingKey}`,
-        `--client-ca-file=${pki.caCert}`,
-        '--authorization-mode=RBAC',
-        // PodSecurity is on by default; named here so nobody switches it off by accident.
-        '--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount',
-        '--service-cluster-ip-range=10.0.0.0/24',
-        `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
-        `--service-account-key-file=${pki.serviceAccountPub}`,
-        `--service-account-signing-key-file=${pki.serviceAccountKey}`,
-        // The `kubernetes` Service would need a non-loopback address; nothing here uses it.
-        '--endpoint-reconciler-type=none',
-        '--advertise-address=127.0.0.1',
-        '--profiling=false',
-      ];
-      if (state.auditLog) {
-        const policy = join(dir, 'audit-policy.yaml');
-        await writeFile(policy, AUDIT_POLICY);
-        apiserverArgs.push(
-          `--audit-policy-file=${policy}`,
-          `--audit-log-path=${state.auditLog}`,
-          '--audit-log-format=json',
-          '--audit-log-mode=blocking',
-          // Never rotate: a size of 0 means lumberjack's default, 100 MB, and readers of the log
-          // (the benchmark) would miss what was rotated away.
-          '--audit-log-maxsize=1000000',
-        );
-      }
-      apiserverArgs.push(...(options.apiserverArgs ?? []));
-      const apiserver = await spawn('kube-apiserver', apiserverArgs);
-
-      await writeKubeconfig(state.kubeconfig, server, pki.caCert, pki.client('admin'));
-      const componentKubeconfig = async (name: string): Promise<string> => {
-        const path = join(dir, `${name}.kubeconfig`);
-        await writeKubeconfig(path, server, pki.caCert, pki.client(name));
-        return path;
-      };
-      const [cmKubeconfig, schedulerKubeconfig, kwokKubeconfig] = await Promise.all([
-        componentKubeconfig('kube-controller-manager'),
-        componentKubeconfig('kube-scheduler'),
-        componentKubeconfig('kwok'),
-      ]);
-      const admin = KubeClient.fromFile(state.kubeconfig);
-      try {
-        await waitFor(
-          'kube-apiserver',
-          apiserver,
-          async () => (await admin.text({ path: '/readyz' })) === 'ok',
-          120_000,
-        );
-        log(`kube-apiserver ready at ${server} (${elapsed()})`);
-
-        const controllerManager = await spawn('kube-controller-manager', [
-          `--kubeconfig=${cmKubeconfig}`,
-          `--authentication-kubeconfig=${cmKubeconfig}`,
-          `--authorization-kubeconfig=${cmKubeconfig}`,
-          '--bind-address=127.0.0.1',
-          `--secure-port=${String(cmPort)}`,
-          '--leader-elect=false',
-          // One credential per controller, as in a real cluster, so the bootstrap RBAC roles apply.
-          '--use-service-account-credentials=true',
-          `--service-account-private-key-file=${pki.serviceAccountKey}`,
-          `--root-ca-file=${pki.caCert}`,
-          // The defaults (20 qps) throttle Pod creation long before the operator is the bottleneck.
-          '--kube-api-qps=500',
-          '--kube-api-burst=1000',
-          '--concurrent-deployment-syncs=20',
-          '--concurrent-replicaset-syncs=20',
-          '--concurrent-gc-syncs=40',
-        ]);
-        const schedulerConfig = join(dir, 'kube-scheduler.yaml');
-        await writeFile(schedulerConfig, schedulerConfiguration(schedulerKubeconfig));
-        const scheduler = await spawn('kube-scheduler', [
-          `--config=${schedulerConfig}`,
-          `--authentication-kubeconfig=${schedulerKubeconfig}`,
-          `--authorization-kubeconfig=${schedulerKubeconfig}`,
-          '--bind-address=127.0.0.1',
-          `--secure-port=${String(schedulerPort)}`,
-        ]);
-        const stages = join(bin, '..', 'kwok-stages');
-        const kwok = await spawn('kwok', [
-          `--kubeconfig=${kwokKubeconfig}`,
-          '--manage-all-nodes=true',
-          ...['node-initialize', 'node-heartbeat', 'pod-ready', 'pod-complete', 'pod-delete'].map(
-            (s) => `--config=${join(stages, `${s}.yaml`)}`,
-          ),
-        ]);
-
-        for (let i = 0; i < (options.nodes ?? 1); i++)
-          await createFakeNode(admin, `kwok-node-${String(i)}`);
-        await waitFor('kwok', kwok, async () => nodesReady(admin, options.nodes ?? 1), 60_000);
-        log(`fake nodes Ready (${elapsed()})`);
-        // The default ServiceAccount appearing shows the controller-manager's controllers are running.
-        await waitFor(
-          'kube-controller-manager',
-          controllerManager,
-          async () => {
-            await admin.request({ path: '/api/v1/namespaces/default/serviceaccounts/default' });
-            return true;
-          },
-          60_000,
-        );
-        await waitFor(
-          'kube-scheduler',
-          scheduler,
-          async () => {
-            return (
-              (await fetchInsecure(`https://127.0.0.1:${String(schedulerPort)}/healthz`)) === 'ok'
-            );
-          },
-          60_000,
-        );
-        log(`controller-manager and scheduler running (${elapsed()})`);
-      } finally {
-        await admin.close();
-      }
-      // Ports repeat across clusters, and kubectl keys its discovery cache by host:port: a cache
-      // per cluster keeps kubectl from trusting what an earlier cluster on the same port served.
-      await writeFile(
-        join(dir, 'env'),
-        `export KUBECONFIG=${state.kubeconfig}\nexport KUBECACHEDIR=${join(dir, 'kube-cache')}\nexport PATH=${bin}:$PATH\n`,
-      );
+      await launch.run();
       return cluster;
     } catch (err) {
       await cluster.stop().catch(() => undefined);
@@ -343,6 +157,228 @@ async function reapStaleClusters(): Promise<void> {
 }
 
 let binDir: string | undefined;
+
+/** The kubeconfigs of the components that talk to the API server, one identity each. */
+interface ComponentKubeconfigs {
+  controllerManager: string;
+  scheduler: string;
+  kwok: string;
+}
+
+/** One cluster start: its ports and state, and each component started in order. */
+class Launch {
+  readonly state: ClusterState;
+  private readonly options: ClusterOptions;
+  private readonly bin = toolsBinDir();
+  private readonly started = Date.now();
+  private readonly ports: { etcdPeer: number; controllerManager: number; scheduler: number };
+
+  constructor(dir: string, options: ClusterOptions, ports: number[]) {
+    const [etcdClient, etcdPeer, apiserver, controllerManager, scheduler] = ports as [
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    this.options = options;
+    this.ports = { etcdPeer, controllerManager, scheduler };
+    this.state = {
+      dir,
+      server: `https://127.0.0.1:${String(apiserver)}`,
+      etcdUrl: `http://127.0.0.1:${String(etcdClient)}`,
+      kubeconfig: join(dir, 'kubeconfig'),
+      auditLog: options.auditLog ? join(dir, 'audit.log') : undefined,
+      processes: [],
+    };
+  }
+
+  async run(): Promise<void> {
+    const { dir, server, kubeconfig } = this.state;
+    const pki = await createPki(dir);
+    await this.startEtcd();
+    const apiserver = await this.spawn('kube-apiserver', await this.apiserverArgs(pki));
+    await writeKubeconfig(kubeconfig, server, pki.caCert, pki.client('admin'));
+    const componentKubeconfig = async (name: string): Promise<string> => {
+      const path = join(dir, `${name}.kubeconfig`);
+      await writeKubeconfig(path, server, pki.caCert, pki.client(name));
+      return path;
+    };
+    const [controllerManager, scheduler, kwok] = await Promise.all([
+      componentKubeconfig('kube-controller-manager'),
+      componentKubeconfig('kube-scheduler'),
+      componentKubeconfig('kwok'),
+    ]);
+    const admin = KubeClient.fromFile(kubeconfig);
+    try {
+      await waitFor(
+        'kube-apiserver',
+        apiserver,
+        async () => (await admin.text({ path: '/readyz' })) === 'ok',
+        120_000,
+      );
+      this.log(`kube-apiserver ready at ${server}`);
+      await this.startControllers(pki, { controllerManager, scheduler, kwok }, admin);
+    } finally {
+      await admin.close();
+    }
+    // Ports repeat across clusters, and kubectl keys its discovery cache by host:port: a cache
+    // per cluster keeps kubectl from trusting what an earlier cluster on the same port served.
+    await writeFile(
+      join(dir, 'env'),
+      `export KUBECONFIG=${kubeconfig}\nexport KUBECACHEDIR=${join(dir, 'kube-cache')}\nexport PATH=${this.bin}:$PATH\n`,
+    );
+  }
+
+  private log(message: string): void {
+    const seconds = ((Date.now() - this.started) / 1000).toFixed(1);
+    this.options.log?.(`${message} (${seconds}s)`);
+  }
+
+  /** Starts a tool and records it in `<dir>/cluster.json` at once, so a run killed half-way can
+   * still be cleaned up by pid. */
+  private async spawn(name: string, args: string[]): Promise<RunningProcess> {
+    const detached = this.options.detached ?? false;
+    const p = startProcess({
+      name,
+      command: join(this.bin, name),
+      args,
+      logFile: join(this.state.dir, 'logs', `${name}.log`),
+      detached,
+    });
+    this.state.processes.push({
+      name,
+      pid: p.pid,
+      command: p.command,
+      args,
+      logFile: p.logFile,
+      detached,
+    });
+    await writeFile(join(this.state.dir, 'cluster.json'), JSON.stringify(this.state, null, 2));
+    return p;
+  }
+
+  private async startEtcd(): Promise<void> {
+    const { dir, etcdUrl } = this.state;
+    const peerUrl = `http://127.0.0.1:${String(this.ports.etcdPeer)}`;
+    const etcd = await this.spawn('etcd', [
+      `--data-dir=${join(dir, 'etcd')}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=default=${peerUrl}`,
+      // A throwaway test store: durability buys nothing and fsync dominates write latency.
+      '--unsafe-no-fsync=true',
+      '--log-level=warn',
+    ]);
+    await waitFor('etcd', etcd, async () => (await fetch(`${etcdUrl}/health`)).ok);
+    this.log('etcd healthy');
+  }
+
+  private async apiserverArgs(pki: Pki): Promise<string[]> {
+    const { dir, etcdUrl, server, auditLog } = this.state;
+    const args = [
+      `--etcd-servers=${etcdUrl}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${new URL(server).port}`,
+      `--cert-dir=${join(dir, 'apiserver-certs')}`,
+      `--tls-cert-file=${pki.servingCert}`,
+      `--tls-private-key-file=${pki.servingKey}`,
+      `--client-ca-file=${pki.caCert}`,
+      '--authorization-mode=RBAC',
+      // PodSecurity is on by default; named here so nobody switches it off by accident.
+      '--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount',
+      '--service-cluster-ip-range=10.0.0.0/24',
+      `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
+      `--service-account-key-file=${pki.serviceAccountPub}`,
+      `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+      // The `kubernetes` Service would need a non-loopback address; nothing here uses it.
+      '--endpoint-reconciler-type=none',
+      '--advertise-address=127.0.0.1',
+      '--profiling=false',
+    ];
+    if (auditLog) {
+      const policy = join(dir, 'audit-policy.yaml');
+      await writeFile(policy, AUDIT_POLICY);
+      args.push(
+        `--audit-policy-file=${policy}`,
+        `--audit-log-path=${auditLog}`,
+        '--audit-log-format=json',
+        '--audit-log-mode=blocking',
+        // Never rotate: a size of 0 means lumberjack's default, 100 MB, and readers of the log
+        // (the benchmark) would miss what was rotated away.
+        '--audit-log-maxsize=1000000',
+      );
+    }
+    return [...args, ...(this.options.apiserverArgs ?? [])];
+  }
+
+  /** The controller-manager, the scheduler and kwok, until a Node is Ready and each serves. */
+  private async startControllers(
+    pki: Pki,
+    kubeconfigs: ComponentKubeconfigs,
+    admin: KubeClient,
+  ): Promise<void> {
+    const controllerManager = await this.spawn('kube-controller-manager', [
+      `--kubeconfig=${kubeconfigs.controllerManager}`,
+      `--authentication-kubeconfig=${kubeconfigs.controllerManager}`,
+      `--authorization-kubeconfig=${kubeconfigs.controllerManager}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${String(this.ports.controllerManager)}`,
+      '--leader-elect=false',
+      // One credential per controller, as in a real cluster, so the bootstrap RBAC roles apply.
+      '--use-service-account-credentials=true',
+      `--service-account-private-key-file=${pki.serviceAccountKey}`,
+      `--root-ca-file=${pki.caCert}`,
+      // The defaults (20 qps) throttle Pod creation long before the operator is the bottleneck.
+      '--kube-api-qps=500',
+      '--kube-api-burst=1000',
+      '--concurrent-deployment-syncs=20',
+      '--concurrent-replicaset-syncs=20',
+      '--concurrent-gc-syncs=40',
+    ]);
+    const schedulerConfig = join(this.state.dir, 'kube-scheduler.yaml');
+    await writeFile(schedulerConfig, schedulerConfiguration(kubeconfigs.scheduler));
+    const scheduler = await this.spawn('kube-scheduler', [
+      `--config=${schedulerConfig}`,
+      `--authentication-kubeconfig=${kubeconfigs.scheduler}`,
+      `--authorization-kubeconfig=${kubeconfigs.scheduler}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${String(this.ports.scheduler)}`,
+    ]);
+    const stages = join(this.bin, '..', 'kwok-stages');
+    const kwok = await this.spawn('kwok', [
+      `--kubeconfig=${kubeconfigs.kwok}`,
+      '--manage-all-nodes=true',
+      ...['node-initialize', 'node-heartbeat', 'pod-ready', 'pod-complete', 'pod-delete'].map(
+        (s) => `--config=${join(stages, `${s}.yaml`)}`,
+      ),
+    ]);
+    const nodes = this.options.nodes ?? 1;
+    for (let i = 0; i < nodes; i++) await createFakeNode(admin, `kwok-node-${String(i)}`);
+    await waitFor('kwok', kwok, async () => nodesReady(admin, nodes), 60_000);
+    this.log('fake nodes Ready');
+    // The default ServiceAccount appearing shows the controller-manager's controllers are running.
+    await waitFor(
+      'kube-controller-manager',
+      controllerManager,
+      async () => {
+        await admin.request({ path: '/api/v1/namespaces/default/serviceaccounts/default' });
+        return true;
+      },
+      60_000,
+    );
+    const healthz = `https://127.0.0.1:${String(this.ports.scheduler)}/healthz`;
+    await waitFor(
+      'kube-scheduler',
+      scheduler,
+      async () => (await fetchInsecure(healthz)) === 'ok',
+      60_000,
+    );
+    this.log('controller-manager and scheduler running');
+  }
+}
 
 /** Where hack/tools/build.sh put the binaries; asked once per process (kubectl runs are frequent). */
 export function toolsBinDir(): string {
