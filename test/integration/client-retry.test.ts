@@ -185,6 +185,9 @@ describe('KubeClient retries against the API server', () => {
     const webhookCalls = proxy.inject((_method, path) => path.startsWith('/hold'), 'hang');
     const webhook = await holdConfigMapCreates(admin, ns, proxy.port, ca);
     const { c, codes } = client({ requestDeadlineMs: 5000 }, true, throttledToken);
+    // The held create on a client of its own, with the default deadline: the short one would
+    // end the create, and free its seat, while the request measured is still retrying.
+    const holder = client({}, true, throttledToken).c;
     const holding = new AbortController();
     const agent = new Agent({ connect: { ca } });
     try {
@@ -198,7 +201,7 @@ describe('KubeClient retries against the API server', () => {
           ? true
           : undefined;
       });
-      const held = c
+      const held = holder
         .request({
           method: 'POST',
           path: configmaps(),
@@ -225,6 +228,7 @@ describe('KubeClient retries against the API server', () => {
       holding.abort();
       webhookCalls.stop();
       await agent.close();
+      await holder.close();
       await c.close();
       await webhook.remove();
       await throttle.remove();
