@@ -372,11 +372,7 @@ export class KubeClient {
   }
 
   /** One HTTP exchange of a request, reported to the observer and the span whatever its end. */
-  private async attempt(
-    x: Exchange,
-    attempt: number,
-    headersTimeout: number,
-  ): Promise<Attempted> {
+  private async attempt(x: Exchange, attempt: number, headersTimeout: number): Promise<Attempted> {
     const started = performance.now();
     const headers = await this.requestHeaders();
     headers.accept = 'application/json';
