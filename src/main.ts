@@ -30,12 +30,8 @@ import {
 } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
 import type { Tracing } from './telemetry/tracing-sdk.ts';
+import { VERSION } from './version.ts';
 
-const VERSION = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  }
-).version;
 /** Matches controller-runtime's default graceful shutdown timeout. */
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 

@@ -1,19 +1,34 @@
 // The Kubernetes HTTP client: one keep-alive HTTP/2 connection for every request, credentials from
-// a kubeconfig or the pod's ServiceAccount (kubeconfig.ts), typed errors, Retry-After honoured,
-// and every response reported to an observer for metrics.
+// a kubeconfig or the pod's ServiceAccount (kubeconfig.ts), typed errors, retries as client-go
+// makes them within one deadline per request (retry.ts), and every response reported to an
+// observer for metrics.
 //
 // Why not the typed APIs of @kubernetes/client-node: they open a new connection per request, their
 // patch calls default to JSON patch, and importing the package costs about 85 MB of memory; an
 // operator wants one pool, server-side apply and per-request accounting, which a small client over
 // undici gives directly.
+//
+// Why not undici's RetryAgent (or its retry interceptor) for the retries: it retries below this
+// class, so each attempt would not reach `onResponse` (the metrics count every exchange) or the
+// span's resend count; it re-dispatches to the pool it was built on, which after a GOAWAY is the
+// retired one that queues new requests behind a watch; it cannot reload credentials after a 401;
+// and it has no deadline across attempts. The decisions it would make are in retry.ts instead.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SpanKind, type Span } from '@opentelemetry/api';
 import { Pool, type Dispatcher } from 'undici';
+import { VERSION } from '../version.ts';
 import { inSpan, type Tracer } from '../telemetry/tracing.ts';
 import { ApiError, parseStatus } from './errors.ts';
 import { loadConnection, type Connection, type Credentials } from './kubeconfig.ts';
 import { tunnel, type Tunnel } from './proxy.ts';
 import { APPLY_PATCH, describeRequest, type RequestInfo } from './request-info.ts';
+import {
+  headersTimeoutMs,
+  retryDelayMs,
+  startsBeforeDeadline,
+  type AttemptOutcome,
+  type RetryPolicy,
+} from './retry.ts';
 
 export interface RequestOptions {
   method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -40,8 +55,17 @@ export interface ResponseEvent extends RequestInfo {
 export interface ClientOptions {
   /** Called once per HTTP exchange, retries included; `code` is 0 when no response arrived. */
   onResponse?: (event: ResponseEvent) => void;
-  /** Attempts for a request answered 429 or 503 (client-go retries up to 10 times). */
+  /** Attempts in all for a request that is retried (client-go retries up to 10 times). */
   maxAttempts?: number;
+  /**
+   * How long from its first attempt a request may go on being retried: no wait or attempt begins
+   * past it, and the caller gets the last error. The default is the per-attempt timeout (60 s):
+   * retries then hold a worker no longer than one slow answer could, and past that the
+   * controller's per-key backoff takes the item while the worker serves other keys (ten 429s in
+   * a row with APF's largest Retry-After would otherwise hold it for minutes). client-go leaves
+   * this to the caller's context, which controller-runtime does not bound.
+   */
+  requestDeadlineMs?: number;
   /** Upper bound on one Retry-After wait, so a confused server cannot park a worker for long. */
   maxRetryAfterSeconds?: number;
   /**
@@ -58,7 +82,37 @@ export interface ClientOptions {
   pingIntervalMs?: number;
   /** When set, every request but a watch gets a client span, child of the active one. */
   tracer?: Tracer;
+  /** The User-Agent of every request; by default `echo-operator/<version> (<os>/<arch>) node/<version>`. */
+  userAgent?: string;
 }
+
+/** Node's names for CPU architectures where Go's (which client-go's User-Agent uses) differ. */
+const GO_ARCH: Partial<Record<string, string>> = { x64: 'amd64', ia32: '386', x32: '386' };
+
+/** A User-Agent shaped as client-go's (`kubectl/v1.34.1 (linux/amd64) kubernetes/abc1234`). */
+export function defaultUserAgent(
+  version = VERSION,
+  platform: string = process.platform,
+  arch: string = process.arch,
+  node = process.version,
+): string {
+  const os = platform === 'win32' ? 'windows' : platform;
+  return `echo-operator/${version} (${os}/${GO_ARCH[arch] ?? arch}) node/${node}`;
+}
+
+/** A request as `send` sends it on each attempt. */
+interface Exchange {
+  method: string;
+  path: string;
+  contentType: string | undefined;
+  body: string | undefined;
+  info: RequestInfo;
+  opts: RequestOptions;
+  span: Span | undefined;
+}
+
+/** What `send` made of one attempt: the body of a 2xx, or the error and what it was. */
+type Attempted = { text: string } | { failure: Error; outcome: AttemptOutcome & { code?: number } };
 
 export class KubeClient {
   readonly server: URL;
@@ -67,12 +121,10 @@ export class KubeClient {
   private readonly draining = new Set<Promise<void>>();
   private readonly connection: Connection;
   private readonly options: Required<
-    Pick<
-      ClientOptions,
-      'maxAttempts' | 'maxRetryAfterSeconds' | 'requestTimeoutMs' | 'pingIntervalMs'
-    >
+    Pick<ClientOptions, 'requestTimeoutMs' | 'pingIntervalMs' | 'userAgent'>
   > &
     ClientOptions;
+  private readonly retryPolicy: RetryPolicy;
   private credentials: Promise<Credentials> | undefined;
   /** The CONNECT tunnel every connection goes through, when the kubeconfig names a proxy. */
   private readonly tunnel: Tunnel | undefined;
@@ -82,11 +134,19 @@ export class KubeClient {
     this.connection = connection;
     this.server = connection.server;
     this.options = {
-      maxAttempts: 10,
-      maxRetryAfterSeconds: 30,
       requestTimeoutMs: 60_000,
       pingIntervalMs: 15_000,
+      userAgent: defaultUserAgent(),
       ...options,
+    };
+    this.retryPolicy = {
+      maxAttempts: options.maxAttempts ?? 10,
+      maxRetryAfterMs: (options.maxRetryAfterSeconds ?? 30) * 1000,
+      // undici's RetryHandler starts at the same half second; the cap keeps several waits
+      // within the deadline.
+      backoffBaseMs: 500,
+      backoffCapMs: 10_000,
+      deadlineMs: options.requestDeadlineMs ?? this.options.requestTimeoutMs,
     };
     // Over HTTP/2 undici joins a header's values into one field ("a, b"), which the API server
     // would read as one group named "a, b"; HTTP/1.1 sends one field per value, as client-go does.
@@ -262,6 +322,7 @@ export class KubeClient {
     );
   }
 
+  /** Sends a request, retrying as retry.ts rules, until an answer, a final error or the deadline. */
   private async send(
     method: string,
     path: string,
@@ -276,59 +337,93 @@ export class KubeClient {
         : typeof opts.body === 'string'
           ? opts.body
           : JSON.stringify(opts.body);
-
+    const exchange: Exchange = { method, path, contentType, body, info, opts, span };
+    const startedAt = performance.now();
     for (let attempt = 1; ; attempt++) {
-      const started = performance.now();
-      const headers: Record<string, string | string[]> = {
-        accept: 'application/json',
-        ...(await this.requestHeaders()),
-      };
-      if (contentType) headers['content-type'] = contentType;
-      let code = 0;
-      try {
-        const res = await this.pool.request({
-          method,
-          path,
-          headers,
-          body: body ?? null,
-          signal: opts.signal ?? null,
-          headersTimeout: this.options.requestTimeoutMs,
-          bodyTimeout: this.options.requestTimeoutMs,
-        });
-        code = res.statusCode;
-        const text = await res.body.text();
-        if (code >= 200 && code < 300) return text;
-        if (code === 401 && attempt === 1) {
-          // Credentials may have rotated under us: reload them once before giving up.
-          this.credentials = undefined;
-          continue;
-        }
-        const retryAfter = retryAfterSeconds(res.headers, code);
-        if (retryAfter !== undefined && attempt < this.options.maxAttempts) {
-          await sleep(Math.min(retryAfter, this.options.maxRetryAfterSeconds) * 1000, undefined, {
-            ...(opts.signal ? { signal: opts.signal } : {}),
-          });
-          continue;
-        }
-        throw new ApiError(code, parseStatus(text, code), info.verb, info.pathTemplate);
-      } finally {
-        span?.setAttributes({
-          'http.response.status_code': code,
-          'http.request.resend_count': attempt - 1,
-        });
-        this.options.onResponse?.({
-          ...info,
-          method,
-          code,
-          durationSeconds: (performance.now() - started) / 1000,
-        });
+      const headersTimeout = headersTimeoutMs(
+        this.options.requestTimeoutMs,
+        startedAt,
+        performance.now(),
+        this.retryPolicy,
+      );
+      const result = await this.attempt(exchange, attempt, headersTimeout);
+      if ('text' in result) return result.text;
+      if (result.outcome.code === 401 && attempt === 1) {
+        // Credentials may have rotated under us: reload them once before giving up.
+        this.credentials = undefined;
+        continue;
       }
+      const delay = retryDelayMs(
+        result.outcome,
+        attempt,
+        this.retryPolicy,
+        Date.now(),
+        Math.random(),
+      );
+      if (
+        delay === undefined ||
+        opts.signal?.aborted ||
+        !startsBeforeDeadline(delay, startedAt, performance.now(), this.retryPolicy)
+      ) {
+        throw result.failure;
+      }
+      await sleep(delay, undefined, opts.signal ? { signal: opts.signal } : {});
     }
   }
 
-  /** Impersonation and credentials, for every request. */
+  /** One HTTP exchange of a request, reported to the observer and the span whatever its end. */
+  private async attempt(x: Exchange, attempt: number, headersTimeout: number): Promise<Attempted> {
+    const started = performance.now();
+    const headers = await this.requestHeaders();
+    headers.accept = 'application/json';
+    if (x.contentType) headers['content-type'] = x.contentType;
+    let code = 0;
+    try {
+      const res = await this.pool.request({
+        method: x.method,
+        path: x.path,
+        headers,
+        body: x.body ?? null,
+        signal: x.opts.signal ?? null,
+        headersTimeout,
+        bodyTimeout: this.options.requestTimeoutMs,
+      });
+      code = res.statusCode;
+      const text = await res.body.text();
+      if (code >= 200 && code < 300) return { text };
+      const retryAfter = res.headers['retry-after'];
+      return {
+        failure: new ApiError(code, parseStatus(text, code), x.info.verb, x.info.pathTemplate),
+        outcome: {
+          method: x.method,
+          code,
+          retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+        },
+      };
+    } catch (error) {
+      if (!(error instanceof Error)) throw error;
+      return { failure: error, outcome: { method: x.method, error } };
+    } finally {
+      x.span?.setAttributes({
+        'http.response.status_code': code,
+        'http.request.resend_count': attempt - 1,
+      });
+      this.options.onResponse?.({
+        ...x.info,
+        method: x.method,
+        code,
+        durationSeconds: (performance.now() - started) / 1000,
+      });
+    }
+  }
+
+  /** Who is asking, impersonation and credentials, for every request. */
   private async requestHeaders(): Promise<Record<string, string | string[]>> {
-    return { ...this.connection.headers, ...(await this.authHeaders()) };
+    return {
+      'user-agent': this.options.userAgent,
+      ...this.connection.headers,
+      ...(await this.authHeaders()),
+    };
   }
 
   private async authHeaders(): Promise<Record<string, string>> {
@@ -351,17 +446,4 @@ function stringifyQuery(query: RequestOptions['query']): URLSearchParams {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) params.set(k, String(v));
   return params;
-}
-
-/** Seconds to wait before retrying, for the answers where the server asks for it (429, 503). */
-export function retryAfterSeconds(
-  headers: Record<string, string | string[] | undefined>,
-  code: number,
-): number | undefined {
-  if (code !== 429 && code !== 503) return undefined;
-  const raw = headers['retry-after'];
-  const value = Array.isArray(raw) ? raw[0] : raw;
-  if (value === undefined) return code === 429 ? 1 : undefined;
-  const seconds = Number(value);
-  return Number.isFinite(seconds) && seconds >= 0 ? seconds : 1;
 }

@@ -26,6 +26,7 @@ import {
   grantRole,
   serviceAccountKubeconfig,
 } from '../support/kube.ts';
+import { throttleServiceAccount } from '../support/flowcontrol.ts';
 import { startMain, whenReady } from '../support/main-process.ts';
 import { scrape, type Scrape } from '../support/metrics.ts';
 import { startOperator } from '../support/operator.ts';
@@ -263,59 +264,11 @@ describe('API server faults', () => {
     const account = 'echo-operator';
     await grantRole(admin, ns, `${ns}/${account}`, OPERATOR_RULES);
     const kubeconfig = await serviceAccountKubeconfig(admin, ns, account, cluster.kubeconfig);
-    const flowcontrol = '/apis/flowcontrol.apiserver.k8s.io/v1';
-    const name = `echo-operator-${ns}`;
     // A priority level with a small share of the server's concurrency (600 seats split by shares:
     // 8 of 253, so 19 seats), nothing borrowed or lent, and no queue: beyond its seats, 429. Not
     // smaller: APF raises its Retry-After (1 to 32 s) with the rate of rejections, and the
     // operator, honouring it, then takes minutes.
-    await admin.request({
-      method: 'POST',
-      path: `${flowcontrol}/prioritylevelconfigurations`,
-      body: {
-        metadata: { name },
-        spec: {
-          type: 'Limited',
-          limited: {
-            nominalConcurrencyShares: 8,
-            lendablePercent: 0,
-            borrowingLimitPercent: 0,
-            limitResponse: { type: 'Reject' },
-          },
-        },
-      },
-    });
-    // Matched before the built-in schemas that would take this ServiceAccount (service-accounts,
-    // 9000; global-default, 9900), and matching nobody else.
-    const schema = await admin.request<{ metadata: { uid: string } }>({
-      method: 'POST',
-      path: `${flowcontrol}/flowschemas`,
-      body: {
-        metadata: { name },
-        spec: {
-          priorityLevelConfiguration: { name },
-          matchingPrecedence: 500,
-          distinguisherMethod: { type: 'ByUser' },
-          rules: [
-            {
-              subjects: [
-                { kind: 'ServiceAccount', serviceAccount: { name: account, namespace: ns } },
-              ],
-              resourceRules: [
-                {
-                  verbs: ['*'],
-                  apiGroups: ['*'],
-                  resources: ['*'],
-                  namespaces: ['*'],
-                  clusterScope: true,
-                },
-              ],
-              nonResourceRules: [{ verbs: ['*'], nonResourceURLs: ['*'] }],
-            },
-          ],
-        },
-      },
-    });
+    const throttle = await throttleServiceAccount(admin, ns, account, 8);
     const connection = loadConnection({ path: kubeconfig });
     const agent = new Agent({
       connect: { ...(connection.tls.ca ? { ca: connection.tls.ca } : {}) },
@@ -347,7 +300,7 @@ describe('API server faults', () => {
     let p: ReturnType<typeof startMain> | undefined;
     try {
       await eventually('the API server to classify the operator under the new schema', async () =>
-        (await asOperator(1))[0]?.flowSchema === schema.metadata.uid ? true : undefined,
+        (await asOperator(1))[0]?.flowSchema === throttle.flowSchemaUid ? true : undefined,
       );
       p = startMain([
         `--kubeconfig=${kubeconfig}`,
@@ -383,11 +336,7 @@ describe('API server faults', () => {
     } finally {
       p?.child.kill('SIGTERM');
       await agent.close();
-      await admin.request({ method: 'DELETE', path: `${flowcontrol}/flowschemas/${name}` });
-      await admin.request({
-        method: 'DELETE',
-        path: `${flowcontrol}/prioritylevelconfigurations/${name}`,
-      });
+      await throttle.remove();
     }
     assert.ok(p);
     assert.equal(await p.exited, 0);

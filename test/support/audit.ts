@@ -11,6 +11,7 @@ interface AuditEvent {
   auditID: string;
   verb: string;
   user: { username: string };
+  userAgent?: string;
   requestReceivedTimestamp: string;
   objectRef?: { resource?: string; subresource?: string; name?: string };
 }
@@ -19,15 +20,26 @@ const auditLog = (): string => join(dirname(clusterKubeconfig()), 'audit.log');
 
 /**
  * The requests `username` sent from `since` (wall-clock ms) on, in the log's order, each as
- * `verb resource[/subresource] [name]` (`patch deployments e1`, `create events`). A request the
- * admin makes now is waited for in the log first: entries are written as requests complete, so
- * those answered before it are there too.
+ * `verb resource[/subresource] [name]` (`patch deployments e1`, `create events`).
  */
 export async function auditedCalls(
   admin: KubeClient,
   username: string,
   since: number,
 ): Promise<string[]> {
+  return (await auditedRequests(admin, username, since)).map((request) => request.call);
+}
+
+/**
+ * The requests `username` sent from `since` (wall-clock ms) on, in the log's order: each as
+ * auditedCalls names it, with its User-Agent. A request the admin makes now is waited for in the
+ * log first: entries are written as requests complete, so those answered before it are there too.
+ */
+export async function auditedRequests(
+  admin: KubeClient,
+  username: string,
+  since: number,
+): Promise<{ call: string; userAgent: string | undefined }[]> {
   const marker = `audit-marker-${randomBytes(4).toString('hex')}`;
   await admin
     .request({ path: `/api/v1/namespaces/default/configmaps/${marker}` })
@@ -42,7 +54,7 @@ export async function auditedCalls(
     },
   );
   const seen = new Set<string>();
-  const calls: string[] = [];
+  const calls: { call: string; userAgent: string | undefined }[] = [];
   for (const line of text.split('\n')) {
     if (!line.includes(username)) continue;
     const event = JSON.parse(line) as AuditEvent;
@@ -52,7 +64,10 @@ export async function auditedCalls(
     if (Date.parse(event.requestReceivedTimestamp) < since) continue;
     const r = event.objectRef ?? {};
     const resource = r.subresource ? `${r.resource ?? ''}/${r.subresource}` : (r.resource ?? '');
-    calls.push([event.verb, resource, r.name].filter(Boolean).join(' '));
+    calls.push({
+      call: [event.verb, resource, r.name].filter(Boolean).join(' '),
+      userAgent: event.userAgent,
+    });
   }
   return calls;
 }

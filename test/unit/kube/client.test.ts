@@ -1,6 +1,6 @@
 // The client's connection liveness check, against a local HTTP/2 server behind a proxy that can
 // make the connection go silent: a PING left unanswered drops the connection long before the
-// request's own timeout, and a slow answer on a healthy connection is left alone.
+// request's own timeout (a read is then retried on a new connection), and a slow answer on a healthy connection is left alone.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -63,20 +63,44 @@ describe('KubeClient connection liveness', () => {
       { pingIntervalMs, requestTimeoutMs: 60_000 },
     );
 
+  /** The next request for /hang to reach the server. */
+  const nextHang = (): Promise<void> => new Promise<void>((resolve) => (hangArrived = resolve));
+
   it(
-    'drops a connection that stops answering its PINGs, failing the request on it',
-    {
-      timeout: 20_000,
-    },
+    'drops a connection that stops answering its PINGs, failing a write on it',
+    { timeout: 20_000 },
     async () => {
       const c = client(200);
       try {
-        const arrived = new Promise<void>((resolve) => (hangArrived = resolve));
-        const pending = c.request({ path: '/hang' });
+        const arrived = nextHang();
+        const pending = c.request({ method: 'POST', path: '/hang', body: {} });
         // Silenced once the server holds the request: the connection stays open but goes quiet.
         await arrived;
         assert.equal(proxy.silenceOpenConnections(), 1);
         await assert.rejects(pending, /connection unresponsive/);
+      } finally {
+        await c.close();
+      }
+    },
+  );
+
+  it(
+    'drops a connection that stops answering its PINGs, retrying a read on a new one',
+    { timeout: 20_000 },
+    async () => {
+      const c = client(200);
+      const stop = new AbortController();
+      try {
+        let arrived = nextHang();
+        const pending = c.request({ path: '/hang', signal: stop.signal });
+        await arrived;
+        arrived = nextHang();
+        // The connection the test before silenced may still be counted.
+        assert.ok(proxy.silenceOpenConnections() >= 1);
+        // The proxy passes new connections: the retry reaches the server, which holds it too.
+        await arrived;
+        stop.abort();
+        await assert.rejects(pending, { name: 'AbortError' });
       } finally {
         await c.close();
       }

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { retryAfterSeconds } from '../../../src/kube/client.ts';
 import {
   ApiError,
   isConflict,
@@ -80,18 +79,5 @@ describe('ApiError', () => {
     assert.ok(isGone(new ApiError(410, { reason: 'Gone' }, 'watch', '/x')));
     assert.ok(isGone(new ApiError(500, { reason: 'Expired' }, 'list', '/x')));
     assert.ok(!isGone(new Error('plain')));
-  });
-});
-
-describe('retryAfterSeconds', () => {
-  it('honours Retry-After on 429 and 503 only', () => {
-    assert.equal(retryAfterSeconds({ 'retry-after': '3' }, 429), 3);
-    assert.equal(retryAfterSeconds({ 'retry-after': '2' }, 503), 2);
-    assert.equal(retryAfterSeconds({ 'retry-after': '2' }, 500), undefined);
-  });
-  it('retries a 429 without the header after a second, and a 503 without it not at all', () => {
-    assert.equal(retryAfterSeconds({}, 429), 1);
-    assert.equal(retryAfterSeconds({}, 503), undefined);
-    assert.equal(retryAfterSeconds({ 'retry-after': 'soon' }, 429), 1);
   });
 });
