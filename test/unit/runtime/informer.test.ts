@@ -39,7 +39,18 @@ const pod = (
 
 type WatchStep = WatchEvent<Pod> | Error;
 
-/** A client whose list answers and watch streams are given in order; it records every query. */
+const refusal = () =>
+  new ApiError(
+    422,
+    { reason: 'Invalid', message: 'resourceVersionMatch is forbidden for watch' },
+    'watch',
+    '/pods',
+  );
+
+/**
+ * A client whose list answers and watch streams are given in order; it records every query. It
+ * refuses WatchList (as a server without the feature), without recording it.
+ */
 function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController) {
   const calls: { kind: 'list' | 'watch'; query: Record<string, unknown> }[] = [];
   let rv = 100;
@@ -52,8 +63,9 @@ function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController)
         return Promise.resolve({ metadata: { resourceVersion: String(rv++) }, items } as T);
       },
       async *watch<T>(
-        opts: RequestOptions & { idleTimeoutMs: number; onOpen?: () => void },
+        opts: RequestOptions & { onOpen?: () => void; onData?: () => void },
       ): AsyncGenerator<WatchEvent<T>> {
+        if (opts.query?.sendInitialEvents) throw refusal();
         calls.push({ kind: 'watch', query: opts.query ?? {} });
         const steps = watches.shift();
         if (!steps) {
@@ -143,7 +155,7 @@ describe('Informer', () => {
     const stop = new AbortController();
     const { client, calls } = scripted(
       [[pod('a', '1')]],
-      [[new Error('socket hang up')], []],
+      [[new Error('socket hang up')], [{ type: 'BOOKMARK', object: pod('', '101') }]],
       stop,
     );
     const errors: string[] = [];
