@@ -50,6 +50,33 @@ function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   return out;
 }
 
+/** Sends one request on to the API server, its answer back, and tracks it in `open` meanwhile. */
+function forward(
+  upstream: ClientHttp2Session,
+  client: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  open: Set<Forwarded>,
+): void {
+  const path = headers[':path'] ?? '/';
+  const method = headers[':method'] ?? 'GET';
+  const forwarded = upstream.request({ ':method': method, ':path': path, ...endToEnd(headers) });
+  const entry = { path, client, upstream: forwarded };
+  open.add(entry);
+  forwarded.on('response', (answer) => {
+    client.respond({ ':status': answer[':status'] ?? 502, ...endToEnd(answer) });
+    forwarded.pipe(client);
+  });
+  forwarded.on('error', () => {
+    client.close(constants.NGHTTP2_INTERNAL_ERROR);
+  });
+  forwarded.on('close', () => open.delete(entry));
+  client.on('close', () => {
+    open.delete(entry);
+    forwarded.close();
+  });
+  client.pipe(forwarded);
+}
+
 /**
  * Starts a proxy for the local cluster in `clusterDir` (hack/cluster's layout: its CA, the API
  * server's serving certificate, which names 127.0.0.1, and the admin client certificate).
@@ -73,30 +100,14 @@ export async function startStreamProxy(clusterDir: string, server: string): Prom
   });
   proxy.on('stream', (client, headers) => {
     const path = headers[':path'] ?? '/';
-    const method = headers[':method'] ?? 'GET';
-    requests.push({ method, path, at: performance.now() });
+    requests.push({ method: headers[':method'] ?? 'GET', path, at: performance.now() });
     client.on('error', () => undefined);
     if (empty?.(path)) {
       client.respond({ ':status': 200, 'content-type': 'application/json' });
       client.end();
       return;
     }
-    const forwarded = upstream.request({ ':method': method, ':path': path, ...endToEnd(headers) });
-    const entry = { path, client, upstream: forwarded };
-    open.add(entry);
-    forwarded.on('response', (answer) => {
-      client.respond({ ':status': answer[':status'] ?? 502, ...endToEnd(answer) });
-      forwarded.pipe(client);
-    });
-    forwarded.on('error', () => {
-      client.close(constants.NGHTTP2_INTERNAL_ERROR);
-    });
-    forwarded.on('close', () => open.delete(entry));
-    client.on('close', () => {
-      open.delete(entry);
-      forwarded.close();
-    });
-    client.pipe(forwarded);
+    forward(upstream, client, headers, open);
   });
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   const address = proxy.address();
