@@ -17,7 +17,7 @@ import { KubeClient } from './kube/client.ts';
 import { loadConnection } from './kube/kubeconfig.ts';
 import { ApiError } from './kube/errors.ts';
 import { RequestCounts } from './kube/request-counts.ts';
-import { startHttpServer } from './http/server.ts';
+import { startHttpServer, type Check } from './http/server.ts';
 import { DEFAULT_BACKOFF, retryDelay } from './runtime/informer.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import type { EventRecorder } from './runtime/events.ts';
@@ -205,7 +205,7 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
     server: connection.server.href,
     queue: () => operator.queue,
     cacheSizes: () => operator.cacheSizes(),
-    ready: () => Object.values(readiness).every((check) => check()),
+    ready: () => Object.values(readiness).every((check) => check() === true),
     ...(election.enabled
       ? { leader: { name: election.leaseName, leading: () => elector?.isLeader ?? false } }
       : {}),
@@ -239,9 +239,11 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
   const elector = election.enabled
     ? leaderElector(config, client, identity, operator.recorder, loggers)
     : undefined;
-  const readiness: Record<string, () => boolean> = {
+  const readiness: Record<string, Check> = {
     'informers-synced': () => operator.synced,
     'informers-connected': () => operator.connected,
+    // A watch whose stream stopped without failing: the watchdog reopens it; if it could not.
+    'watches-heard': () => operator.silentWatches().join('; ') || true,
     'credentials-accepted': () => !credentialsRefused,
     ...(elector ? { 'leader-election': () => elector.healthy } : {}),
   };

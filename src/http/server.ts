@@ -3,7 +3,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type Check = () => boolean;
+/** True passes; false fails; a string fails and says why (what is failing, named). */
+export type Check = () => boolean | string;
 
 export interface HttpServerOptions {
   port: number;
@@ -38,9 +39,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         const results = Object.entries(options.readiness).map(
           ([name, check]) => [name, check()] as const,
         );
-        const ok = results.every(([, passed]) => passed);
-        const detail = results.map(
-          ([name, passed]) => `[${passed ? '+' : '-'}]${name} ${passed ? 'ok' : 'failed'}`,
+        const ok = results.every(([, result]) => result === true);
+        const detail = results.map(([name, result]) =>
+          result === true
+            ? `[+]${name} ok`
+            : `[-]${name} failed${typeof result === 'string' ? `: ${result}` : ''}`,
         );
         if (verbose || !ok)
           reply(ok ? 200 : 503, `${detail.join('\n')}\nreadyz check ${ok ? 'passed' : 'failed'}\n`);

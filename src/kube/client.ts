@@ -20,6 +20,7 @@ import { VERSION } from '../version.ts';
 import { inSpan, type Tracer } from '../telemetry/tracing.ts';
 import { ApiError, parseStatus } from './errors.ts';
 import { loadConnection, type Connection, type Credentials } from './kubeconfig.ts';
+import { LineSplitter } from './lines.ts';
 import { tunnel, type Tunnel } from './proxy.ts';
 import { APPLY_PATCH, describeRequest, type RequestInfo } from './request-info.ts';
 import {
@@ -228,12 +229,13 @@ export class KubeClient {
   }
 
   /**
-   * Opens a watch and yields its events as they arrive. `idleTimeoutMs` bounds the silence
-   * between two chunks: a stream that stalls without closing (a dead peer, a stopped apiserver)
-   * fails instead of hanging. Throws ApiError when the server refuses the watch.
+   * Opens a watch and yields its events as they arrive. `onData` hears every chunk: the caller
+   * times the stream's silence itself (the informer's watchdog) and aborts `signal` when it runs
+   * out. `idleTimeoutMs`, when given, also sets undici's own timers (headers, then between chunks).
+   * Throws ApiError when the server refuses the watch.
    */
   async *watch<T>(
-    opts: RequestOptions & { idleTimeoutMs: number; onOpen?: () => void },
+    opts: RequestOptions & { idleTimeoutMs?: number; onOpen?: () => void; onData?: () => void },
   ): AsyncGenerator<WatchEvent<T>> {
     const query = stringifyQuery({ ...opts.query, watch: true });
     const path = this.url(opts.path, query);
@@ -247,8 +249,9 @@ export class KubeClient {
         path,
         headers: { accept: 'application/json', ...(await this.requestHeaders()) },
         signal: opts.signal ?? null,
-        bodyTimeout: opts.idleTimeoutMs,
-        headersTimeout: opts.idleTimeoutMs,
+        // 0: none. A healthy watch may be quiet for minutes; its caller knows how long.
+        bodyTimeout: opts.idleTimeoutMs ?? 0,
+        headersTimeout: opts.idleTimeoutMs ?? 0,
       });
       code = res.statusCode;
     } finally {
@@ -269,21 +272,34 @@ export class KubeClient {
       );
     }
     opts.onOpen?.();
-    let buffered = '';
+    yield* this.watchEvents<T>(res.body, opts);
+  }
+
+  /** The events of an open watch's body, one JSON object per line. */
+  private async *watchEvents<T>(
+    body: Dispatcher.ResponseData['body'],
+    opts: { signal?: AbortSignal; onData?: () => void },
+  ): AsyncGenerator<WatchEvent<T>> {
+    // Ends the body on abort ourselves, not only through undici: the caller's watchdog must end
+    // a stream that undici's own handling of the signal has left hanging.
+    const abort = (): void => {
+      body.destroy(opts.signal?.reason instanceof Error ? opts.signal.reason : undefined);
+    };
+    opts.signal?.addEventListener('abort', abort, { once: true });
+    if (opts.signal?.aborted) abort();
+    const lines = new LineSplitter();
     const decoder = new TextDecoder();
     try {
-      for await (const chunk of res.body) {
-        buffered += decoder.decode(chunk as Uint8Array, { stream: true });
-        let newline: number;
-        while ((newline = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
+      for await (const chunk of body) {
+        opts.onData?.();
+        for (const line of lines.push(decoder.decode(chunk as Uint8Array, { stream: true }))) {
           if (line.trim()) yield JSON.parse(line) as WatchEvent<T>;
         }
       }
     } finally {
+      opts.signal?.removeEventListener('abort', abort);
       // Leaving early (abort, error, consumer break) must release the connection.
-      res.body.destroy();
+      body.destroy();
     }
   }
 

@@ -251,6 +251,11 @@ export class ManagedController<C extends Record<string, KubeObject>> {
     return this.informers.every((i) => i.connected);
   }
 
+  /** Each watch silent past its limit, named: a stuck stream `/readyz` reports. */
+  silentWatches(): string[] {
+    return this.informers.flatMap((i) => i.silentWatches());
+  }
+
   async whenSynced(): Promise<void> {
     await Promise.all(this.informers.map((i) => i.whenSynced()));
   }
@@ -343,6 +348,12 @@ function informerGroup(
         // Rare and costly (a full list): worth a line, not only a counter.
         log.info({ informer: type.plural }, 'resourceVersion compacted away (410 Gone): relisting');
         metrics?.relisted?.();
+      },
+      watchListRefused: (err) => {
+        log.info(
+          { informer: type.plural, err: errorText(err) },
+          'the API server does not stream lists (WatchList): listing in pages',
+        );
       },
     },
   });

@@ -1,11 +1,20 @@
-// An informer: a paginated list, then a watch from the list's resourceVersion, feeding an
-// in-memory store that the controller reads instead of the API server. It follows client-go's
-// reflector: bookmarks on, a server-side watch timeout, resume from the last resourceVersion
-// seen, relist on 410 Gone, reconnect backoff with jitter; plus a client-side inactivity timeout
-// so a stream that goes silent is noticed.
+// An informer: a list, then a watch from the list's resourceVersion, feeding an in-memory store
+// that the controller reads instead of the API server. It follows client-go's reflector: the list
+// streamed as a watch (WatchList) where the server offers it, else paginated; bookmarks on, a
+// server-side watch timeout, resume from the last resourceVersion seen, relist on 410 Gone,
+// reconnect backoff with jitter, a watch that ends at once counted as a failure; plus a watchdog
+// of our own so a stream that goes silent is noticed (watchdog.ts).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeClient, WatchEvent } from '../kube/client.ts';
 import { ApiError, isGone, type Status } from '../kube/errors.ts';
+import {
+  seconds,
+  ShortWatchError,
+  Watchdog,
+  watchEndIsFailure,
+  WatchSilentError,
+  type WatchEnd,
+} from './watchdog.ts';
 
 export interface ObjectMetadata {
   name: string;
@@ -48,6 +57,8 @@ export interface InformerObserver {
   failed?(error: unknown): void;
   /** A 410 Gone forced a relist. */
   relisted?(): void;
+  /** The server refused a WatchList: this informer lists in pages from now on. */
+  watchListRefused?(error: unknown): void;
 }
 
 export interface BackoffPolicy {
@@ -72,8 +83,18 @@ export interface InformerOptions<T extends KubeObject> {
   pageSize?: number;
   /** Server-side watch timeout, jittered per watch so reconnects of many clients spread out. */
   watchTimeoutSeconds?: number;
-  /** Silence after which a watch is presumed dead (bookmarks come about once a minute). */
+  /**
+   * Silence after which our watchdog aborts a watch and reopens it from the last resourceVersion.
+   * Bookmarks come about once a minute; the default, 150 s, lets two go missing. A silence counts
+   * as a failure only once the server has sent a bookmark (see watchEndIsFailure), and `/readyz`
+   * fails while a watch is silent past it.
+   */
   idleTimeoutMs?: number;
+  /**
+   * Lists by streaming (WatchList: a watch with sendInitialEvents) where the server offers it;
+   * a server that refuses it once is listed in pages from then on. On by default.
+   */
+  watchList?: boolean;
   backoff?: BackoffPolicy;
   observer?: InformerObserver;
   /** Failures are reported here, never thrown: an informer keeps trying until stopped. */
@@ -104,6 +125,17 @@ export function objectKey(object: KubeObject): string {
   return namespace ? `${namespace}/${name}` : name;
 }
 
+/** The annotation of the bookmark that ends a WatchList's initial events. */
+const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
+
+/**
+ * The server does not serve WatchList: too old to know sendInitialEvents (it then forbids
+ * resourceVersionMatch on a watch), or the feature turned off. Both answer 400 or 422.
+ */
+function refusesWatchList(err: unknown): boolean {
+  return err instanceof ApiError && (err.code === 400 || err.code === 422);
+}
+
 interface ObjectList<T> {
   metadata: { resourceVersion?: string; continue?: string };
   items: T[];
@@ -111,7 +143,10 @@ interface ObjectList<T> {
 
 export class Informer<T extends KubeObject> {
   private readonly options: Required<
-    Pick<InformerOptions<T>, 'pageSize' | 'watchTimeoutSeconds' | 'idleTimeoutMs' | 'backoff'>
+    Pick<
+      InformerOptions<T>,
+      'pageSize' | 'watchTimeoutSeconds' | 'idleTimeoutMs' | 'watchList' | 'backoff'
+    >
   > &
     InformerOptions<T>;
   private readonly store = new Map<string, T>();
@@ -121,7 +156,16 @@ export class Informer<T extends KubeObject> {
   private readonly handlers: ((event: InformerEvent<T>) => void)[] = [];
   private resourceVersion: string | undefined;
   private syncedFlag = false;
+  private needList = true;
   private failing = false;
+  /** The server answered a WatchList with 400 or 422: it is listed in pages from then on. */
+  private watchListRefused = false;
+  /** The server has sent a bookmark: it sends them, so a silent watch is a stuck one. */
+  private bookmarksSeen = false;
+  /** The objects of a WatchList's initial events, until the bookmark that ends them. */
+  private initial: Map<string, T> | undefined;
+  /** The current watch's (or the last one's, until the next opens): how long it has been silent. */
+  private watchdog: Watchdog | undefined;
   private readonly syncWaiters: (() => void)[] = [];
 
   constructor(options: InformerOptions<T>) {
@@ -129,6 +173,7 @@ export class Informer<T extends KubeObject> {
       pageSize: 500,
       watchTimeoutSeconds: 290,
       idleTimeoutMs: 150_000,
+      watchList: true,
       backoff: DEFAULT_BACKOFF,
       ...options,
     };
@@ -147,6 +192,13 @@ export class Informer<T extends KubeObject> {
   /** False from a failed list or watch until a list succeeds or a watch is open again. */
   get connected(): boolean {
     return !this.failing;
+  }
+
+  /** Names the watch if it has been silent past its limit: `/readyz` fails on it. */
+  silentWatch(): string | undefined {
+    const silentMs = this.watchdog?.silentMs() ?? 0;
+    if (silentMs <= this.options.idleTimeoutMs) return undefined;
+    return `${this.name} watch silent for ${seconds(silentMs)} (${this.options.path})`;
   }
 
   whenSynced(): Promise<void> {
@@ -198,35 +250,38 @@ export class Informer<T extends KubeObject> {
   async run(signal: AbortSignal): Promise<void> {
     const { backoff } = this.options;
     let retry = 0;
-    let needList = true;
     while (!signal.aborted) {
       const started = Date.now();
+      let failure: unknown;
       try {
-        if (needList) {
-          await this.listAll(signal);
-          needList = false;
+        const end = await this.listAndWatch(signal);
+        if (aborted(signal)) break;
+        failure = this.failureOf(end);
+        // A normal end (the server's timeout) resumes at once from the last resourceVersion.
+        if (failure === undefined) {
+          retry = 0;
+          continue;
         }
-        await this.watchOnce(signal);
-        // A clean end (the server's timeout) resumes at once from the last resourceVersion.
-        retry = 0;
-        continue;
       } catch (err) {
         if (aborted(signal)) break;
         if (isGone(err)) {
           // Not a failure: the server answered, and a relist follows at once.
           // Our resourceVersion is older than etcd's compaction: only a fresh list can resync.
           this.options.observer?.relisted?.();
-          needList = true;
+          this.needList = true;
           continue;
         }
-        this.failing = true;
-        this.options.observer?.failed?.(err);
-        this.options.onError?.(
-          `${this.name}: ${needList ? 'list' : 'watch'} failed, retrying`,
-          err,
-        );
-        if (Date.now() - started > backoff.resetAfterMs) retry = 0;
+        failure = err;
       }
+      this.failing = true;
+      this.options.observer?.failed?.(failure);
+      this.options.onError?.(
+        failure instanceof WatchSilentError || failure instanceof ShortWatchError
+          ? failure.message
+          : `${this.name}: ${this.needList ? 'list' : 'watch'} failed, retrying`,
+        failure,
+      );
+      if (Date.now() - started > backoff.resetAfterMs) retry = 0;
       await sleep(retryDelay(backoff, retry, Math.random()), undefined, { signal }).catch(
         () => undefined,
       );
@@ -234,7 +289,37 @@ export class Informer<T extends KubeObject> {
     }
   }
 
-  private async listAll(signal: AbortSignal): Promise<void> {
+  /** The failure a watch's end amounts to, or undefined for its normal end. */
+  private failureOf(end: WatchEnd): Error | undefined {
+    if (end.kind === 'silent') {
+      return watchEndIsFailure(end) ? new WatchSilentError(this.name, end.silentMs) : undefined;
+    }
+    if (watchEndIsFailure(end)) return new ShortWatchError(this.name, end.livedMs);
+    if (this.needList) {
+      return new Error(`${this.name}: watch list ended before its initial events were complete`);
+    }
+    return undefined;
+  }
+
+  /** Lists first if needed (streamed where the server allows it), then watches until it ends. */
+  private async listAndWatch(signal: AbortSignal): Promise<WatchEnd> {
+    if (this.needList && this.options.watchList && !this.watchListRefused) {
+      try {
+        return await this.watchOnce(signal, true);
+      } catch (err) {
+        if (!refusesWatchList(err)) throw err;
+        // An older server, or one with the feature off: what client-go falls back to as well.
+        this.watchListRefused = true;
+        this.options.observer?.watchListRefused?.(err);
+      }
+    }
+    if (this.needList) await this.listPages(signal);
+    return this.watchOnce(signal, false);
+  }
+
+  private async listPages(signal: AbortSignal): Promise<void> {
+    this.watchdog?.stop();
+    this.watchdog = undefined;
     const fresh = new Map<string, T>();
     let continueToken: string | undefined;
     let resourceVersion: string | undefined;
@@ -255,9 +340,15 @@ export class Informer<T extends KubeObject> {
       continueToken = page.metadata.continue === '' ? undefined : page.metadata.continue;
       resourceVersion = page.metadata.resourceVersion;
     } while (continueToken);
+    this.finishSync(fresh, resourceVersion);
+  }
+
+  /** A complete list is in: it replaces the store, and the watch resumes from `resourceVersion`. */
+  private finishSync(fresh: Map<string, T>, resourceVersion: string | undefined): void {
     this.replace(fresh);
     this.resourceVersion = resourceVersion;
     this.failing = false;
+    this.needList = false;
     this.options.observer?.listed?.(fresh.size);
     if (!this.syncedFlag) {
       this.syncedFlag = true;
@@ -265,30 +356,69 @@ export class Informer<T extends KubeObject> {
     }
   }
 
-  private async watchOnce(signal: AbortSignal): Promise<void> {
-    const timeout = Math.round(this.options.watchTimeoutSeconds * (1 + Math.random() / 5));
-    const events = this.options.client.watch<T | Status>({
-      path: this.options.path,
-      query: {
-        resourceVersion: this.resourceVersion,
-        allowWatchBookmarks: true,
-        timeoutSeconds: timeout,
-        labelSelector: this.options.labelSelector,
-      },
-      signal,
-      idleTimeoutMs: this.options.idleTimeoutMs,
-      onOpen: () => {
-        this.failing = false;
-      },
+  /**
+   * One watch, until it ends: the server closed it, or our watchdog aborted it (both returned),
+   * or it failed (thrown). `initial`: a WatchList, its initial events first.
+   */
+  private async watchOnce(signal: AbortSignal, initial: boolean): Promise<WatchEnd> {
+    const silenced = new AbortController();
+    this.watchdog?.stop();
+    const watchdog = new Watchdog(this.options.idleTimeoutMs, () => {
+      silenced.abort(new WatchSilentError(this.name, watchdog.silentMs()));
     });
-    this.options.observer?.watchStarted?.();
-    for await (const event of events) this.apply(event);
+    this.watchdog = watchdog;
+    this.initial = initial ? new Map() : undefined;
+    const opened = performance.now();
+    let events = 0;
+    try {
+      const stream = this.options.client.watch<T | Status>({
+        path: this.options.path,
+        query: this.watchQuery(initial),
+        signal: AbortSignal.any([signal, silenced.signal]),
+        onOpen: () => {
+          this.failing = false;
+        },
+        onData: () => {
+          watchdog.heard();
+        },
+      });
+      this.options.observer?.watchStarted?.();
+      for await (const event of stream) {
+        events++;
+        this.apply(event);
+      }
+    } catch (err) {
+      if (!silenced.signal.aborted || aborted(signal)) throw err;
+      return { kind: 'silent', silentMs: watchdog.silentMs(), bookmarksSeen: this.bookmarksSeen };
+    } finally {
+      watchdog.stop();
+    }
+    return { kind: 'closed', livedMs: performance.now() - opened, events };
+  }
+
+  private watchQuery(initial: boolean): Record<string, string | number | boolean | undefined> {
+    const common = {
+      allowWatchBookmarks: true,
+      // Jittered per watch so that the reconnects of many clients spread out.
+      timeoutSeconds: Math.round(this.options.watchTimeoutSeconds * (1 + Math.random() / 5)),
+      labelSelector: this.options.labelSelector,
+    };
+    // A WatchList: the current state as ADDED events (a consistent read, as a list without a
+    // resourceVersion), then a bookmark marking their end, then changes, on one stream.
+    if (initial)
+      return { ...common, sendInitialEvents: true, resourceVersionMatch: 'NotOlderThan' };
+    return { ...common, resourceVersion: this.resourceVersion };
   }
 
   private apply(event: WatchEvent<T | Status>): void {
     if (event.type === 'ERROR') {
       const status = event.object as Status;
       throw new ApiError(status.code ?? 500, status, 'watch', this.options.path);
+    }
+    if (event.type === 'BOOKMARK') this.bookmarksSeen = true;
+    if (this.initial) {
+      this.collectInitial(this.initial, event);
+      return;
     }
     const object = event.object as T;
     if (object.metadata.resourceVersion) this.resourceVersion = object.metadata.resourceVersion;
@@ -316,6 +446,20 @@ export class Informer<T extends KubeObject> {
         ? { type: 'update', object: prepared, old, ...flag }
         : { type: 'add', object: prepared, ...flag },
     );
+  }
+
+  /** An event of a WatchList before its end: gathered, then swapped in whole as a list is. */
+  private collectInitial(fresh: Map<string, T>, event: WatchEvent<T | Status>): void {
+    const object = event.object as T;
+    if (event.type === 'BOOKMARK') {
+      if (object.metadata.annotations?.[INITIAL_EVENTS_END] !== 'true') return;
+      this.initial = undefined;
+      this.finishSync(fresh, object.metadata.resourceVersion);
+      return;
+    }
+    const prepared = this.prepare(object);
+    if (event.type === 'DELETED') fresh.delete(objectKey(prepared));
+    else fresh.set(objectKey(prepared), prepared);
   }
 
   /** Swaps in a complete list, telling handlers what appeared, changed and vanished meanwhile. */
@@ -442,6 +586,11 @@ export class InformerGroup<T extends KubeObject> {
 
   get connected(): boolean {
     return this.informers.every((i) => i.connected);
+  }
+
+  /** Each watch silent past its limit, named. */
+  silentWatches(): string[] {
+    return this.informers.flatMap((i) => i.silentWatch() ?? []);
   }
 
   async whenSynced(): Promise<void> {

@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { errors } from 'undici';
 import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
@@ -17,6 +16,7 @@ import { startOperator } from '../support/operator.ts';
 import { logsPort, startMain, whenReady } from '../support/main-process.ts';
 import { freePorts } from '../../hack/cluster/process.ts';
 import { DEFAULT_BACKOFF, retryDelay } from '../../src/runtime/informer.ts';
+import { WatchSilentError } from '../../src/runtime/watchdog.ts';
 
 /** The operator's "waiting: the Echo CRD …" log lines: when, and the wait it decided on. */
 function crdWaits(stdout: string): { at: number; retryInSeconds: number }[] {
@@ -375,9 +375,9 @@ describe('operator process', () => {
       [ns],
       { idleTimeoutMs: 3000, informerObserver: () => ({ failed: (err) => failures.push(err) }) },
       viaProxy,
-      // No periodic PING (it finds a dead connection too, within 30 s): only the watches' idle
-      // timeout can notice the silence.
-      { requestTimeoutMs: 3000, pingIntervalMs: 0 },
+      // The watchdog notices the silent watches (at 3 s); the PING health check, which finds
+      // the dead connection (a PING unanswered when the next is due), moves them to a new one.
+      { requestTimeoutMs: 3000, pingIntervalMs: 4000 },
     );
     /** Watches of `resource` the API server answered (200): each was open from then on. */
     const opened = (resource: string): number =>
@@ -403,9 +403,9 @@ describe('operator process', () => {
         path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
         body: echoManifest('unseen', 1),
       });
-      await eventually('both watches open again after the idle timeout', watchesOpen(2));
+      await eventually('both watches open again after the silence', watchesOpen(2));
       assert.ok(
-        failures.some((err) => err instanceof errors.BodyTimeoutError),
+        failures.some((err) => err instanceof WatchSilentError),
         `the silent watches timed out: ${failures.map(String).join('; ')}`,
       );
       await eventually(

@@ -15,6 +15,8 @@ import { Pool } from 'undici';
 
 export interface FaultProxy {
   port: number;
+  /** Bytes the API server sent back through the proxy so far (TLS included): what a client read. */
+  bytesToClients(): number;
   /** Silences every connection open now; later connections pass normally. */
   silenceOpenConnections(): number;
   /** Destroys every connection open now (both sides); later connections pass normally. */
@@ -24,12 +26,16 @@ export interface FaultProxy {
 
 export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
   const open = new Set<[Socket, Socket]>();
+  let toClients = 0;
   const server = createServer((client) => {
     const upstream = connect(targetPort, '127.0.0.1');
     const pair: [Socket, Socket] = [client, upstream];
     open.add(pair);
     client.pipe(upstream);
     upstream.pipe(client);
+    upstream.on('data', (chunk: Buffer) => {
+      toClients += chunk.length;
+    });
     const drop = (): void => {
       open.delete(pair);
       client.destroy();
@@ -43,6 +49,7 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
   if (address === null || typeof address === 'string') throw new Error('proxy has no port');
   return {
     port: address.port,
+    bytesToClients: () => toClients,
     silenceOpenConnections: () => {
       for (const [client, upstream] of open) {
         client.unpipe(upstream);

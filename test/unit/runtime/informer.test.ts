@@ -11,6 +11,7 @@ import {
   type InformerEvent,
   type KubeObject,
 } from '../../../src/runtime/informer.ts';
+import { ShortWatchError, WatchSilentError } from '../../../src/runtime/watchdog.ts';
 
 interface Pod extends KubeObject {
   spec?: { n: number };
@@ -39,7 +40,18 @@ const pod = (
 
 type WatchStep = WatchEvent<Pod> | Error;
 
-/** A client whose list answers and watch streams are given in order; it records every query. */
+const refusal = () =>
+  new ApiError(
+    422,
+    { reason: 'Invalid', message: 'resourceVersionMatch is forbidden for watch' },
+    'watch',
+    '/pods',
+  );
+
+/**
+ * A client whose list answers and watch streams are given in order; it records every query. It
+ * refuses WatchList (as a server without the feature), without recording it.
+ */
 function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController) {
   const calls: { kind: 'list' | 'watch'; query: Record<string, unknown> }[] = [];
   let rv = 100;
@@ -52,8 +64,9 @@ function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController)
         return Promise.resolve({ metadata: { resourceVersion: String(rv++) }, items } as T);
       },
       async *watch<T>(
-        opts: RequestOptions & { idleTimeoutMs: number; onOpen?: () => void },
+        opts: RequestOptions & { onOpen?: () => void; onData?: () => void },
       ): AsyncGenerator<WatchEvent<T>> {
+        if (opts.query?.sendInitialEvents) throw refusal();
         calls.push({ kind: 'watch', query: opts.query ?? {} });
         const steps = watches.shift();
         if (!steps) {
@@ -143,7 +156,7 @@ describe('Informer', () => {
     const stop = new AbortController();
     const { client, calls } = scripted(
       [[pod('a', '1')]],
-      [[new Error('socket hang up')], []],
+      [[new Error('socket hang up')], [{ type: 'BOOKMARK', object: pod('', '101') }]],
       stop,
     );
     const errors: string[] = [];
@@ -304,5 +317,157 @@ describe('retryDelay', () => {
     assert.deepEqual(schedule(0), [800, 1600, 3200, 6400, 12_800, 25_600, 30_000, 30_000]);
     assert.deepEqual(schedule(0.5), [1200, 2400, 4800, 9600, 19_200, 38_400, 45_000, 45_000]);
     assert.equal(retryDelay(DEFAULT_BACKOFF, 5000, 0), 30_000, 'no overflow after many failures');
+  });
+});
+
+/** A watch stream the test writes: `streams` in order, each a list of steps; 'hang' waits for the abort. */
+type StreamStep = WatchEvent<Pod> | Error | 'hang';
+
+/** A client serving WatchList (or refusing it with `refuseWatchList`); lists answer `lists` in order. */
+function watchListServer(streams: StreamStep[][], stop: AbortController, lists: Pod[][] = []) {
+  const calls: Record<string, unknown>[] = [];
+  return {
+    calls,
+    client: {
+      request<T>(opts: RequestOptions): Promise<T> {
+        calls.push({ list: true, ...opts.query });
+        return Promise.resolve({
+          metadata: { resourceVersion: '50' },
+          items: lists.shift() ?? [],
+        } as T);
+      },
+      async *watch<T>(
+        opts: RequestOptions & { onOpen?: () => void; onData?: () => void },
+      ): AsyncGenerator<WatchEvent<T>> {
+        calls.push({ ...opts.query });
+        const steps = streams.shift();
+        if (!steps) {
+          stop.abort();
+          return;
+        }
+        if (!(steps[0] instanceof Error)) opts.onOpen?.();
+        for (const step of steps) {
+          await Promise.resolve();
+          if (step === 'hang') {
+            const signal = opts.signal;
+            assert.ok(signal);
+            await new Promise((resolve) => {
+              signal.addEventListener('abort', resolve);
+            });
+            throw new Error('aborted');
+          }
+          if (step instanceof Error) throw step;
+          opts.onData?.();
+          yield step as WatchEvent<T>;
+        }
+      },
+    },
+  };
+}
+
+const initialEventsEnd = (rv: string): WatchEvent<Pod> => ({
+  type: 'BOOKMARK',
+  object: pod('', rv, undefined, { annotations: { 'k8s.io/initial-events-end': 'true' } }),
+});
+
+describe('Informer WatchList and watch ends', () => {
+  const quick = { initialMs: 1, maxMs: 2, resetAfterMs: 60_000 };
+
+  it('syncs from the initial events at their end bookmark and watches on the same stream', async () => {
+    const stop = new AbortController();
+    const { client, calls } = watchListServer(
+      [
+        [
+          { type: 'ADDED', object: pod('a', '3') },
+          { type: 'ADDED', object: pod('b', '4') },
+          initialEventsEnd('9'),
+          { type: 'MODIFIED', object: pod('a', '11') },
+        ],
+        [{ type: 'ADDED', object: pod('c', '12') }],
+      ],
+      stop,
+    );
+    const informer = new Informer<Pod>({ name: 'pods', client, path: '/pods' });
+    const events: string[] = [];
+    informer.onEvent((e) => events.push(`${e.type} ${e.object.metadata.name}`));
+    await informer.run(stop.signal);
+    assert.deepEqual(calls[0], {
+      allowWatchBookmarks: true,
+      timeoutSeconds: calls[0]?.timeoutSeconds,
+      labelSelector: undefined,
+      sendInitialEvents: true,
+      resourceVersionMatch: 'NotOlderThan',
+    });
+    assert.equal(calls[1]?.resourceVersion, '11', 'the next watch resumes after the last event');
+    assert.equal(calls[1].sendInitialEvents, undefined);
+    assert.deepEqual(events, ['add a', 'add b', 'update a', 'add c']);
+    assert.ok(informer.synced);
+  });
+
+  it('lists in pages once the server refuses WatchList, and relists so after 410 Gone', async () => {
+    const stop = new AbortController();
+    const { client, calls } = watchListServer(
+      [[refusal()], [gone()], [{ type: 'BOOKMARK', object: pod('', '60') }]],
+      stop,
+      [[pod('a', '1')], [pod('b', '2')]],
+    );
+    const refused: unknown[] = [];
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      backoff: quick,
+      observer: { watchListRefused: (err) => refused.push(err) },
+    });
+    await informer.run(stop.signal);
+    assert.deepEqual(
+      calls.map((c) => (c.list ? 'list' : c.sendInitialEvents ? 'watchlist' : 'watch')),
+      ['watchlist', 'list', 'watch', 'list', 'watch', 'watch'],
+    );
+    assert.equal(refused.length, 1);
+    assert.deepEqual(informer.keys(), ['ns/b']);
+  });
+
+  it('backs off from a watch that ends at once with no event', async () => {
+    const stop = new AbortController();
+    const { client } = watchListServer([[initialEventsEnd('9')], [], []], stop);
+    const failures: unknown[] = [];
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      backoff: quick,
+      observer: { failed: (err) => failures.push(err) },
+    });
+    await informer.run(stop.signal);
+    assert.equal(failures.length, 2);
+    assert.ok(failures.every((err) => err instanceof ShortWatchError));
+  });
+
+  it('reopens a silent watch: a failure once the server has sent bookmarks, else not', async () => {
+    const stop = new AbortController();
+    const { client, calls } = watchListServer(
+      [
+        [{ type: 'ADDED', object: pod('a', '3') }, 'hang'],
+        [{ type: 'ADDED', object: pod('b', '4') }, initialEventsEnd('9'), 'hang'],
+      ],
+      stop,
+    );
+    const failures: unknown[] = [];
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      idleTimeoutMs: 30,
+      backoff: quick,
+      observer: { failed: (err) => failures.push(err) },
+    });
+    await informer.run(stop.signal);
+    assert.equal(calls.length, 3);
+    assert.equal(calls[1]?.sendInitialEvents, true, 'not synced yet: the WatchList again');
+    assert.equal(failures.length, 1, `one failure: ${failures.map(String).join('; ')}`);
+    assert.ok(failures[0] instanceof WatchSilentError);
+    assert.match(failures[0].message, /^pods: watch silent for \d+\.\d s: reopening$/);
+    assert.equal(calls[2]?.resourceVersion, '9');
   });
 });
