@@ -179,10 +179,13 @@ async function runWhileLeading(
 ): Promise<void> {
   const election = config.leaderElection;
   const elected = elector ? elector.acquire(signal) : Promise.resolve(true);
+  // Renewing goes on through the drain: a reconcile still writing is still the leader's.
+  const drained = new AbortController();
+  let holding: Promise<unknown> = Promise.resolve();
   if (elector) {
     log.info({ lease: election.leaseName }, 'standing by until elected; caches filling');
-    void elected.then(async (won) => {
-      if (won && (await elector.hold(signal)) === 'lost') {
+    holding = elected.then(async (won) => {
+      if (won && (await elector.hold(drained.signal)) === 'lost') {
         // Another replica may lead already: stop writing now, as client-go's callers do.
         log.error(
           { lease: election.leaseName, renewDeadlineSeconds: election.renewDeadlineMs / 1000 },
@@ -193,6 +196,8 @@ async function runWhileLeading(
     });
   }
   await controller.run(signal, elected);
+  drained.abort();
+  await holding;
   await elector?.release();
   await controller.recorder.flush();
 }
