@@ -92,7 +92,9 @@ export class Controller {
       () => {
         clearInterval(resync);
         void queue.shutDown();
-        grace = setTimeout(() => cancel.abort(signal.reason), DRAIN_GRACE_MS);
+        grace = setTimeout(() => {
+          cancel.abort(signal.reason);
+        }, DRAIN_GRACE_MS);
       },
       { once: true },
     );
