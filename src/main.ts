@@ -13,7 +13,7 @@ import {
   echoController,
   type EchoController,
 } from './echo/controller.ts';
-import { KubeClient } from './kube/client.ts';
+import { connectionsFor, KubeClient } from './kube/client.ts';
 import { loadConnection } from './kube/kubeconfig.ts';
 import { ApiError } from './kube/errors.ts';
 import { RequestCounts } from './kube/request-counts.ts';
@@ -34,6 +34,21 @@ import { VERSION } from './version.ts';
 
 /** Matches controller-runtime's default graceful shutdown timeout. */
 const SHUTDOWN_TIMEOUT_MS = 30_000;
+
+/**
+ * Short requests in flight at once besides the reconciles' own: Events being recorded, the lease,
+ * a status write overlapping an apply. Past it they wait for a stream, they are never refused.
+ */
+const REQUEST_HEADROOM = 32;
+
+/**
+ * The connections the operator may open: enough for its watches (two per namespace, or two across
+ * the cluster) and its requests, at 100 streams a connection.
+ */
+function connectionLimit(config: Pick<Config, 'namespaces' | 'concurrency'>): number {
+  const watches = 2 * Math.max(1, config.namespaces.length);
+  return connectionsFor(watches, config.concurrency + REQUEST_HEADROOM);
+}
 
 /** Where a pod finds its own namespace. */
 const POD_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -153,6 +168,7 @@ function logStarting(config: Config, server: string, port: number, log: Logger):
       server,
       port,
       namespaces: config.namespaces.length ? config.namespaces : 'all',
+      maxConnections: connectionLimit(config),
       leaderElection: election.enabled ? `${election.namespace}/${election.leaseName}` : 'off',
       tracing: config.otlpEndpoint
         ? `${config.otlpProtocol} ${config.otlpEndpoint} ratio ${String(config.traceSampleRatio)}`
@@ -164,7 +180,7 @@ function logStarting(config: Config, server: string, port: number, log: Logger):
 
 /**
  * Runs the controller until `signal` aborts: at once without leader election, else once elected,
- * exiting if leadership is lost; the lease is released after the drain.
+ * exiting if leadership is lost; the lease is renewed through the drain and released after it.
  */
 async function runWhileLeading(
   controller: EchoController,
@@ -175,10 +191,13 @@ async function runWhileLeading(
 ): Promise<void> {
   const election = config.leaderElection;
   const elected = elector ? elector.acquire(signal) : Promise.resolve(true);
+  // Renewing goes on through the drain: a reconcile still writing is still the leader's.
+  const drained = new AbortController();
+  let holding: Promise<unknown> = Promise.resolve();
   if (elector) {
     log.info({ lease: election.leaseName }, 'standing by until elected; caches filling');
-    void elected.then(async (won) => {
-      if (won && (await elector.hold(signal)) === 'lost') {
+    holding = elected.then(async (won) => {
+      if (won && (await elector.hold(drained.signal)) === 'lost') {
         // Another replica may lead already: stop writing now, as client-go's callers do.
         log.error(
           { lease: election.leaseName, renewDeadlineSeconds: election.renewDeadlineMs / 1000 },
@@ -189,6 +208,8 @@ async function runWhileLeading(
     });
   }
   await controller.run(signal, elected);
+  drained.abort();
+  await holding;
   await elector?.release();
   await controller.recorder.flush();
 }
@@ -206,13 +227,16 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
     queue: () => operator.queue,
     cacheSizes: () => operator.cacheSizes(),
     ready: () => Object.values(readiness).every((check) => check() === true),
+    connections: () => ({ open: client.openConnections, max: maxConnections }),
     ...(election.enabled
       ? { leader: { name: election.leaseName, leading: () => elector?.isLeader ?? false } }
       : {}),
   });
   // The last answer of the API server was 401: revoked or expired credentials.
   let credentialsRefused = false;
+  const maxConnections = connectionLimit(config);
   const client = new KubeClient(connection, {
+    maxConnections,
     onResponse: (event) => {
       counts.record(event);
       metrics.onResponse(event);

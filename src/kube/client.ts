@@ -85,6 +85,22 @@ export interface ClientOptions {
   tracer?: Tracer;
   /** The User-Agent of every request; by default `echo-operator/<version> (<os>/<arch>) node/<version>`. */
   userAgent?: string;
+  /**
+   * At most this many connections (undici opens another once a connection carries 100 streams);
+   * requests past their capacity wait for a stream. Unbounded when unset. See connectionsFor().
+   */
+  maxConnections?: number;
+}
+
+/** undici's cap on concurrent streams per HTTP/2 connection (its maxConcurrentStreams default). */
+export const STREAMS_PER_CONNECTION = 100;
+
+/**
+ * Connections enough for `watches` streams that never end plus `requests` short ones in flight at
+ * once, so that neither waits for the other.
+ */
+export function connectionsFor(watches: number, requests: number): number {
+  return Math.max(1, Math.ceil((watches + requests) / STREAMS_PER_CONNECTION));
 }
 
 /** Node's names for CPU architectures where Go's (which client-go's User-Agent uses) differ. */
@@ -130,6 +146,7 @@ export class KubeClient {
   /** The CONNECT tunnel every connection goes through, when the kubeconfig names a proxy. */
   private readonly tunnel: Tunnel | undefined;
   private readonly allowH2: boolean;
+  private connected = 0;
 
   constructor(connection: Connection, options: ClientOptions = {}) {
     this.connection = connection;
@@ -181,7 +198,10 @@ export class KubeClient {
       // Matches client-go's idle connection lifetime.
       keepAliveTimeout: 90_000,
       keepAliveMaxTimeout: 90_000,
+      ...(this.options.maxConnections ? { connections: this.options.maxConnections } : {}),
     });
+    pool.on('connect', () => this.connected++);
+    pool.on('disconnect', () => this.connected--);
     // The API server sends GOAWAY after every 401 (and at random with --goaway-chance). undici
     // then queues new requests until the retired connection's last stream ends, which with a
     // watch open takes minutes; so new requests go to a fresh pool and the old one drains.
@@ -193,6 +213,11 @@ export class KubeClient {
       void draining.then(() => this.draining.delete(draining));
     });
     return pool;
+  }
+
+  /** Connections open to the API server now, those of pools retired by a GOAWAY included. */
+  get openConnections(): number {
+    return this.connected;
   }
 
   /** A client for a kubeconfig file. */

@@ -6,6 +6,13 @@ import { inSpan, recordError, type Tracer } from '../telemetry/tracing.ts';
 import type { Informer, KubeObject } from './informer.ts';
 import type { WorkQueue } from './workqueue.ts';
 
+/**
+ * How long in-flight reconciles may go on after the stop: a write under way finishes instead of
+ * being cut, and one stuck (throttled, the API server gone) is aborted well within the 30 s the
+ * process gives its drain.
+ */
+export const DRAIN_GRACE_MS = 20_000;
+
 export interface ReconcileResult {
   /** Reconcile this key again after this long, even if nothing changes. */
   requeueAfterMs?: number;
@@ -55,7 +62,10 @@ export class Controller {
     this.options = options;
   }
 
-  /** Runs until `signal` aborts, then lets in-flight reconciles finish before resolving. */
+  /**
+   * Runs until `signal` aborts, then lets in-flight reconciles finish (aborted past DRAIN_GRACE_MS)
+   * before resolving.
+   */
   async run(signal: AbortSignal): Promise<void> {
     const { queue, informers, concurrency, resyncMs, primary } = this.options;
     await Promise.race([
@@ -72,16 +82,24 @@ export class Controller {
       for (const key of primary.keys()) queue.add(key);
     }, resyncMs);
     resync.unref();
-    const workers = Array.from({ length: concurrency }, () => this.work(signal));
+    // The reconciles' own signal: the stop ends the handing out of keys at once, but reaches the
+    // reconciles under way only after the grace.
+    const cancel = new AbortController();
+    let grace: NodeJS.Timeout | undefined;
+    const workers = Array.from({ length: concurrency }, () => this.work(cancel.signal));
     signal.addEventListener(
       'abort',
       () => {
         clearInterval(resync);
         void queue.shutDown();
+        grace = setTimeout(() => {
+          cancel.abort(signal.reason);
+        }, DRAIN_GRACE_MS);
       },
       { once: true },
     );
     await Promise.all(workers);
+    clearTimeout(grace);
   }
 
   private async work(signal: AbortSignal): Promise<void> {

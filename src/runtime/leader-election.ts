@@ -187,7 +187,8 @@ export class LeaderElector {
    * Renews every retry period while leading. Resolves 'lost' when a round of tries failed for the
    * renew deadline, or at once when another replica is seen holding the lease (a leader that was
    * frozen past its lease): the caller must stop writing now. Resolves 'stopped' when `signal`
-   * aborts (the caller finishes its work, then calls release()).
+   * aborts, after the renewal under way if any: abort it once the work is drained (as
+   * controller-runtime stops leader election last), then call release().
    */
   async hold(signal: AbortSignal): Promise<LeadershipEnd> {
     const { retryPeriodMs, renewDeadlineMs } = this.options;
@@ -197,7 +198,9 @@ export class LeaderElector {
       const deadline = Date.now() + renewDeadlineMs;
       let outcome: TryOutcome = 'failed';
       while (outcome === 'failed' && !stopped(signal) && Date.now() < deadline) {
-        outcome = await this.tryAcquireOrRenew(signal, deadline - Date.now());
+        // Not cut by the stop: a renewal the API server applied but whose answer was dropped
+        // would leave release() a stale resourceVersion, refused.
+        outcome = await this.tryAcquireOrRenew(UNSTOPPED, deadline - Date.now());
         if (outcome === 'failed')
           await pause(Math.min(retryPeriodMs, deadline - Date.now()), signal);
       }
@@ -332,6 +335,8 @@ function leaseObject(
     spec,
   };
 }
+
+const UNSTOPPED = new AbortController().signal;
 
 /** Read through a call: TypeScript would otherwise keep `aborted` narrowed across awaits. */
 const stopped = (signal: AbortSignal): boolean => signal.aborted;

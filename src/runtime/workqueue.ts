@@ -1,6 +1,7 @@
 // A work queue with client-go's guarantees: a key waiting in the queue is held once however often
 // it is added; a key is never handed to two workers at once; a key added while it is being
-// processed runs again once it is done. On top: delayed adds, and client-go's default retry
+// processed runs again once it is done. Once shut down it hands out nothing more, as
+// controller-runtime's queue: a key re-added while it ran is dropped, not handed out. On top: delayed adds, and client-go's default retry
 // limits: per-key exponential backoff, and an overall token bucket so that when everything fails
 // at once (an API server outage) retries do not stampede.
 
@@ -132,6 +133,7 @@ export class WorkQueue {
    * the retries of all keys together are over 10 per second (past a burst of 100).
    */
   addRateLimited(key: string): void {
+    if (this.shuttingDown) return;
     this.observer.retried?.();
     this.addAfter(key, Math.max(this.backoff.next(key), this.overall.reserve()));
   }
@@ -147,20 +149,23 @@ export class WorkQueue {
 
   /** The next key to process, or undefined once the queue is shut down. */
   get(): Promise<string | undefined> {
+    if (this.shuttingDown) return Promise.resolve(undefined);
     const key = this.queue.shift();
     if (key !== undefined) return Promise.resolve(this.start(key));
-    if (this.shuttingDown) return Promise.resolve(undefined);
     return new Promise((resolve) => this.waiters.push({ resolve }));
   }
 
-  /** Marks `key` as processed; it runs again if it was added meanwhile. */
+  /** Marks `key` as processed; it runs again if it was added meanwhile, unless shutting down. */
   done(key: string): void {
     const started = this.startedAt.get(key);
     this.startedAt.delete(key);
     this.processing.delete(key);
     if (started !== undefined) this.observer.finished?.((performance.now() - started) / 1000);
+    if (this.shuttingDown) {
+      if (this.processing.size === 0) this.drained?.();
+      return;
+    }
     if (this.dirty.has(key)) this.push(key);
-    if (this.shuttingDown && this.processing.size === 0) this.drained?.();
   }
 
   get length(): number {

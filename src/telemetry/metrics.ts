@@ -38,6 +38,8 @@ export interface MetricsSources {
   /** The readiness checks pass: what /readyz answers. */
   ready: () => boolean;
   server: string;
+  /** Connections open to the API server, and the most the client opens. */
+  connections?: () => { open: number; max: number };
   /** With leader election: the lease's name, and whether this replica holds it. */
   leader?: { name: string; leading: () => boolean };
 }
@@ -379,8 +381,30 @@ function informerSeries(registers: Registers, sources: MetricsSources): Informer
   return { watches, failures, relists };
 }
 
-/** Readiness, and with leader election whether this replica leads: read when scraped. */
+/**
+ * Readiness, the API server connections, and with leader election whether this replica leads:
+ * read when scraped.
+ */
 function readinessSeries(registers: Registers, sources: MetricsSources): void {
+  const connections = sources.connections;
+  if (connections) {
+    new Gauge({
+      name: `${PREFIX}kubernetes_connections`,
+      help: 'HTTP connections open to the API server (HTTP/2: up to 100 streams each)',
+      registers,
+      collect() {
+        this.set(connections().open);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}kubernetes_connections_max`,
+      help: 'The most HTTP connections the client opens to the API server, from the watch count',
+      registers,
+      collect() {
+        this.set(connections().max);
+      },
+    });
+  }
   new Gauge({
     name: `${PREFIX}ready`,
     help: '1 while the readiness checks pass (caches synced and connected, credentials accepted), else 0',

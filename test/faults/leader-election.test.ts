@@ -1,7 +1,8 @@
 // Leader election with real operator processes on the shared cluster, each scoped to this test's
 // namespace: one leader and warm standbys that write nothing; a leader killed (SIGKILL) is
 // replaced once its lease expires, one stopped (SIGTERM) at the standby's next try; a leader frozen
-// past its lease finds another holder on resume and exits. Client-go's default timings throughout
+// past its lease finds another holder on resume and exits; one stopped while a write is held keeps
+// renewing until the write is through, then releases. Client-go's default timings throughout
 // (lease 15 s, renew deadline 10 s, retry 2 s), so the recovery times printed are the real ones.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -17,9 +18,11 @@ import {
   serviceAccountKubeconfig,
 } from '../support/kube.ts';
 import { OPERATOR_RULES } from '../support/fixtures.ts';
-import { createEchoes, fleetDifferences } from '../support/fleet.ts';
+import { createEchoes, deploymentsPath, fleetDifferences } from '../support/fleet.ts';
+import { auditedCalls } from '../support/audit.ts';
 import { startMain, whenReady, type OperatorProcess } from '../support/main-process.ts';
 import { scrape } from '../support/metrics.ts';
+import { startSlowWebhook } from '../support/slow-webhook.ts';
 
 const LEASE = 'echo-operator-faults';
 
@@ -60,8 +63,8 @@ describe('leader election', () => {
       timeoutMs,
       100,
     );
-  const leasePath = (): string =>
-    `/apis/coordination.k8s.io/v1/namespaces/${ns.name}/leases/${LEASE}`;
+  const leasePath = (where = { namespace: ns.name, name: LEASE }): string =>
+    `/apis/coordination.k8s.io/v1/namespaces/${where.namespace}/leases/${where.name}`;
   const lease = async (): Promise<LeaseSpec> =>
     (await admin.request<{ spec: LeaseSpec }>({ path: leasePath() })).spec;
   /**
@@ -71,15 +74,16 @@ describe('leader election', () => {
    */
   const followLease = async (
     until: (spec: LeaseSpec) => boolean,
+    where = { namespace: ns.name, name: LEASE },
   ): Promise<{ states: Promise<LeaseSpec[]> }> => {
     const current = await admin.request<{ metadata: { resourceVersion: string }; spec: LeaseSpec }>(
-      { path: leasePath() },
+      { path: leasePath(where) },
     );
     const stop = new AbortController();
     const events = admin.watch<{ spec: LeaseSpec }>({
-      path: `/apis/coordination.k8s.io/v1/namespaces/${ns.name}/leases`,
+      path: `/apis/coordination.k8s.io/v1/namespaces/${where.namespace}/leases`,
       query: {
-        fieldSelector: `metadata.name=${LEASE}`,
+        fieldSelector: `metadata.name=${where.name}`,
         resourceVersion: current.metadata.resourceVersion,
       },
       idleTimeoutMs: 120_000,
@@ -255,6 +259,76 @@ describe('leader election', () => {
     assert.match(c.process.stdout(), /leadership lost/);
     assert.equal(await leading(d), true);
     await converged('still converged after the old leader left');
+  });
+
+  it('keeps renewing through the drain of a slow in-flight write, and releases the lease after it', async (t) => {
+    const team = await createNamespace(admin, 'drain');
+    const where = { namespace: team.name, name: 'echo-operator' };
+    // The Deployment write of Echo `slow` is held by the API server for four retry periods.
+    const webhook = await startSlowWebhook(admin, {
+      namespace: team.name,
+      name: 'slow',
+      delayMs: 8000,
+    });
+    const p = startMain(
+      [
+        `--kubeconfig=${clusterKubeconfig()}`,
+        `--namespaces=${team.name}`,
+        '--leader-elect=true',
+        `--leader-elect-namespace=${team.name}`,
+      ],
+      { POD_NAME: 'draining' },
+    );
+    try {
+      const port = await whenReady(p);
+      await eventually('to lead', async () =>
+        (await scrape(port)).value('leader_election_master_status', { name: where.name }) === 1
+          ? true
+          : undefined,
+      );
+      const released = (s: LeaseSpec): boolean => !s.holderIdentity && s.leaseDurationSeconds === 1;
+      const history = await followLease(released, where);
+      const createdAt = Date.now();
+      await createEchoes(admin, team.name, new Map([['slow', 1]]));
+      await eventually('the Deployment write to be held', () =>
+        Promise.resolve(webhook.arrivals.length > 0 ? true : undefined),
+      );
+      const stoppedAt = Date.now();
+      p.child.kill('SIGTERM');
+      assert.equal(await p.exited, 0);
+      const writtenAt = webhook.answered[0] ?? Infinity;
+      const states = await history.states;
+      const release = states.findIndex(released);
+      assert.ok(release > 0, `released: ${JSON.stringify(states)}`);
+      const renewedInDrain = states
+        .slice(0, release)
+        .filter((s) => (s.holderIdentity ?? '').startsWith('draining_'))
+        .map((s) => Date.parse(s.renewTime ?? ''))
+        .filter((at) => at > stoppedAt && at < writtenAt);
+      t.diagnostic(
+        `SIGTERM → write let through ${String(writtenAt - stoppedAt)} ms; ` +
+          `renewals meanwhile: ${String(renewedInDrain.length)}; ` +
+          `release ${String(Date.parse(states[release]?.renewTime ?? '') - writtenAt)} ms after it`,
+      );
+      assert.ok(renewedInDrain.length >= 1, `renewed during the drain: ${JSON.stringify(states)}`);
+      assert.ok(
+        Date.parse(states[release]?.renewTime ?? '') >= writtenAt,
+        'released after the held write was let through',
+      );
+      // The API server's own order (its log is written as requests complete): the held write
+      // completed before the last lease update, the release.
+      const calls = (await auditedCalls(admin, 'echo-admin', createdAt)).filter(
+        (c) => c === 'patch deployments slow' || c === `update leases ${where.name}`,
+      );
+      const write = calls.indexOf('patch deployments slow');
+      assert.ok(write >= 0, `the write completed: ${calls.join(', ')}`);
+      assert.equal(calls.at(-1), `update leases ${where.name}`, calls.join(', '));
+      await admin.request({ path: `${deploymentsPath(team.name)}/slow` });
+    } finally {
+      p.child.kill('SIGKILL');
+      await webhook.remove();
+      await team.remove();
+    }
   });
 
   it('makes a leader that cannot renew within the deadline stop and exit', async (t) => {

@@ -1,9 +1,13 @@
 // The lease rules of leader election, as pure decisions: when a candidate may take the lease, what
-// it writes, what a graceful release leaves, and which timings are refused.
+// it writes, what a graceful release leaves, and which timings are refused; and the stop of a
+// leader against a fake API server: a renewal under way at the stop is finished, not cut.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { RequestOptions } from '../../../src/kube/client.ts';
+import { ApiError } from '../../../src/kube/errors.ts';
 import {
   DEFAULT_TIMINGS,
+  LeaderElector,
   claim,
   microTime,
   released,
@@ -85,6 +89,63 @@ describe('leader election rules', () => {
     assert.match(
       timingsProblem({ leaseDurationMs: 15_000, renewDeadlineMs: 2000, retryPeriodMs: 2000 }) ?? '',
       /renew deadline must be longer than 1.2 × the retry period/,
+    );
+  });
+});
+
+describe('LeaderElector stop', () => {
+  it('finishes a renewal under way when stopped, so release() writes from its resourceVersion', async () => {
+    let version = 0;
+    const puts: { resourceVersion?: string; holder?: string; signal?: AbortSignal }[] = [];
+    let letRenewalThrough: (() => void) | undefined;
+    const answer = (body: unknown): unknown => {
+      const lease = body as { metadata: object; spec: LeaseSpec };
+      return { ...lease, metadata: { ...lease.metadata, resourceVersion: String(++version) } };
+    };
+    const client = {
+      request: async <T>(opts: RequestOptions): Promise<T> => {
+        if (opts.method === undefined)
+          throw new ApiError(404, { reason: 'NotFound' }, 'get', 'leases');
+        if (opts.method === 'POST') return answer(opts.body) as T;
+        const { metadata, spec } = opts.body as {
+          metadata: { resourceVersion?: string };
+          spec: LeaseSpec;
+        };
+        puts.push({
+          ...(metadata.resourceVersion ? { resourceVersion: metadata.resourceVersion } : {}),
+          ...(spec.holderIdentity !== undefined ? { holder: spec.holderIdentity } : {}),
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        });
+        // The first renewal is held until the test lets it through.
+        if (puts.length === 1) await new Promise<void>((resolve) => (letRenewalThrough = resolve));
+        return answer(opts.body) as T;
+      },
+    };
+    const elector = new LeaderElector({
+      client,
+      namespace: 'ns',
+      name: 'lease',
+      identity: 'me',
+      leaseDurationMs: 2000,
+      renewDeadlineMs: 1000,
+      retryPeriodMs: 10,
+    });
+    assert.equal(await elector.acquire(new AbortController().signal), true);
+    const stop = new AbortController();
+    const holding = elector.hold(stop.signal);
+    while (!letRenewalThrough) await new Promise((resolve) => setTimeout(resolve, 5));
+    stop.abort();
+    assert.equal(puts[0]?.signal?.aborted, false, 'the renewal under way is not aborted');
+    letRenewalThrough();
+    assert.equal(await holding, 'stopped');
+    await elector.release();
+    assert.deepEqual(
+      puts.map(({ resourceVersion, holder }) => ({ resourceVersion, holder })),
+      [
+        { resourceVersion: '1', holder: 'me' },
+        { resourceVersion: '2', holder: '' },
+      ],
+      'released from what the renewal wrote',
     );
   });
 });

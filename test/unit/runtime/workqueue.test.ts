@@ -112,6 +112,58 @@ describe('WorkQueue', () => {
   });
 });
 
+describe('WorkQueue shutdown (controller-runtime order: nothing handed out once it begins)', () => {
+  it('hands out no key after shutdown, not even one that was waiting', async () => {
+    const q = new WorkQueue();
+    q.add('running');
+    q.add('waiting');
+    const running = await q.get();
+    const stopping = q.shutDown();
+    assert.equal(await q.get(), undefined, 'the waiting key is not handed out');
+    q.done(running ?? '');
+    await stopping;
+    assert.equal(await q.get(), undefined);
+  });
+
+  it('releases every worker waiting for a key', async () => {
+    const q = new WorkQueue();
+    const waiting = [q.get(), q.get(), q.get()];
+    await q.shutDown();
+    assert.deepEqual(await Promise.all(waiting), [undefined, undefined, undefined]);
+  });
+
+  it('never puts back an in-flight key that was added again before shutdown', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    const a = await q.get();
+    q.add('a'); // changed while its worker runs: in client-go's queue it would run again
+    const stopping = q.shutDown();
+    q.done(a ?? '');
+    await stopping;
+    assert.equal(q.length, 0, 'not queued again');
+    assert.equal(await q.get(), undefined, 'not handed to a worker');
+  });
+
+  it('ignores adds after shutdown, delayed and rate-limited ones included', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+    let retried = 0;
+    const q = new WorkQueue(undefined, { retried: () => retried++ });
+    q.add('delayed-before');
+    q.done((await q.get()) ?? '');
+    q.addAfter('delayed-before', 1000);
+    await q.shutDown();
+    q.add('a');
+    q.addAfter('b', 0);
+    q.addAfter('c', 10);
+    q.addRateLimited('d');
+    t.mock.timers.tick(2000);
+    assert.equal(q.length, 0);
+    assert.equal(await q.get(), undefined);
+    assert.equal(q.retries('d'), 0, 'a retry after shutdown takes no backoff step');
+    assert.equal(retried, 0, 'nor counts as a retry');
+  });
+});
+
 describe('ExponentialBackoff', () => {
   it('doubles from the base and stops at the cap', () => {
     const b = new ExponentialBackoff(5, 1000_000);
