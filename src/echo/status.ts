@@ -198,6 +198,29 @@ export function statusChanged(current: EchoStatus | undefined, next: EchoStatus)
   return !isDeepStrictEqual(current ?? {}, next);
 }
 
+function conditionStatus(status: EchoStatus | undefined, type: string): string | undefined {
+  return status?.conditions?.find((c) => c.type === type)?.status;
+}
+
+/**
+ * Whether writing `next` over `current` can wait to be merged with a later change: `next` only
+ * reports a rollout under way, and `current` already says as much or less (nothing yet, a rollout
+ * under way, or Ready for an older generation, which `observedGeneration` marks as stale). A rollout
+ * that ends within the wait then costs one status write, not one per step. Never for an outcome
+ * (Ready, a failure) nor for a change of one (a Ready Echo losing pods, a failure clearing): a
+ * user or `kubectl wait` sees those at once.
+ */
+export function canCoalesce(
+  current: EchoStatus | undefined,
+  next: EchoStatus,
+  generation: number,
+): boolean {
+  if (conditionStatus(next, PROGRESSING) !== 'True') return false;
+  if (!current?.conditions?.length) return true;
+  if (conditionStatus(current, PROGRESSING) === 'True') return true;
+  return conditionStatus(current, READY) === 'True' && (current.observedGeneration ?? 0) < generation;
+}
+
 /** An Event to record about a change of status. */
 export interface StatusEvent {
   type: 'Warning' | 'Normal';

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Condition, Echo, EchoStatus } from '../../../src/echo/api.ts';
 import {
+  canCoalesce,
   desiredStatus,
   setCondition,
   statusChanged,
@@ -266,5 +267,39 @@ describe('statusChanged', () => {
   it('is true when a count changes', () => {
     const s = desiredStatus(echo(), deployment(3), t1);
     assert.equal(statusChanged(s, desiredStatus(echo(3, s), deployment(2), t2)), true);
+  });
+});
+
+describe('canCoalesce', () => {
+  const ready = desiredStatus(echo(), deployment(3), t1);
+  const rolling = desiredStatus(echo(), deployment(1), t1);
+  const failing = desiredStatus(
+    echo(),
+    deployment(1, {
+      conditions: [{ type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate' }],
+    }),
+    t1,
+  );
+  const GENERATION = 4;
+
+  it('holds progress over no status, over progress, and over Ready of an older generation', () => {
+    assert.equal(canCoalesce(undefined, rolling, GENERATION), true, 'a new Echo');
+    assert.equal(canCoalesce({}, rolling, GENERATION), true, 'an Echo without conditions');
+    assert.equal(canCoalesce(rolling, rolling, GENERATION), true, 'counts moving');
+    const olderReady = { ...ready, observedGeneration: GENERATION - 1 };
+    assert.equal(canCoalesce(olderReady, rolling, GENERATION), true, 'a changed spec');
+  });
+
+  it('writes an outcome at once: Ready, a failure', () => {
+    assert.equal(canCoalesce(rolling, ready, GENERATION), false);
+    assert.equal(canCoalesce(undefined, ready, GENERATION), false);
+    assert.equal(canCoalesce(rolling, failing, GENERATION), false);
+  });
+
+  it('writes at once progress that undoes an outcome: Ready lost, a failure cleared', () => {
+    assert.equal(canCoalesce(ready, rolling, GENERATION), false, 'Ready for this generation');
+    assert.equal(canCoalesce(failing, rolling, GENERATION), false, 'the failure goes');
+    const olderFailure = { ...failing, observedGeneration: GENERATION - 1 };
+    assert.equal(canCoalesce(olderFailure, rolling, GENERATION), false, 'a fix of the spec');
   });
 });
