@@ -378,7 +378,7 @@ class EchoReconciler {
       this.heldSince.delete(key);
       return undefined;
     }
-    if (canCoalesce(echo.status, status, echo.metadata.generation ?? 0)) {
+    if (canCoalesce(echo, status)) {
       const heldForMs = this.holdProgress(key);
       if (heldForMs !== undefined) return heldForMs;
     }

@@ -273,6 +273,7 @@ describe('statusChanged', () => {
 describe('canCoalesce', () => {
   const ready = desiredStatus(echo(), deployment(3), t1);
   const rolling = desiredStatus(echo(), deployment(1), t1);
+  const surplus = desiredStatus(echo(), deployment(3, { replicas: 5 }), t1);
   const failing = desiredStatus(
     echo(),
     deployment(1, {
@@ -281,25 +282,31 @@ describe('canCoalesce', () => {
     t1,
   );
   const GENERATION = 4;
+  const over = (status: EchoStatus | undefined): Echo => echo(3, status);
 
   it('holds progress over no status, over progress, and over Ready of an older generation', () => {
-    assert.equal(canCoalesce(undefined, rolling, GENERATION), true, 'a new Echo');
-    assert.equal(canCoalesce({}, rolling, GENERATION), true, 'an Echo without conditions');
-    assert.equal(canCoalesce(rolling, rolling, GENERATION), true, 'counts moving');
+    assert.equal(canCoalesce(over(undefined), rolling), true, 'a new Echo');
+    assert.equal(canCoalesce(over({}), rolling), true, 'an Echo without conditions');
+    assert.equal(canCoalesce(over(rolling), rolling), true, 'counts moving');
     const olderReady = { ...ready, observedGeneration: GENERATION - 1 };
-    assert.equal(canCoalesce(olderReady, rolling, GENERATION), true, 'a changed spec');
+    assert.equal(canCoalesce(over(olderReady), rolling), true, 'a changed spec');
+  });
+
+  it('holds progress over Ready while every replica wanted is still ready', () => {
+    assert.equal(surplus.conditions?.find((c) => c.type === 'Ready')?.status, 'False');
+    assert.equal(canCoalesce(over(ready), surplus), true, 'surplus pods going away');
   });
 
   it('writes an outcome at once: Ready, a failure', () => {
-    assert.equal(canCoalesce(rolling, ready, GENERATION), false);
-    assert.equal(canCoalesce(undefined, ready, GENERATION), false);
-    assert.equal(canCoalesce(rolling, failing, GENERATION), false);
+    assert.equal(canCoalesce(over(rolling), ready), false);
+    assert.equal(canCoalesce(over(undefined), ready), false);
+    assert.equal(canCoalesce(over(rolling), failing), false);
   });
 
-  it('writes at once progress that undoes an outcome: Ready lost, a failure cleared', () => {
-    assert.equal(canCoalesce(ready, rolling, GENERATION), false, 'Ready for this generation');
-    assert.equal(canCoalesce(failing, rolling, GENERATION), false, 'the failure goes');
+  it('writes at once progress that undoes an outcome: pods lost, a failure cleared', () => {
+    assert.equal(canCoalesce(over(ready), rolling), false, 'Ready for this generation');
+    assert.equal(canCoalesce(over(failing), rolling), false, 'the failure goes');
     const olderFailure = { ...failing, observedGeneration: GENERATION - 1 };
-    assert.equal(canCoalesce(olderFailure, rolling, GENERATION), false, 'a fix of the spec');
+    assert.equal(canCoalesce(over(olderFailure), rolling), false, 'a fix of the spec');
   });
 });
