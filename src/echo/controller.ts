@@ -17,12 +17,14 @@ export interface EchoControllerOptions extends RuntimeOptions {
   onRecreate?: () => void;
   /** Told each Echo's spec.replicas as it is reconciled, and undefined once it is gone. */
   onDesiredReplicas?: (key: string, replicas: number | undefined) => void;
+  /** How long a rollout's progress waits to be written (echoReconciler's option). */
+  progressStatusDelayMs?: number;
 }
 
 export type EchoController = ManagedController<{ echoes: Echo; deployments: CachedDeployment }>;
 
 export function echoController(options: EchoControllerOptions): EchoController {
-  const { onRecreate, onDesiredReplicas } = options;
+  const { onRecreate, onDesiredReplicas, progressStatusDelayMs } = options;
   return newController(
     { name: CONTROLLER_NAME, reportingController: `${GROUP}/echo-operator` },
     options,
@@ -38,6 +40,7 @@ export function echoController(options: EchoControllerOptions): EchoController {
         log: options.log('reconciler'),
         ...(onRecreate ? { onRecreate } : {}),
         ...(onDesiredReplicas ? { onDesiredReplicas } : {}),
+        ...(progressStatusDelayMs === undefined ? {} : { progressStatusDelayMs }),
       }),
     );
 }

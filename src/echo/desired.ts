@@ -96,7 +96,24 @@ export function ownerReference(echo: Echo): OwnerReference {
   };
 }
 
+/**
+ * Desired Deployments by the Echo object they were computed from: a cached Echo is replaced, never
+ * changed, so an object seen before gives the same answer, and most reconciles (a Deployment's
+ * status moved) skip the building and hashing.
+ */
+const desiredByEcho = new WeakMap<Echo, DesiredDeployment>();
+
+/** The desired Deployment of `echo`; shared between calls: read it, never change it. */
 export function desiredDeployment(echo: Echo): DesiredDeployment {
+  let desired = desiredByEcho.get(echo);
+  if (!desired) {
+    desired = buildDesiredDeployment(echo);
+    desiredByEcho.set(echo, desired);
+  }
+  return desired;
+}
+
+function buildDesiredDeployment(echo: Echo): DesiredDeployment {
   const selector = podSelector(echo);
   const body: Omit<DesiredDeployment, 'metadata'> & {
     metadata: Omit<DesiredDeployment['metadata'], 'annotations'>;
@@ -180,51 +197,50 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
  * items only in `actual` (server defaults, fields others own) do not count.
  */
 export function firstDifference(desired: unknown, actual: unknown): string | undefined {
-  return difference(desired, actual, '', '');
+  const diff = difference(desired, actual, '');
+  return diff === undefined ? undefined : diff.join('');
 }
 
-/** `path` names the place with list keys or positions; `field` is the same without them. */
-function difference(
-  desired: unknown,
-  actual: unknown,
-  path: string,
-  field: string,
-): string | undefined {
+/**
+ * Where `actual` differs, as the path's parts below here (`.image`, `[name=echo]`), built only
+ * once a difference is found: the common case, no difference, builds no string but `field`, the
+ * path without list keys or positions that MERGE_KEYS are looked up by.
+ */
+function difference(desired: unknown, actual: unknown, field: string): string[] | undefined {
   if (Array.isArray(desired)) {
-    if (!Array.isArray(actual)) return path;
+    if (!Array.isArray(actual)) return [];
     const key = MERGE_KEYS[field];
     return key
-      ? keyedListDifference(desired, actual, key, path, field)
-      : atomicListDifference(desired, actual, path, field);
+      ? keyedListDifference(desired, actual, key, field)
+      : atomicListDifference(desired, actual, field);
   }
   if (isRecord(desired)) {
-    if (!isRecord(actual)) return path;
-    for (const [k, v] of Object.entries(desired)) {
-      const diff = difference(v, actual[k], path ? `${path}.${k}` : k, field ? `${field}.${k}` : k);
-      if (diff !== undefined) return diff;
+    if (!isRecord(actual)) return [];
+    for (const k in desired) {
+      const diff = difference(desired[k], actual[k], field ? `${field}.${k}` : k);
+      if (diff !== undefined) return [field ? `.${k}` : k, ...diff];
     }
     return undefined;
   }
-  return desired === actual ? undefined : path;
+  return desired === actual ? undefined : [];
 }
 
 function keyedListDifference(
   desired: unknown[],
   actual: unknown[],
   key: MergeKey,
-  path: string,
   field: string,
-): string | undefined {
+): string[] | undefined {
   const byKey = new Map<string, unknown>();
   for (const item of actual) {
     const k = isRecord(item) ? key(item) : undefined;
     if (k !== undefined && !byKey.has(k)) byKey.set(k, item);
   }
   for (const item of desired) {
-    if (!isRecord(item)) return path;
+    if (!isRecord(item)) return [];
     const k = key(item);
-    const diff = difference(item, byKey.get(k), `${path}[${k}]`, field);
-    if (diff !== undefined) return diff;
+    const diff = difference(item, byKey.get(k), field);
+    if (diff !== undefined) return [`[${k}]`, ...diff];
   }
   return undefined;
 }
@@ -232,13 +248,12 @@ function keyedListDifference(
 function atomicListDifference(
   desired: unknown[],
   actual: unknown[],
-  path: string,
   field: string,
-): string | undefined {
-  if (desired.length !== actual.length) return path;
+): string[] | undefined {
+  if (desired.length !== actual.length) return [];
   for (const [i, d] of desired.entries()) {
-    const diff = difference(d, actual[i], `${path}[${String(i)}]`, field);
-    if (diff !== undefined) return diff;
+    const diff = difference(d, actual[i], field);
+    if (diff !== undefined) return [`[${String(i)}]`, ...diff];
   }
   return undefined;
 }

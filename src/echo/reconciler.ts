@@ -11,12 +11,14 @@ import type { Logger } from '../telemetry/logger.ts';
 import { API_VERSION, KIND, PLURAL, type Echo, type EchoStatus } from './api.ts';
 import type { CachedDeployment } from './cache.ts';
 import {
+  APPLIED_HASH_ANNOTATION,
   FIELD_MANAGER,
   deploymentDrift,
   desiredDeployment,
   type DesiredDeployment,
 } from './desired.ts';
 import {
+  canCoalesce,
   desiredStatus,
   statusChanged,
   statusEvent,
@@ -35,7 +37,42 @@ export interface EchoReconcilerOptions {
   onRecreate?: () => void;
   /** Told each Echo's spec.replicas as it is reconciled, and undefined once it is gone. */
   onDesiredReplicas?: (key: string, replicas: number | undefined) => void;
+  /**
+   * How long a status that only reports a rollout under way waits for the next change to merge
+   * with (default PROGRESS_STATUS_DELAY_MS); outcomes are written at once.
+   */
+  progressStatusDelayMs?: number;
   log?: Logger;
+}
+
+/**
+ * A rollout's progress is written at most this often per Echo; one that ends sooner costs a
+ * single status write, its outcome.
+ */
+export const PROGRESS_STATUS_DELAY_MS = 10_000;
+/**
+ * Progress writes of all Echoes together, per second (past a burst): in a burst of rollouts, where
+ * the API server is what everything waits on, their outcomes go first and progress waits.
+ */
+const PROGRESS_WRITES_PER_SECOND = 1;
+const PROGRESS_WRITES_BURST = 10;
+
+/** Tokens for progress writes: taken when there is one, never owed. */
+class ProgressBudget {
+  private tokens = PROGRESS_WRITES_BURST;
+  private last = performance.now();
+
+  take(): boolean {
+    const now = performance.now();
+    this.tokens = Math.min(
+      PROGRESS_WRITES_BURST,
+      this.tokens + ((now - this.last) / 1000) * PROGRESS_WRITES_PER_SECOND,
+    );
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
 }
 
 const BLOCKED_RETRY_MS = 60_000;
@@ -66,6 +103,25 @@ function refusal(err: ApiError): Blocker | undefined {
     return { kind: 'ApplyFailed', message: err.message };
   }
   return undefined;
+}
+
+/**
+ * The Event an apply deserves: only what neither the Echo's status nor the Deployment's own Events
+ * tell. A Deployment created or changed after the Echo changed is the user's own doing; one put
+ * back after someone else changed a field the operator owns (the hash of what the operator last
+ * applied still matches the Echo) is news: the note names the field.
+ */
+export function applyEvent(
+  cached: CachedDeployment | undefined,
+  desired: DesiredDeployment,
+  drift: string,
+): { reason: string; note: string } | undefined {
+  const appliedHash = cached?.metadata.annotations?.[APPLIED_HASH_ANNOTATION];
+  if (appliedHash !== desired.metadata.annotations[APPLIED_HASH_ANNOTATION]) return undefined;
+  return {
+    reason: 'DeploymentReverted',
+    note: `Deployment ${desired.metadata.name}: ${drift} was changed by someone else; put back as the Echo says`,
+  };
 }
 
 /** Where an Echo's Deployment stands after a reconcile's Deployment step. */
@@ -106,6 +162,9 @@ class EchoReconciler {
    * resync: a refused write is still a write.
    */
   private readonly blocked = new Map<string, BlockedEcho>();
+  /** Echoes whose status reports a rollout the cache has moved past: since when, in ms. */
+  private readonly heldSince = new Map<string, number>();
+  private readonly progressBudget = new ProgressBudget();
 
   constructor(options: EchoReconcilerOptions) {
     this.options = options;
@@ -117,6 +176,7 @@ class EchoReconciler {
     // Gone or going: the garbage collector removes the Deployment through its owner reference.
     if (!echo || echo.metadata.deletionTimestamp) {
       this.blocked.delete(key);
+      this.heldSince.delete(key);
       this.options.onDesiredReplicas?.(key, undefined);
       return undefined;
     }
@@ -130,8 +190,10 @@ class EchoReconciler {
       signal,
     );
     if (blocker) this.recordBlocker(echo, blocker);
-    await this.writeStatus(echo, desiredStatus(echo, observed, this.now(), blocker), signal);
-    return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
+    const status = desiredStatus(echo, observed, this.now(), blocker);
+    const heldForMs = await this.writeStatus(key, echo, status, signal);
+    const after = Math.min(requeueAfterMs ?? Infinity, heldForMs ?? Infinity);
+    return after === Infinity ? undefined : { requeueAfterMs: after };
   }
 
   /**
@@ -168,7 +230,7 @@ class EchoReconciler {
     const drift = deploymentDrift(desired, cached);
     if (drift === undefined) return { observed: cached };
     this.options.log?.debug({ echo: key, drift }, 'applying the Deployment');
-    const outcome = await this.putDeployment(echo, desired, cached, signal);
+    const outcome = await this.putDeployment(echo, desired, cached, drift, signal);
     const observed = outcome.observed ?? cached;
     if (!outcome.blocker) {
       this.blocked.delete(key);
@@ -209,6 +271,7 @@ class EchoReconciler {
     echo: Echo,
     desired: DesiredDeployment,
     cached: CachedDeployment | undefined,
+    drift: string,
     signal: AbortSignal,
   ): Promise<{ observed?: CachedDeployment; blocker?: Blocker }> {
     const { recorder, log } = this.options;
@@ -223,16 +286,11 @@ class EchoReconciler {
         return { observed };
       }
       log?.info(
-        { echo: key, replicas: echo.spec.replicas },
+        { echo: key, replicas: echo.spec.replicas, drift },
         cached ? 'Deployment updated' : 'Deployment applied',
       );
-      recorder.record(
-        reference(echo),
-        'Normal',
-        cached ? 'DeploymentUpdated' : 'DeploymentApplied',
-        cached ? 'Update' : 'Apply',
-        `Deployment ${name} set to ${String(echo.spec.replicas)} replicas`,
-      );
+      const event = applyEvent(cached, desired, drift);
+      if (event) recorder.record(reference(echo), 'Normal', event.reason, 'Apply', event.note);
       return { observed };
     } catch (err) {
       if (!isInvalid(err)) throw err;
@@ -292,9 +350,39 @@ class EchoReconciler {
     );
   }
 
-  /** Writes the status only when it changed. */
-  private async writeStatus(echo: Echo, status: EchoStatus, signal: AbortSignal): Promise<void> {
-    if (!statusChanged(echo.status, status)) return;
+  /**
+   * How much longer the progress of `key` waits, or undefined to write it now: once it has waited
+   * the delay and the budget has a token; without one, it waits the delay again.
+   */
+  private holdProgress(key: string): number | undefined {
+    const delayMs = this.options.progressStatusDelayMs ?? PROGRESS_STATUS_DELAY_MS;
+    const now = Date.now();
+    const since = this.heldSince.get(key) ?? now;
+    const left = since + delayMs - now;
+    if (left <= 0 && this.progressBudget.take()) return undefined;
+    this.heldSince.set(key, left > 0 ? since : now);
+    return left > 0 ? left : Math.max(delayMs, 1000 / PROGRESS_WRITES_PER_SECOND);
+  }
+
+  /**
+   * Writes the status when it changed, at once for an outcome; a rollout's progress waits until
+   * it has been held for the delay (returned: how much longer, to reconcile again then).
+   */
+  private async writeStatus(
+    key: string,
+    echo: Echo,
+    status: EchoStatus,
+    signal: AbortSignal,
+  ): Promise<number | undefined> {
+    if (!statusChanged(echo.status, status)) {
+      this.heldSince.delete(key);
+      return undefined;
+    }
+    if (canCoalesce(echo, status)) {
+      const heldForMs = this.holdProgress(key);
+      if (heldForMs !== undefined) return heldForMs;
+    }
+    this.heldSince.delete(key);
     const { name, namespace } = echo.metadata;
     const written = await this.options.client.apply<Echo>(
       `/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${name}/status`,
@@ -308,5 +396,6 @@ class EchoReconciler {
       const { type, reason, note } = event;
       this.options.recorder.record(reference(echo), type, reason, 'Reconcile', note);
     }
+    return undefined;
   }
 }

@@ -198,6 +198,31 @@ export function statusChanged(current: EchoStatus | undefined, next: EchoStatus)
   return !isDeepStrictEqual(current ?? {}, next);
 }
 
+function conditionStatus(status: EchoStatus | undefined, type: string): string | undefined {
+  return status?.conditions?.find((c) => c.type === type)?.status;
+}
+
+/**
+ * Whether writing `next` over the Echo's status can wait to be merged with a later change: `next`
+ * only reports a rollout under way, and the status says as much or nothing a user would act on:
+ * nothing yet, a rollout under way, Ready for an older generation (`observedGeneration` marks it
+ * stale), or Ready while every replica it wants still is (surplus pods going away after a hand
+ * edit put back). A rollout that ends within the wait then costs one status write, its outcome.
+ * Never for an outcome (Ready, a failure) nor for undoing one (pods lost, a failure cleared): a
+ * user or `kubectl wait` sees those at once.
+ */
+export function canCoalesce(echo: Echo, next: EchoStatus): boolean {
+  const current = echo.status;
+  if (conditionStatus(next, PROGRESSING) !== 'True') return false;
+  if (!current?.conditions?.length) return true;
+  if (conditionStatus(current, PROGRESSING) === 'True') return true;
+  if (conditionStatus(current, READY) !== 'True') return false;
+  return (
+    (current.observedGeneration ?? 0) < (echo.metadata.generation ?? 0) ||
+    (next.readyReplicas ?? 0) >= echo.spec.replicas
+  );
+}
+
 /** An Event to record about a change of status. */
 export interface StatusEvent {
   type: 'Warning' | 'Normal';

@@ -217,7 +217,7 @@ describe('Helm chart, end to end', () => {
       assert.match(table, /^NAME\s+READY\s+REPLICAS\s+READY REPLICAS\s+AGE$/m);
       assert.match(table, /^hello\s+True\s+2\s+2\s+\S+$/m);
       const described = kubectl('describe', 'echo', 'hello', '-n', work.name);
-      assert.match(described, /Normal\s+DeploymentApplied\s+.*Deployment hello set to 2 replicas/);
+      assert.match(described, /Reason:\s+ReplicasReady/);
     });
 
     it('recreates a deleted Deployment', async () => {
@@ -235,6 +235,16 @@ describe('Helm chart, end to end', () => {
     it('reverts a Deployment edited by hand', async () => {
       kubectl('scale', 'deployment', 'hello', '--replicas=5', '-n', work.name);
       await deploymentHas('hello', 2);
+      await eventually('the Event in kubectl describe', () => {
+        const described = kubectl('describe', 'echo', 'hello', '-n', work.name);
+        return Promise.resolve(
+          /Normal\s+DeploymentReverted\s+.*spec\.replicas was changed by someone else/.test(
+            described,
+          )
+            ? true
+            : undefined,
+        );
+      });
     });
 
     it('follows a change of the Echo, and kubectl scale echo', async () => {

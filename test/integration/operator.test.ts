@@ -223,14 +223,15 @@ describe('echo operator', () => {
     );
   });
 
-  it('records Events a user sees in kubectl describe', async () => {
+  it('records an Event a user sees in kubectl describe when it puts back a hand edit', async () => {
     await createEcho('described', 1);
     await readyEcho('described', 1);
+    await patch(`${deployments()}/described`, { spec: { replicas: 4 } });
     const out = await eventually('an Event in kubectl describe', () => {
       const text = kubectl('-n', ns.name, 'describe', 'echo', 'described');
-      return Promise.resolve(text.includes('DeploymentApplied') ? text : undefined);
+      return Promise.resolve(text.includes('DeploymentReverted') ? text : undefined);
     });
-    assert.match(out, /Normal\s+DeploymentApplied/);
+    assert.match(out, /Normal\s+DeploymentReverted\s+.*spec\.replicas was changed by someone else/);
   });
 
   it('makes zero API calls in steady state, across a forced resync', async () => {

@@ -1,5 +1,6 @@
-// The reconciler's choice of Events, with the API server, the caches and the recorder faked: what
-// the integration tests cannot provoke on purpose (an apply the server finds nothing to change in).
+// The reconciler's choice of writes and Events, with the API server, the caches and the recorder
+// faked: what the integration tests cannot provoke on purpose (an apply the server finds nothing to
+// change in) or pin down without timing (a rollout's progress held back, then written).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Echo } from '../../../src/echo/api.ts';
@@ -7,6 +8,7 @@ import { desiredDeployment } from '../../../src/echo/desired.ts';
 import type { CachedDeployment } from '../../../src/echo/cache.ts';
 import { echoReconciler } from '../../../src/echo/reconciler.ts';
 import type { KubeClient } from '../../../src/kube/client.ts';
+import type { ReconcileResult } from '../../../src/runtime/controller.ts';
 import type { EventRecorder } from '../../../src/runtime/events.ts';
 
 const echo: Echo = {
@@ -16,13 +18,22 @@ const echo: Echo = {
   spec: { replicas: 3 },
 };
 
-/** The Deployment as the server holds it after the operator's apply, at `resourceVersion`. */
-const applied = (resourceVersion: string, status: CachedDeployment['status'] = {}) =>
-  ({
-    ...structuredClone(desiredDeployment(echo)),
-    metadata: { ...desiredDeployment(echo).metadata, resourceVersion, generation: 1 },
-    status: { observedGeneration: 1, ...status },
-  }) as unknown as CachedDeployment;
+const DEPLOYMENT = '/apis/apps/v1/namespaces/team/deployments/web';
+const STATUS = '/apis/example.com/v1/namespaces/team/echoes/web/status';
+
+/** The Deployment as the server holds it after the operator's apply of `of`, at `resourceVersion`. */
+const applied = (
+  resourceVersion: string,
+  status: CachedDeployment['status'] = {},
+  of: Echo = echo,
+): CachedDeployment => ({
+  ...structuredClone(desiredDeployment(of)),
+  metadata: { ...desiredDeployment(of).metadata, resourceVersion, generation: 1 },
+  status: { observedGeneration: 1, ...status },
+});
+
+const allReady = { replicas: 3, updatedReplicas: 3, readyReplicas: 3, availableReplicas: 3 };
+const rolling = { replicas: 3, updatedReplicas: 3, readyReplicas: 1, availableReplicas: 1 };
 
 interface Recorded {
   type: string;
@@ -31,23 +42,22 @@ interface Recorded {
 }
 
 /**
- * Reconciles `current` once against `cached`; the fake server answers a Deployment apply with
- * `afterApply` and a status apply with the status it was sent.
+ * A reconciler over caches holding `state` (change it between reconciles); the fake server answers
+ * a Deployment apply with `state.afterApply` and a status apply with the Echo that status makes,
+ * which the Echo cache then holds, as `assume` makes it.
  */
-async function reconcileOnce(
-  current: Echo,
-  cached: CachedDeployment | undefined,
-  afterApply: CachedDeployment,
-): Promise<{ events: Recorded[]; applies: string[]; written?: Echo }> {
+function fakeOperator(
+  state: { echo: Echo; cached: CachedDeployment | undefined; afterApply?: CachedDeployment },
+  progressStatusDelayMs?: number,
+) {
   const events: Recorded[] = [];
   const applies: string[] = [];
-  let written: Echo | undefined;
   const client = {
     apply: (path: string, body: Echo) => {
       applies.push(path);
-      if (!path.endsWith('/status')) return Promise.resolve(afterApply);
-      written = { ...current, status: body.status! };
-      return Promise.resolve(written);
+      if (!path.endsWith('/status')) return Promise.resolve(state.afterApply);
+      state.echo = { ...state.echo, status: body.status! };
+      return Promise.resolve(state.echo);
     },
   } as unknown as KubeClient;
   const recorder = {
@@ -57,35 +67,56 @@ async function reconcileOnce(
   } as unknown as EventRecorder;
   const reconcile = echoReconciler({
     client,
-    echoes: { get: () => current, assume: () => undefined },
-    deployments: { get: () => cached, assume: () => undefined },
+    echoes: { get: () => state.echo, assume: () => undefined },
+    deployments: { get: () => state.cached, assume: () => undefined },
     recorder,
     now: () => new Date('2026-11-27T10:00:00Z'),
+    ...(progressStatusDelayMs === undefined ? {} : { progressStatusDelayMs }),
   });
-  await reconcile('team/web', new AbortController().signal);
-  return { events, applies, ...(written ? { written } : {}) };
+  return {
+    events,
+    applies,
+    reconcile: (): Promise<ReconcileResult | undefined> =>
+      reconcile('team/web', new AbortController().signal),
+  };
 }
 
 describe('echoReconciler Events', () => {
   it('records no Event for an apply the server found nothing to change in', async () => {
-    const cached = applied('10');
+    const cached = applied('10', allReady);
     cached.spec = { ...cached.spec, replicas: 5 };
-    const { events, applies } = await reconcileOnce(echo, cached, applied('10'));
-    assert.deepEqual(applies, [
-      '/apis/apps/v1/namespaces/team/deployments/web',
-      '/apis/example.com/v1/namespaces/team/echoes/web/status',
-    ]);
-    assert.deepEqual(events, []);
+    const op = fakeOperator({ echo, cached, afterApply: applied('10', allReady) });
+    await op.reconcile();
+    assert.deepEqual(op.applies, [DEPLOYMENT, STATUS]);
+    assert.deepEqual(op.events, []);
   });
 
-  it('records DeploymentUpdated for an apply that changed the Deployment', async () => {
-    const cached = applied('10');
+  it('records DeploymentReverted, naming the field, for a change someone else made', async () => {
+    const cached = applied('10', allReady);
     cached.spec = { ...cached.spec, replicas: 5 };
-    const { events } = await reconcileOnce(echo, cached, applied('11'));
-    assert.deepEqual(
-      events.map((e) => `${e.type} ${e.reason}`),
-      ['Normal DeploymentUpdated'],
-    );
+    const op = fakeOperator({ echo, cached, afterApply: applied('11', allReady) });
+    await op.reconcile();
+    assert.deepEqual(op.events, [
+      {
+        type: 'Normal',
+        reason: 'DeploymentReverted',
+        note: 'Deployment web: spec.replicas was changed by someone else; put back as the Echo says',
+      },
+    ]);
+  });
+
+  it('records no Event for a Deployment created or changed because the Echo asked', async () => {
+    const created = fakeOperator({ echo, cached: undefined, afterApply: applied('10') });
+    await created.reconcile();
+    const before: Echo = { ...echo, spec: { replicas: 2 } };
+    const changed = fakeOperator({
+      echo,
+      cached: applied('10', {}, before),
+      afterApply: applied('11'),
+    });
+    await changed.reconcile();
+    assert.deepEqual([...created.events, ...changed.events], []);
+    assert.deepEqual([...created.applies, ...changed.applies], [DEPLOYMENT, DEPLOYMENT]);
   });
 
   it('records a Deployment failure once, when the status first says so', async () => {
@@ -102,16 +133,70 @@ describe('echoReconciler Events', () => {
         },
       ],
     });
-    const first = await reconcileOnce(echo, failing, failing);
-    assert.deepEqual(first.applies, ['/apis/example.com/v1/namespaces/team/echoes/web/status']);
-    assert.deepEqual(first.events, [
+    const op = fakeOperator({ echo, cached: failing });
+    await op.reconcile();
+    assert.deepEqual(op.applies, [STATUS]);
+    assert.deepEqual(op.events, [
       {
         type: 'Warning',
         reason: 'FailedCreate',
         note: '1/3 replicas ready, 1 updated: exceeded quota: q',
       },
     ]);
-    const again = await reconcileOnce(first.written!, failing, failing);
-    assert.deepEqual(again, { events: [], applies: [] }, 'nothing to write, nothing to tell');
+    await op.reconcile();
+    assert.deepEqual(op.applies, [STATUS], 'nothing to write again');
+    assert.equal(op.events.length, 1, 'nothing to tell again');
+  });
+});
+
+describe('echoReconciler status writes', () => {
+  it("holds a rollout's progress back and asks to be run again when the delay is up", async () => {
+    const state = { echo, cached: undefined, afterApply: applied('10') };
+    const op = fakeOperator(state, 60_000);
+    const result = await op.reconcile();
+    assert.deepEqual(op.applies, [DEPLOYMENT], 'the Deployment, no status yet');
+    assert.ok(
+      result?.requeueAfterMs !== undefined &&
+        result.requeueAfterMs > 0 &&
+        result.requeueAfterMs <= 60_000,
+    );
+  });
+
+  it('writes the outcome at once, held progress or not: one status write for the rollout', async () => {
+    const state: {
+      echo: Echo;
+      cached: CachedDeployment | undefined;
+      afterApply: CachedDeployment;
+    } = { echo, cached: undefined, afterApply: applied('10') };
+    const op = fakeOperator(state, 60_000);
+    await op.reconcile();
+    state.cached = applied('11', rolling);
+    await op.reconcile();
+    state.cached = applied('12', allReady);
+    const result = await op.reconcile();
+    assert.deepEqual(op.applies, [DEPLOYMENT, STATUS]);
+    assert.equal(state.echo.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
+    assert.equal(result, undefined, 'nothing held, nothing to come back for');
+  });
+
+  it('writes progress held for the whole delay', async () => {
+    const state = { echo, cached: applied('11', rolling) };
+    const op = fakeOperator(state, 0);
+    assert.equal(await op.reconcile(), undefined);
+    assert.deepEqual(op.applies, [STATUS]);
+    assert.equal(
+      state.echo.status?.conditions?.find((c) => c.type === 'Progressing')?.status,
+      'True',
+    );
+  });
+
+  it('writes at once an Echo that was Ready for this generation and no longer is', async () => {
+    const state = { echo, cached: applied('11', allReady) };
+    const op = fakeOperator(state, 60_000);
+    await op.reconcile();
+    state.cached = applied('12', rolling);
+    await op.reconcile();
+    assert.deepEqual(op.applies, [STATUS, STATUS]);
+    assert.equal(state.echo.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'False');
   });
 });

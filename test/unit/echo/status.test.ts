@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Condition, Echo, EchoStatus } from '../../../src/echo/api.ts';
 import {
+  canCoalesce,
   desiredStatus,
   setCondition,
   statusChanged,
@@ -266,5 +267,46 @@ describe('statusChanged', () => {
   it('is true when a count changes', () => {
     const s = desiredStatus(echo(), deployment(3), t1);
     assert.equal(statusChanged(s, desiredStatus(echo(3, s), deployment(2), t2)), true);
+  });
+});
+
+describe('canCoalesce', () => {
+  const ready = desiredStatus(echo(), deployment(3), t1);
+  const rolling = desiredStatus(echo(), deployment(1), t1);
+  const surplus = desiredStatus(echo(), deployment(3, { replicas: 5 }), t1);
+  const failing = desiredStatus(
+    echo(),
+    deployment(1, {
+      conditions: [{ type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate' }],
+    }),
+    t1,
+  );
+  const GENERATION = 4;
+  const over = (status: EchoStatus | undefined): Echo => echo(3, status);
+
+  it('holds progress over no status, over progress, and over Ready of an older generation', () => {
+    assert.equal(canCoalesce(over(undefined), rolling), true, 'a new Echo');
+    assert.equal(canCoalesce(over({}), rolling), true, 'an Echo without conditions');
+    assert.equal(canCoalesce(over(rolling), rolling), true, 'counts moving');
+    const olderReady = { ...ready, observedGeneration: GENERATION - 1 };
+    assert.equal(canCoalesce(over(olderReady), rolling), true, 'a changed spec');
+  });
+
+  it('holds progress over Ready while every replica wanted is still ready', () => {
+    assert.equal(surplus.conditions?.find((c) => c.type === 'Ready')?.status, 'False');
+    assert.equal(canCoalesce(over(ready), surplus), true, 'surplus pods going away');
+  });
+
+  it('writes an outcome at once: Ready, a failure', () => {
+    assert.equal(canCoalesce(over(rolling), ready), false);
+    assert.equal(canCoalesce(over(undefined), ready), false);
+    assert.equal(canCoalesce(over(rolling), failing), false);
+  });
+
+  it('writes at once progress that undoes an outcome: pods lost, a failure cleared', () => {
+    assert.equal(canCoalesce(over(ready), rolling), false, 'Ready for this generation');
+    assert.equal(canCoalesce(over(failing), rolling), false, 'the failure goes');
+    const olderFailure = { ...failing, observedGeneration: GENERATION - 1 };
+    assert.equal(canCoalesce(over(olderFailure), rolling), false, 'a fix of the spec');
   });
 });
