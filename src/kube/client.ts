@@ -8,7 +8,7 @@
 // undici gives directly.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SpanKind, type Span } from '@opentelemetry/api';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from './undici.ts';
 import { inSpan, type Tracer } from '../telemetry/tracing.ts';
 import { ApiError, parseStatus } from './errors.ts';
 import { loadConnection, type Connection, type Credentials } from './kubeconfig.ts';
