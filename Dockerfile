@@ -33,6 +33,9 @@ LABEL org.opencontainers.image.title="echo-operator" \
       org.opencontainers.image.source="https://github.com/echo-operator/echo-operator" \
       org.opencontainers.image.licenses="MIT"
 ENV NODE_ENV=production
+# The chart's operator.nodeOptions (test/e2e/image.test.ts checks they match): V8's heap sized for
+# an operator (docs/benchmark.md, "Where the memory goes").
+ENV NODE_OPTIONS="--max-semi-space-size=2"
 WORKDIR /app
 # Owned by root: the operator (the base image's `node` user) can read its code, never change it.
 COPY --from=deps /app/node_modules ./node_modules

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runBench, type BenchOptions } from './run.ts';
+import { runBench, shippedNodeOptions, type BenchOptions } from './run.ts';
 import { svgReport, textReport } from './report.ts';
 
 const USAGE = `Usage: node bench/cli.ts [flags]
@@ -21,7 +21,7 @@ applied by a bare client). API calls are counted from the API server's audit log
   --resync S             our operator's resync period in seconds (default 30, shorter than --idle)
   --concurrency C        our operator's --concurrency (default 16, as the operator's)
   --trace-ratio R        trace this fraction of reconciles into a Jaeger of the run (default off)
-  --node-options OPTS    Node flags for our operator, e.g. "--max-old-space-size=64"
+  --node-options OPTS    our operator's NODE_OPTIONS instead of the chart's operator.nodeOptions
   --operator-cmd CMD     benchmark another operator: a shell command line, run with exec
   --kubeconfig-env NAME  how that operator takes its kubeconfig (default KUBECONFIG)
   --parallel P           objects the harness creates or patches at once (default 64)
@@ -84,7 +84,7 @@ const options: BenchOptions = {
   concurrency: number(values.concurrency, 16, 'concurrency', 1),
   traceRatio: traceRatio === undefined ? undefined : number(traceRatio, 0, 'trace-ratio'),
   operatorCmd: values['operator-cmd'],
-  nodeOptions: values['node-options'],
+  nodeOptions: values['node-options'] ?? shippedNodeOptions(),
   kubeconfigEnv: values['kubeconfig-env'] ?? 'KUBECONFIG',
   clientParallelism: number(values.parallel, 64, 'parallel', 1),
   outDir: values.out ?? join(import.meta.dirname, 'results'),

@@ -4,10 +4,10 @@
 // counters when the operator is ours (a cross-check) and /proc (memory, CPU).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { execFileSync } from 'node:child_process';
 import { LocalCluster, toolsBinDir, writeKubeconfig } from '../hack/cluster/cluster.ts';
 import { installCrd } from '../hack/cluster/crd.ts';
@@ -34,8 +34,8 @@ export interface BenchOptions {
   traceRatio: number | undefined;
   /** Another operator: a shell command line. Undefined: ours. */
   operatorCmd: string | undefined;
-  /** Node flags for our operator (e.g. --max-old-space-size=64), as a memory limit would set. */
-  nodeOptions: string | undefined;
+  /** Our operator's NODE_OPTIONS: the chart's (shippedNodeOptions) unless a run tries others. */
+  nodeOptions: string;
   /** The environment variable through which the operator under test takes its kubeconfig. */
   kubeconfigEnv: string;
   /** Where the operator's log, the JSON and the SVG go. */
@@ -92,6 +92,14 @@ const RELEASE = 'bench';
 const SERVICE_ACCOUNT = `${RELEASE}-echo-operator`;
 const USERNAME = `system:serviceaccount:${NAMESPACE}:${SERVICE_ACCOUNT}`;
 const CHART = fileURLToPath(new URL('../charts/echo-operator', import.meta.url));
+/** Our operator's Node flags as the chart sets them (the image sets the same). */
+export function shippedNodeOptions(): string {
+  const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as {
+    operator: { nodeOptions?: string };
+  };
+  return values.operator.nodeOptions ?? '';
+}
+
 /** Our operator as it ships: compiled by `make build`. */
 const MAIN = fileURLToPath(new URL('../dist/operator/src/main.js', import.meta.url));
 
@@ -463,7 +471,6 @@ function startOperator(
       })
     : spawn(
         ...diesWithParent(process.execPath, [
-          ...(options.nodeOptions ? options.nodeOptions.split(/\s+/).filter(Boolean) : []),
           MAIN,
           `--kubeconfig=${kubeconfig}`,
           `--port=${String(metricsPort)}`,
@@ -478,7 +485,8 @@ function startOperator(
               ]
             : []),
         ]),
-        { env, stdio: ['ignore', 'pipe', 'pipe'] },
+        // As the chart runs it: Node's flags through the environment.
+        { env: { ...env, NODE_OPTIONS: options.nodeOptions }, stdio: ['ignore', 'pipe', 'pipe'] },
       );
   child.stdout.pipe(log);
   child.stderr.pipe(log);

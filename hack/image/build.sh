@@ -13,6 +13,7 @@
 # base-files and netbase, from the machine's own apt sources; the project's pinned Node binary
 # from npm as /usr/local/bin/node; /app with the production node_modules, package.json, src/ (compiled) and
 # LICENSE. Everything is owned by root and read-only to the `node` user (1000:1000) it runs as.
+# NODE_OPTIONS is the chart's operator.nodeOptions, so the image alone runs as the chart does.
 # crane (built from Go modules by hack/tools/build.sh) assembles the layers in a registry it runs
 # in memory on loopback for the length of this script. Layer tarballs are sorted, owned by root
 # and dated 1970, so the same inputs give the same digest.
@@ -59,7 +60,7 @@ crane="$("$repo/hack/tools/build.sh" --print-dir)/crane"
 [[ -x $crane ]] || die "crane is missing from the tool cache: run make tools"
 
 # What the image says about itself comes from package.json and the chart, so it never drifts.
-IFS=$'\t' read -r version license node_version repository source < <(
+IFS=$'\t' read -r version license node_version repository source node_options < <(
   cd "$repo" && node --input-type=module -e '
     import { readFileSync } from "node:fs";
     import { parse } from "yaml";
@@ -67,7 +68,7 @@ IFS=$'\t' read -r version license node_version repository source < <(
     const chart = parse(readFileSync("charts/echo-operator/Chart.yaml", "utf8"));
     const values = parse(readFileSync("charts/echo-operator/values.yaml", "utf8"));
     console.log([pkg.version, pkg.license, pkg.devDependencies.node, values.image.repository,
-      chart.home].join("\t"));
+      chart.home, values.operator.nodeOptions].join("\t"));
   '
 )
 archive=$output/echo-operator-$version.tar
@@ -198,7 +199,7 @@ build() {
     --set-platform "linux/$(dpkg --print-architecture)" \
     --entrypoint "$(IFS=,; echo "${entrypoint[*]}")" \
     --user "$user" --workdir /app --exposed-ports "$http_port/tcp" \
-    --env NODE_ENV=production --env "PATH=$image_path" \
+    --env NODE_ENV=production --env "NODE_OPTIONS=$node_options" --env "PATH=$image_path" \
     --label org.opencontainers.image.title=echo-operator \
     --label "org.opencontainers.image.version=$version" \
     --label "org.opencontainers.image.source=$source" \
@@ -248,7 +249,7 @@ build() {
 in_image() {
   local rootfs=$1
   shift
-  env -i NODE_ENV=production "PATH=$image_path" chroot --userspec="$user" "$rootfs" "$@"
+  env -i NODE_ENV=production "NODE_OPTIONS=$node_options" "PATH=$image_path" chroot --userspec="$user" "$rootfs" "$@"
 }
 
 verify() {
@@ -268,7 +269,7 @@ verify() {
   # shellcheck disable=SC2016 # JavaScript template literals, not shell expansions
   node -e '
     const fs = require("node:fs");
-    const [file, arch, user, entrypoint, path, port, license, source, version] =
+    const [file, arch, user, entrypoint, path, port, license, source, version, nodeOptions] =
       process.argv.slice(1);
     const expected = {
       platform: `linux/${arch}`,
@@ -276,7 +277,7 @@ verify() {
       entrypoint: entrypoint.split(" "),
       cmd: null,
       workdir: "/app",
-      env: ["NODE_ENV=production", `PATH=${path}`],
+      env: ["NODE_ENV=production", `NODE_OPTIONS=${nodeOptions}`, `PATH=${path}`],
       exposedPorts: [`${port}/tcp`],
       labels: {
         "org.opencontainers.image.licenses": license,
@@ -304,7 +305,7 @@ verify() {
       console.error(`${k}: ${JSON.stringify(actual[k])}, expected ${JSON.stringify(expected[k])}`);
     process.exitCode = wrong.length === 0 ? 0 : 1;
   ' "$work/config.json" "$(dpkg --print-architecture)" "$user" "${entrypoint[*]}" "$image_path" \
-    "$http_port" "$license" "$source" "$version" ||
+    "$http_port" "$license" "$source" "$version" "$node_options" ||
     die "the image's configuration is not the expected one"
 
   local rootfs=${keep_rootfs:-$work/rootfs}

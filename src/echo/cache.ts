@@ -1,12 +1,66 @@
 // What the informer caches keep of each object: only the fields the reconciler reads, so the
-// caches stay small (managedFields, annotations and the rest are dropped as each object arrives).
+// caches stay small (managedFields, annotations, server defaults and the rest are dropped as each
+// object arrives).
 import type { KubeObject } from '../runtime/informer.ts';
 import type { Echo } from './api.ts';
-import { APPLIED_HASH_ANNOTATION } from './desired.ts';
+import { APPLIED_HASH_ANNOTATION, desiredDeployment } from './desired.ts';
 import type { ObservedDeployment } from './status.ts';
 
 /** What the Deployment cache keeps of each Deployment: what desired.ts compares and status.ts reads. */
 export type CachedDeployment = KubeObject & ObservedDeployment & { spec?: Record<string, unknown> };
+
+type Condition = NonNullable<NonNullable<ObservedDeployment['status']>['conditions']>[number];
+
+/**
+ * The shape of the spec the operator sets: every Echo's desired Deployment has the same keys,
+ * only values differ. Drift is judged on these keys alone (desired.ts), so the server's defaults
+ * (the pod's DNS policy, scheduler, termination message path, strategy...) need not be cached.
+ */
+const SPEC_SHAPE = desiredDeployment({
+  apiVersion: 'example.com/v1',
+  kind: 'Echo',
+  metadata: { name: 'shape', namespace: 'shape', uid: 'shape', resourceVersion: '1' },
+  spec: { replicas: 1 },
+}).spec;
+
+/** Keyed lists kept whole: their merge key reads fields the desired items leave to defaults. */
+const KEPT_WHOLE = new Set([
+  'template.spec.containers.ports',
+  'template.spec.initContainers.ports',
+]);
+
+/** `actual` cut down to the keys of `shape`; list items are cut down to the shape's first item. */
+function project(shape: unknown, actual: unknown, field: string): unknown {
+  if (KEPT_WHOLE.has(field)) return actual;
+  if (Array.isArray(shape) && Array.isArray(actual)) {
+    const item: unknown = shape[0];
+    return item === undefined ? actual : actual.map((a: unknown) => project(item, a, field));
+  }
+  if (!isRecord(shape) || !isRecord(actual)) return actual;
+  const kept: Record<string, unknown> = {};
+  for (const [key, sub] of Object.entries(shape)) {
+    if (key in actual) kept[key] = project(sub, actual[key], field ? `${field}.${key}` : key);
+  }
+  return kept;
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/** The conditions status.ts reads, with their words only where it reports them. */
+function keptConditions(conditions: Condition[]): Condition[] {
+  return conditions.map(({ type, status, reason, message }) => {
+    const reported =
+      type === 'ReplicaFailure' ||
+      (type === 'Progressing' && reason === 'ProgressDeadlineExceeded');
+    return {
+      type,
+      status,
+      ...(reason ? { reason } : {}),
+      ...(message && reported ? { message } : {}),
+    };
+  });
+}
 
 /** Keeps only what the reconciler reads of a Deployment, so the cache stays small. */
 export function trimDeployment(d: CachedDeployment): CachedDeployment {
@@ -24,21 +78,12 @@ export function trimDeployment(d: CachedDeployment): CachedDeployment {
       ...(hash ? { annotations: { [APPLIED_HASH_ANNOTATION]: hash } } : {}),
       ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
     },
-    ...(d.spec ? { spec: d.spec } : {}),
+    ...(d.spec ? { spec: project(SPEC_SHAPE, d.spec, '') as Record<string, unknown> } : {}),
     ...(status
       ? {
           status: {
             ...status,
-            ...(status.conditions
-              ? {
-                  conditions: status.conditions.map(({ type, status, reason, message }) => ({
-                    type,
-                    status,
-                    ...(reason ? { reason } : {}),
-                    ...(message ? { message } : {}),
-                  })),
-                }
-              : {}),
+            ...(status.conditions ? { conditions: keptConditions(status.conditions) } : {}),
           },
         }
       : {}),

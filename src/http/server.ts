@@ -1,7 +1,13 @@
 // The operator's HTTP endpoints: /metrics, /healthz (the process serves), /readyz (caches
 // synced), and a plain 404 elsewhere. `?verbose` lists the individual checks, as the Kubernetes components do.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+
+// Required, not imported: an ES import of node:http builds its namespace, which reads the lazy
+// WebSocket exports and so loads Node's bundled undici, about 12 MB of resident memory for a
+// client this server never uses (docs/benchmark.md, "Where the memory goes").
+const { createServer } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
 
 /** True passes; false fails; a string fails and says why (what is failing, named). */
 export type Check = () => boolean | string;

@@ -15,7 +15,7 @@
 // and it has no deadline across attempts. The decisions it would make are in retry.ts instead.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SpanKind, type Span } from '@opentelemetry/api';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from './undici.ts';
 import { VERSION } from '../version.ts';
 import { inSpan, type Tracer } from '../telemetry/tracing.ts';
 import { ApiError, parseStatus } from './errors.ts';

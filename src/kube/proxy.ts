@@ -10,7 +10,7 @@
 // does not pass on its pools' connect and disconnect events, and the client needs the disconnect
 // event to move off a connection the API server sent GOAWAY on.
 import { BlockList, Socket, isIP } from 'node:net';
-import { Pool, buildConnector } from 'undici';
+import { Pool, buildConnector, type Connector } from './undici.ts';
 import { KubeconfigError } from './errors.ts';
 import type { TlsOptions } from './kubeconfig.ts';
 
@@ -115,7 +115,7 @@ export function proxyFor(
 
 export interface Tunnel {
   /** For undici's `connect` option: CONNECT through the proxy, then TLS to the server inside. */
-  connect: buildConnector.connector;
+  connect: Connector;
   close: () => Promise<void>;
 }
 
@@ -136,7 +136,7 @@ export function tunnel(proxy: URL, tls: TlsOptions, allowH2: boolean): Tunnel {
   const authorization = proxy.username
     ? `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}`
     : undefined;
-  const connect: buildConnector.connector = (opts, callback) => {
+  const connect: Connector = (opts, callback) => {
     const target = `${opts.hostname}:${opts.port || (opts.protocol === 'https:' ? '443' : '80')}`;
     // A tunnel that fails is a plain error: undici would retry a socket error without end.
     const failed = (why: string, cause?: unknown): void => {

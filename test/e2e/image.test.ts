@@ -142,6 +142,18 @@ describe('container image', () => {
     assert.deepEqual(manifest[0]?.RepoTags, [`${values.image.repository}:${chart.appVersion}`]);
   });
 
+  it("sets the chart's Node flags, as the Dockerfile does", async () => {
+    const values = parse(await readFile(join(CHART, 'values.yaml'), 'utf8')) as {
+      operator: { nodeOptions: string };
+    };
+    const dockerfile = await readFile(join(repo, 'Dockerfile'), 'utf8');
+    assert.ok(image.config.Env.includes(`NODE_OPTIONS=${values.operator.nodeOptions}`));
+    assert.equal(
+      /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(dockerfile)?.[1],
+      values.operator.nodeOptions,
+    );
+  });
+
   it('is what the Dockerfile describes: its Node, user, working directory, port and entrypoint', async () => {
     const dockerfile = await readFile(join(repo, 'Dockerfile'), 'utf8');
     const instruction = (name: string): string => {

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Echo } from '../../../src/echo/api.ts';
+import { trimDeployment, type CachedDeployment } from '../../../src/echo/cache.ts';
+import { deploymentDrift, desiredDeployment } from '../../../src/echo/desired.ts';
+
+const echo: Echo = {
+  apiVersion: 'example.com/v1',
+  kind: 'Echo',
+  metadata: { name: 'web', namespace: 'team', uid: 'uid-1', resourceVersion: '7', generation: 1 },
+  spec: { replicas: 2, image: 'example.com/echo:1' },
+};
+
+/** The desired Deployment as the API server returns it: defaults filled in, status written. */
+function served(): CachedDeployment & { spec: Record<string, unknown> } {
+  const desired = structuredClone(desiredDeployment(echo));
+  const [container] = desired.spec.template.spec.containers;
+  return {
+    ...desired,
+    metadata: {
+      ...desired.metadata,
+      uid: 'uid-d',
+      resourceVersion: '9',
+      generation: 1,
+      managedFields: [{ manager: 'echo-operator' }],
+    } as CachedDeployment['metadata'],
+    spec: {
+      ...desired.spec,
+      progressDeadlineSeconds: 600,
+      revisionHistoryLimit: 10,
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%' } },
+      template: {
+        metadata: desired.spec.template.metadata,
+        spec: {
+          ...desired.spec.template.spec,
+          dnsPolicy: 'ClusterFirst',
+          schedulerName: 'default-scheduler',
+          containers: [
+            {
+              ...container,
+              ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
+              terminationMessagePath: '/dev/termination-log',
+              imagePullPolicy: 'IfNotPresent',
+            },
+          ],
+        },
+      },
+    },
+    status: {
+      observedGeneration: 1,
+      replicas: 2,
+      readyReplicas: 2,
+      conditions: [
+        { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'ok' },
+        {
+          type: 'Progressing',
+          status: 'True',
+          reason: 'NewReplicaSetAvailable',
+          message: 'ReplicaSet "web-6d4b" has successfully progressed.',
+        },
+      ],
+    },
+  };
+}
+
+interface Template {
+  spec: { containers: Record<string, unknown>[] };
+}
+const containersOf = (d: { spec?: Record<string, unknown> }): Record<string, unknown>[] =>
+  (d.spec?.template as Template).spec.containers;
+
+describe('trimDeployment', () => {
+  it('drops the server defaults and keeps what drift is judged on', () => {
+    const trimmed = trimDeployment(served());
+    const [container] = containersOf(trimmed);
+    assert.deepEqual(Object.keys(trimmed.spec ?? {}).sort(), ['replicas', 'selector', 'template']);
+    assert.equal(container?.terminationMessagePath, undefined);
+    assert.deepEqual(container?.ports, [{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+    assert.equal(deploymentDrift(desiredDeployment(echo), trimmed), undefined);
+  });
+
+  it('keeps every drift the untrimmed Deployment shows', () => {
+    const edits: [string, (d: ReturnType<typeof served>) => void][] = [
+      ['replicas', (d) => (d.spec.replicas = 5)],
+      ['image', (d) => (containersOf(d)[0]!.image = 'other:2')],
+      [
+        'port protocol',
+        (d) => (containersOf(d)[0]!.ports = [{ containerPort: 8080, protocol: 'UDP' }]),
+      ],
+      ['container removed', (d) => containersOf(d).splice(0)],
+    ];
+    for (const [what, edit] of edits) {
+      const drifted = served();
+      edit(drifted);
+      const untrimmed = deploymentDrift(desiredDeployment(echo), drifted);
+      assert.notEqual(untrimmed, undefined, what);
+      assert.equal(
+        deploymentDrift(desiredDeployment(echo), trimDeployment(drifted)),
+        untrimmed,
+        what,
+      );
+    }
+  });
+
+  it('keeps a condition message only where the Echo reports it', () => {
+    const d = served();
+    d.status?.conditions?.push({
+      type: 'ReplicaFailure',
+      status: 'True',
+      reason: 'FailedCreate',
+      message: 'exceeded quota',
+    });
+    const conditions = trimDeployment(d).status?.conditions ?? [];
+    assert.deepEqual(
+      conditions.map((c) => c.message),
+      [undefined, undefined, 'exceeded quota'],
+    );
+    assert.ok(conditions.every((c) => c.reason !== undefined));
+  });
+});
