@@ -26,8 +26,8 @@ function bench(args: string[]): { status: number | null; stdout: string } {
   return { status, stdout };
 }
 
-const readJson = <T>(...path: string[]): T =>
-  JSON.parse(readFileSync(join(out, ...path), 'utf8')) as T;
+const readJson = (...path: string[]): unknown =>
+  JSON.parse(readFileSync(join(out, ...path), 'utf8'));
 
 describe('benchmark comparisons', () => {
   after(() => {
@@ -46,7 +46,10 @@ describe('benchmark comparisons', () => {
     assert.equal(status, 0, stdout);
     assert.match(stdout, /^row\s+unit\s+ours\s+again\s+ours\/again$/m);
     assert.match(stdout, /^create burst\s+s\s+\S+ \(\S+–\S+\)\s+\S+ \(\S+–\S+\)\s+\S+×$/m);
-    const { rows, runs } = readJson<{ rows: SummaryRow[]; runs: Run[] }>('pair', 'compare.json');
+    const { rows, runs } = readJson('pair', 'compare.json') as {
+      rows: SummaryRow[];
+      runs: Run[];
+    };
     assert.deepEqual(
       runs.map((r) => `${r.label}-${String(r.round)}`),
       ['ours-1', 'again-1', 'ours-2', 'again-2'],
@@ -72,7 +75,7 @@ describe('benchmark comparisons', () => {
     // Reconciles are read from our own metrics: each created Echo was reconciled at least once.
     assert.ok((row('reconciles: create burst').cells.ours?.median ?? 0) >= 3);
     assert.equal(row('reconciles: create burst').cells.again?.median, undefined);
-    const first = readJson<BenchResult>('pair', 'ours-1', 'bench.json');
+    const first = readJson('pair', 'ours-1', 'bench.json') as BenchResult;
     assert.ok(first.scenarios.every((s) => s.didNotConverge === undefined));
   });
 
@@ -85,7 +88,7 @@ describe('benchmark comparisons', () => {
     ]);
     assert.equal(status, 0, stdout);
     assert.match(stdout, /^create burst\s+did not converge \(0\/3 Deployments with 1 replicas\)/m);
-    const result = readJson<BenchResult>('stuck', 'bench.json');
+    const result = readJson('stuck', 'bench.json') as BenchResult;
     assert.equal(result.error, undefined);
     assert.deepEqual(
       result.scenarios.map((s) => [s.name, s.didNotConverge?.reached]),
