@@ -11,8 +11,13 @@ NODE_DEPS := node_modules/.install-stamp
 CLUSTER ?= local
 # Extra operator flags for `make run`, e.g. RUN_FLAGS="--log-filter=debug --port=9090".
 RUN_FLAGS ?=
-# Benchmark flags for `make bench`, e.g. BENCH_FLAGS="--n 5000".
+# Benchmark flags for `make bench` and `make bench-compare`, e.g. BENCH_FLAGS="--n 5000".
 BENCH_FLAGS ?=
+# The benchmark's peers sit in shared/ beside the main clone (<x>/main, <x>/shared), also seen from
+# a git worktree of that clone.
+MAIN_CLONE := $(patsubst %/.git,%,$(shell git rev-parse --path-format=absolute --git-common-dir 2>/dev/null || echo $(CURDIR)/.git))
+PEERS ?= $(abspath $(MAIN_CLONE)/../shared/peers)
+GO_PEER := $(PEERS)/go-controller-runtime
 TOOLS_BIN := $(shell hack/tools/build.sh --print-dir)
 KUBECTL = $(TOOLS_BIN)/kubectl --kubeconfig=$(CURDIR)/.cluster/kubeconfig \
 	--cache-dir=$(CURDIR)/.cluster/kube-cache
@@ -138,6 +143,15 @@ image: setup tools ## Build the container image into dist/image without a daemon
 .PHONY: bench
 bench: setup tools build ## Benchmark our operator (BENCH_FLAGS="--n 5000"; node bench/cli.ts --help lists them)
 	node bench/cli.ts $(BENCH_FLAGS)
+
+# The Go controller-runtime operator that ours is measured against (issue 12), built as its README says.
+dist/go-peer: $(wildcard $(GO_PEER)/*.go $(GO_PEER)/go.mod $(GO_PEER)/go.sum)
+	@test -f $(GO_PEER)/go.mod || { echo "no Go peer in $(GO_PEER): set PEERS=<dir with go-controller-runtime/>" >&2; exit 1; }
+	CGO_ENABLED=0 go build -C $(GO_PEER) -o $(CURDIR)/dist/go-peer .
+
+.PHONY: bench-compare
+bench-compare: setup tools build dist/go-peer ## Ours against the Go controller-runtime peer, 3 interleaved runs each: medians and ratios (BENCH_FLAGS="--n 300 --repeat 5")
+	node bench/cli.ts --compare 'go=$(CURDIR)/dist/go-peer --concurrency 16' $(BENCH_FLAGS)
 
 .PHONY: bench-memory
 bench-memory: setup tools ## Fail if heap per cached object grew >10% over bench/memory-baseline.json

@@ -1,11 +1,19 @@
 // `make bench`: runs the benchmark scenarios against our operator (or any command serving the same
 // CRD) on a local control plane of its own, then prints a table and writes JSON and an SVG.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runBench, shippedNodeOptions, type BenchOptions } from './run.ts';
+import { runBench, shippedNodeOptions, type BenchOptions, type BenchResult } from './run.ts';
 import { svgReport, textReport } from './report.ts';
+import {
+  compareSvg,
+  compareTable,
+  parseContender,
+  runComparison,
+  summarize,
+  type Contender,
+} from './compare.ts';
 
 const USAGE = `Usage: node bench/cli.ts [flags]
 
@@ -25,7 +33,17 @@ applied by a bare client). API calls are counted from the API server's audit log
   --operator-cmd CMD     benchmark another operator: a shell command line, run with exec
   --kubeconfig-env NAME  how that operator takes its kubeconfig (default KUBECONFIG)
   --parallel P           objects the harness creates or patches at once (default 64)
+  --scenario-timeout S   a scenario not done in S seconds is reported as "did not converge",
+                         with what it reached, and the run goes on (default 600)
   --out DIR              where bench.json, bench.svg and operator.log go (default bench/results)
+
+Comparisons (runs interleaved: ours, peer, ours, peer, ...):
+  --compare LABEL=CMD    another operator to compare with, as --operator-cmd; repeatable
+  --repeat K             runs of each operator (default 3 with --compare, else 1); the table
+                         gives medians (min–max) and ratios to the first operator
+  --label LABEL          the first operator's name in the table (default "ours")
+  Writes compare.json and compare.svg in --out, and each run's own files in <LABEL>-<round>/.
+
   --help                 this text`;
 
 function number(raw: string | undefined, fallback: number, flag: string, min = 0): number {
@@ -53,7 +71,11 @@ const { values } = (() => {
         'node-options': { type: 'string' },
         'kubeconfig-env': { type: 'string' },
         parallel: { type: 'string' },
+        'scenario-timeout': { type: 'string' },
         out: { type: 'string' },
+        compare: { type: 'string', multiple: true },
+        repeat: { type: 'string' },
+        label: { type: 'string' },
         help: { type: 'boolean' },
       },
     });
@@ -87,14 +109,31 @@ const options: BenchOptions = {
   nodeOptions: values['node-options'] ?? shippedNodeOptions(),
   kubeconfigEnv: values['kubeconfig-env'] ?? 'KUBECONFIG',
   clientParallelism: number(values.parallel, 64, 'parallel', 1),
+  scenarioTimeoutSeconds: number(values['scenario-timeout'], 600, 'scenario-timeout', 1),
   outDir: values.out ?? join(import.meta.dirname, 'results'),
   progress: (message) => {
     console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
   },
 };
 
-const started = Date.now();
-const result = await runBench(options);
+const peers = (values.compare ?? []).map((raw) => {
+  const contender = parseContender(raw);
+  if (typeof contender === 'string') {
+    console.error(`bench: ${contender}`);
+    process.exit(2);
+  }
+  return contender;
+});
+const repeat = number(values.repeat, peers.length > 0 ? 3 : 1, 'repeat', 1);
+const contenders: Contender[] = [
+  { label: values.label ?? 'ours', cmd: options.operatorCmd },
+  ...peers,
+];
+if (new Set(contenders.map((c) => c.label)).size < contenders.length) {
+  console.error('bench: every operator of a comparison needs a label of its own');
+  process.exit(2);
+}
+
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
@@ -104,16 +143,54 @@ const versions = Object.fromEntries(
     .filter((l) => /^[A-Z_]+=/.test(l))
     .map((l) => l.split('=', 2) as [string, string]),
 );
-const report = {
-  ...result,
+/** What every JSON report carries besides its figures: versions, the machine, the date. */
+const context = (started: number): Record<string, unknown> => ({
   versions: { echoOperator: pkg.version, node: process.version, ...versions },
   machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem() },
   wallSeconds: (Date.now() - started) / 1000,
   date: new Date().toISOString(),
-};
-writeFileSync(join(options.outDir, 'bench.json'), `${JSON.stringify(report, null, 2)}\n`);
-writeFileSync(join(options.outDir, 'bench.svg'), svgReport(result));
-console.log(textReport(result));
-console.log(
-  `\nwall time ${report.wallSeconds.toFixed(0)} s; written: ${join(options.outDir, 'bench.json')}, ${join(options.outDir, 'bench.svg')}`,
-);
+});
+
+/** A run's bench.json and bench.svg in `dir`. */
+function writeRun(result: BenchResult, dir: string, started: number): void {
+  writeFileSync(
+    join(dir, 'bench.json'),
+    `${JSON.stringify({ ...result, ...context(started) }, null, 2)}\n`,
+  );
+  writeFileSync(join(dir, 'bench.svg'), svgReport(result));
+}
+
+const started = Date.now();
+if (contenders.length === 1 && repeat === 1) {
+  const result = await runBench(options);
+  writeRun(result, options.outDir, started);
+  console.log(textReport(result));
+  console.log(
+    `\nwall time ${((Date.now() - started) / 1000).toFixed(0)} s; written: ${join(options.outDir, 'bench.json')}, ${join(options.outDir, 'bench.svg')}`,
+  );
+  process.exitCode = result.error ? 1 : 0;
+} else {
+  mkdirSync(options.outDir, { recursive: true });
+  const runs = await runComparison(contenders, repeat, options, (result, dir) => {
+    writeRun(result, dir, started);
+  });
+  const rows = summarize(contenders, runs);
+  const { progress: _progress, ...recorded } = options;
+  const summary = {
+    options: recorded,
+    repeat,
+    contenders,
+    rows,
+    runs: runs.map(({ result: _result, ...run }) => run),
+    ...context(started),
+  };
+  writeFileSync(join(options.outDir, 'compare.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  writeFileSync(join(options.outDir, 'compare.svg'), compareSvg(contenders, runs, options.n));
+  console.log(compareTable(contenders, rows, repeat, options.n));
+  for (const run of runs.filter((r) => r.error))
+    console.log(`  ${run.label} run ${String(run.round)} failed: ${run.error ?? ''}`);
+  console.log(
+    `\nwall time ${((Date.now() - started) / 1000).toFixed(0)} s; written: ${join(options.outDir, 'compare.json')}, ${join(options.outDir, 'compare.svg')} and each run's files in ${options.outDir}/<label>-<round>/`,
+  );
+  process.exitCode = runs.some((r) => r.error) ? 1 : 0;
+}

@@ -39,17 +39,23 @@ export function textReport(result: BenchResult): string {
       'API calls (audit)',
       'writes',
       'ours',
+      'reconciles',
       'RSS',
       'CPU',
     ],
     ...result.scenarios.map((s) => {
       const ratio =
-        s.seconds !== undefined && ['cold start', 'create burst', 'scale burst'].includes(s.name)
+        floor &&
+        s.seconds !== undefined &&
+        ['cold start', 'create burst', 'scale burst'].includes(s.name)
           ? (s.seconds / floor.applySeconds).toFixed(2)
           : '-';
+      const missed = s.didNotConverge;
       return [
         s.name,
-        secs(s.seconds),
+        missed
+          ? `did not converge (${String(missed.reached)}/${String(missed.of)} ${missed.waitingFor})`
+          : secs(s.seconds),
         ratio,
         s.latencyMs ? `${s.latencyMs.p50.toFixed(0)} ms` : '-',
         s.latencyMs ? `${s.latencyMs.p90.toFixed(0)} ms` : '-',
@@ -57,6 +63,7 @@ export function textReport(result: BenchResult): string {
         verbs(s.apiCalls),
         String(writes(s.apiCalls)),
         s.clientCalls ? String(total(s.clientCalls)) : '-',
+        s.reconciles ? String(total(s.reconciles)) : '-',
         mib(s.rssBytesAtEnd),
         `${s.cpuSeconds.toFixed(1)} s`,
       ];
@@ -71,11 +78,14 @@ export function textReport(result: BenchResult): string {
     table(rows),
     '',
     extras,
-    `  floor: ${String(result.options.n)} Deployments applied by a bare client in ${secs(floor.applySeconds)} ` +
-      `(p50 ${floor.latencyMs.p50.toFixed(0)} ms, p99 ${floor.latencyMs.p99.toFixed(0)} ms); ` +
-      `${String(result.options.n)} Echo creates taken in ${secs(floor.echoCreateSeconds)}`,
+    floor
+      ? `  floor: ${String(result.options.n)} Deployments applied by a bare client in ${secs(floor.applySeconds)} ` +
+        `(p50 ${floor.latencyMs.p50.toFixed(0)} ms, p99 ${floor.latencyMs.p99.toFixed(0)} ms); ` +
+        `${String(result.options.n)} Echo creates taken in ${secs(floor.echoCreateSeconds)}`
+      : '  floor: not measured',
     `  memory: peak RSS ${mib(result.memory.peakRssBytes)}, final ${mib(result.memory.finalRssBytes)}; ` +
       `CPU ${result.memory.cpuSeconds.toFixed(1)} s`,
+    ...(result.error ? [`  the run failed: ${result.error}`] : []),
   ].join('\n');
 }
 
@@ -84,12 +94,19 @@ const tick = (v: number): string => v.toFixed(v >= 100 ? 0 : v >= 1 ? 1 : 2);
 
 const escape = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
-/** A polyline chart in a box; `series` are [x, y] points already in data units. */
-function chart(
+/** One line of a chart: [x, y] points in data units; only named lines get a legend entry. */
+export interface Series {
+  name?: string;
+  color: string;
+  points: [number, number][];
+}
+
+/** A polyline chart in a box, `offsetY` from the top of the picture. */
+export function chart(
   title: string,
   xLabel: string,
   yLabel: string,
-  series: { name: string; color: string; points: [number, number][] }[],
+  series: Series[],
   offsetY: number,
 ): string {
   const width = 760;
@@ -115,15 +132,20 @@ function chart(
     `<text x="${String(left + plotW / 2)}" y="${String(top + plotH + 32)}" font-size="12" text-anchor="middle">${escape(xLabel)}</text>`,
     `<text x="14" y="${String(top + plotH / 2)}" font-size="12" transform="rotate(-90 14 ${String(top + plotH / 2)})" text-anchor="middle">${escape(yLabel)}</text>`,
     ...series.map(
-      (s, i) =>
-        `<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>` +
-        `<text x="${String(left + 10)}" y="${String(top + 16 + i * 15)}" font-size="12" fill="${s.color}">${escape(s.name)}</text>`,
+      (s) =>
+        `<polyline fill="none" stroke="${s.color}" stroke-width="2" stroke-opacity="0.8" points="${s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`,
     ),
+    ...series
+      .filter((s) => s.name !== undefined)
+      .map(
+        (s, i) =>
+          `<text x="${String(left + 10)}" y="${String(top + 16 + i * 15)}" font-size="12" fill="${s.color}">${escape(s.name ?? '')}</text>`,
+      ),
   ].join('\n');
 }
 
 /** Empirical CDF points of sorted values. */
-function cdf(sorted: number[]): [number, number][] {
+export function cdf(sorted: number[]): [number, number][] {
   return sorted.map((v, i) => [v, (i + 1) / sorted.length]);
 }
 

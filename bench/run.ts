@@ -16,9 +16,11 @@ import { diesWithParent, freePorts } from '../hack/cluster/process.ts';
 import { desiredDeployment } from '../src/echo/desired.ts';
 import type { Echo } from '../src/echo/api.ts';
 import { KubeClient } from '../src/kube/client.ts';
+import { objectKey } from '../src/runtime/informer.ts';
 import { callsByVerb, type VerbCounts } from './audit.ts';
 import { ProcessStats, type RssSample } from './process-stats.ts';
-import { Tracker, type BenchDeployment, type BenchEcho, type Reached } from './tracker.ts';
+import { lastOf, ScenarioClock, type Shortfall } from './deadline.ts';
+import { Tracker, type BenchDeployment, type BenchEcho } from './tracker.ts';
 
 export interface BenchOptions {
   n: number;
@@ -42,6 +44,8 @@ export interface BenchOptions {
   outDir: string;
   /** Objects created or patched at once by the harness. */
   clientParallelism: number;
+  /** A scenario not reached in this time is reported as not converged, and the run goes on. */
+  scenarioTimeoutSeconds: number;
   progress: (message: string) => void;
 }
 
@@ -54,15 +58,19 @@ export interface Latency {
 
 export interface ScenarioResult {
   name: string;
-  /** Seconds until the scenario's goal was reached (undefined for steady state). */
-  seconds?: number;
-  /** Further times the scenario reports (e.g. until every status is written). */
-  times?: Record<string, number>;
+  /** Seconds until the scenario's goal was reached (undefined for steady state, or not reached). */
+  seconds?: number | undefined;
+  /** Further times the scenario reports (e.g. until every status is written); undefined: not reached. */
+  times?: Record<string, number | undefined>;
   latencyMs?: Latency;
   /** API calls of the operator's identity during the scenario, by verb, from the audit log. */
   apiCalls: VerbCounts;
   /** The same counted by our client, when the operator is ours. */
   clientCalls?: VerbCounts;
+  /** Our operator's reconciles by result (success, requeue_after, error), from its metrics. */
+  reconciles?: VerbCounts;
+  /** Set when the scenario did not converge within the time limit: what it was short of. */
+  didNotConverge?: Shortfall;
   rssBytesAtEnd: number;
   cpuSeconds: number;
 }
@@ -78,13 +86,17 @@ export interface FloorResult {
 export interface BenchResult {
   options: Omit<BenchOptions, 'progress'>;
   operator: string;
+  /** Every scenario the run got to, converged or not. */
   scenarios: ScenarioResult[];
-  floor: FloorResult;
+  /** Missing when the run failed before it. */
+  floor?: FloorResult;
   memory: { peakRssBytes: number; finalRssBytes: number; cpuSeconds: number };
   rss: RssSample[];
   /** Create-burst latencies (ms), sorted, for the chart. */
   createLatenciesMs: number[];
   floorLatenciesMs: number[];
+  /** Why the run stopped early; what it measured until then is above. */
+  error?: string;
 }
 
 const NAMESPACE = 'echo-bench';
@@ -133,183 +145,333 @@ const QUIET_MS = 3000;
 
 const echoName = (i: number): string => `echo-${String(i).padStart(5, '0')}`;
 
+const hasReplicas =
+  (want: number) =>
+  (d: BenchDeployment): boolean =>
+    d.spec?.replicas === want;
+const statusWritten = (e: BenchEcho): boolean =>
+  (e.status?.observedGeneration ?? 0) >= (e.metadata.generation ?? 1);
+const echoReady = (e: BenchEcho): boolean =>
+  e.status?.observedGeneration === e.metadata.generation &&
+  (e.status?.readyReplicas ?? 0) === e.spec?.replicas;
+
+/** What a run has measured so far: all of it is reported, even when the run fails midway. */
+interface Measured {
+  scenarios: ScenarioResult[];
+  /** Wall-clock [from, to) of each scenario, for the audit log. */
+  windows: [number, number][];
+  stats?: ProcessStats;
+  createLatenciesMs: number[];
+  echoCreateSeconds?: number;
+  floor?: { result: Omit<FloorResult, 'echoCreateSeconds'>; latencies: number[] };
+}
+
+/** The processes a run starts besides the control plane, stopped however it ends. */
+interface Started {
+  operator?: ChildProcess;
+  jaeger?: Jaeger;
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
-  const { n, replicas, progress } = options;
   mkdirSync(options.outDir, { recursive: true });
   if (!options.operatorCmd && !existsSync(MAIN))
     throw new Error(`${MAIN} does not exist: run make build (make bench does)`);
-  progress('starting a local control plane with audit logging');
+  options.progress('starting a local control plane with audit logging');
   const cluster = await LocalCluster.start({ auditLog: true });
-  const auditLog = cluster.state.auditLog ?? '';
   const admin = KubeClient.fromFile(cluster.kubeconfig);
   const tracker = new Tracker(admin);
-  let jaeger: Jaeger | undefined;
-  let operator: ChildProcess | undefined;
+  const started: Started = {};
+  const measured: Measured = { scenarios: [], windows: [], createLatenciesMs: [] };
   try {
-    await installCrd(admin);
+    let error: string | undefined;
+    try {
+      await new BenchRun(options, admin, tracker, measured).all(cluster, started);
+    } catch (err) {
+      error = err instanceof Error ? err.message : String(err);
+      options.progress(`the run failed; what it measured is kept: ${error}`);
+    }
+    return await collect(options, cluster, measured, error);
+  } finally {
+    await stopOperator(started.operator);
+    await tracker.close();
+    await started.jaeger?.stop();
+    await admin.close();
+    await cluster.stop();
+  }
+}
+
+/** The result of a run, finished or not, with the API calls of each scenario's window. */
+async function collect(
+  options: BenchOptions,
+  cluster: LocalCluster,
+  measured: Measured,
+  error: string | undefined,
+): Promise<BenchResult> {
+  // The API server logs a request after answering it: a moment for the last ones.
+  await new Promise((r) => setTimeout(r, 1000));
+  const calls = await callsByVerb(cluster.state.auditLog ?? '', USERNAME, measured.windows);
+  for (const [i, result] of measured.scenarios.entries()) result.apiCalls = calls[i] ?? {};
+  const { stats, floor, echoCreateSeconds } = measured;
+  const memory = {
+    peakRssBytes: stats?.peakRss() ?? 0,
+    finalRssBytes: stats?.rssNow() ?? 0,
+    cpuSeconds: stats?.cpuSeconds() ?? 0,
+  };
+  stats?.stop();
+  const { progress: _progress, ...recorded } = options;
+  return {
+    options: recorded,
+    operator: options.operatorCmd ?? `echo-operator (node ${MAIN})`,
+    scenarios: measured.scenarios,
+    ...(floor && echoCreateSeconds !== undefined
+      ? { floor: { ...floor.result, echoCreateSeconds } }
+      : {}),
+    memory,
+    rss: stats?.samples ?? [],
+    createLatenciesMs: measured.createLatenciesMs.sort((a, b) => a - b),
+    floorLatenciesMs: (floor?.latencies ?? []).sort((a, b) => a - b),
+    ...(error === undefined ? {} : { error }),
+  };
+}
+
+/** The scenarios of one run, in order, each within the scenario time limit. */
+class BenchRun {
+  private readonly options: BenchOptions;
+  private readonly admin: KubeClient;
+  private readonly tracker: Tracker;
+  private readonly measured: Measured;
+  /** Fires when the operator exits: nothing more can be measured. */
+  private readonly operatorGone = new AbortController();
+  private readonly clock: ScenarioClock;
+  private readonly coldKeys: string[];
+  private readonly burstKeys: string[];
+  /** Our operator's own counters; undefined for another operator. */
+  private scrape: (() => Promise<OperatorCounts>) | undefined;
+  private countsBefore: OperatorCounts = { requests: {}, reconciles: {} };
+  private cpuBefore = 0;
+  private windowStart = Date.now();
+
+  constructor(options: BenchOptions, admin: KubeClient, tracker: Tracker, measured: Measured) {
+    this.options = options;
+    this.admin = admin;
+    this.tracker = tracker;
+    this.measured = measured;
+    this.clock = new ScenarioClock(options.scenarioTimeoutSeconds, this.operatorGone.signal);
+    const names = Array.from({ length: options.n }, (_, i) => echoName(i));
+    this.coldKeys = names.map((name) => `bench-a/${name}`);
+    this.burstKeys = names.map((name) => `bench-b/${name}`);
+  }
+
+  async all(cluster: LocalCluster, started: Started): Promise<void> {
+    const { n, progress } = this.options;
+    await installCrd(this.admin);
     for (const ns of [NAMESPACE, 'bench-a', 'bench-b', 'bench-floor'])
-      await admin.request({
+      await this.admin.request({
         method: 'POST',
         path: '/api/v1/namespaces',
         body: { metadata: { name: ns } },
       });
-    const kubeconfig = await operatorIdentity(cluster, admin);
-    await tracker.start();
-
-    const createEchoes = async (
-      namespace: string,
-      sent?: Map<string, number>,
-    ): Promise<string[]> => {
-      const names = Array.from({ length: n }, (_, i) => echoName(i));
-      await inParallel(names, options.clientParallelism, async (name) => {
-        sent?.set(`${namespace}/${name}`, performance.now());
-        await admin.request({
-          method: 'POST',
-          path: `/apis/example.com/v1/namespaces/${namespace}/echoes`,
-          body: {
-            apiVersion: 'example.com/v1',
-            kind: 'Echo',
-            metadata: { name },
-            spec: { replicas },
-          },
-        });
-      });
-      return names.map((name) => `${namespace}/${name}`);
-    };
-    const hasReplicas =
-      (want: number) =>
-      (d: BenchDeployment): boolean =>
-        d.spec?.replicas === want;
-    const statusWritten = (e: BenchEcho): boolean =>
-      (e.status?.observedGeneration ?? 0) >= (e.metadata.generation ?? 1);
-    const report =
-      (what: string) =>
-      (done: number): void => {
-        progress(`  ${what}: ${String(done)}/${String(n)}`);
-      };
-
-    // Scenario 1: cold start.
+    const kubeconfig = await operatorIdentity(cluster, this.admin);
+    await this.tracker.start();
     progress(`cold start: creating ${String(n)} Echoes before the operator starts`);
-    const coldKeys = await createEchoes('bench-a');
-    if (options.traceRatio !== undefined) jaeger = await startJaeger();
+    await this.createEchoes('bench-a');
+    if (this.options.traceRatio !== undefined) started.jaeger = await startJaeger();
     const [metricsPort] = (await freePorts(1)) as [number];
-    const ours = options.operatorCmd === undefined;
-    const scrape = ours ? () => clientCounts(metricsPort) : undefined;
+    if (this.options.operatorCmd === undefined) this.scrape = () => operatorCounts(metricsPort);
 
-    const started = performance.now();
-    let windowStart = Date.now();
-    operator = startOperator(options, kubeconfig, metricsPort, jaeger);
-    if (operator.pid === undefined) throw new Error('the operator under test did not start');
-    const stats = new ProcessStats(operator.pid);
-    let cpuBefore = 0;
-    const results: ScenarioResult[] = [];
-    const windows: [number, number][] = [];
-    let countsBefore: VerbCounts = {};
-    const finish = async (
-      name: string,
-      extra: Omit<ScenarioResult, 'name' | 'apiCalls' | 'rssBytesAtEnd' | 'cpuSeconds'>,
-    ): Promise<void> => {
-      const end = Date.now();
-      const counts = scrape ? await scrape() : undefined;
-      const cpu = stats.cpuSeconds();
-      windows.push([windowStart, end]);
-      results.push({
-        name,
-        ...extra,
-        // Counted once the run is over: the API server logs a request after answering it.
-        apiCalls: {},
-        ...(counts ? { clientCalls: subtract(counts, countsBefore) } : {}),
-        rssBytesAtEnd: stats.rssNow(),
-        cpuSeconds: cpu - cpuBefore,
-      });
-      countsBefore = counts ?? {};
-      cpuBefore = cpu;
-      windowStart = end;
+    this.clock.begin();
+    const operatorStart = performance.now();
+    this.windowStart = Date.now();
+    const operator = startOperator(this.options, kubeconfig, metricsPort, started.jaeger);
+    started.operator = operator;
+    const gone = (why: string): void => {
+      this.operatorGone.abort(new Error(`the operator under test ${why}`));
     };
-
-    const coldDeployments = tracker.deployments.until(
-      coldKeys,
-      hasReplicas(replicas),
-      report('Deployments'),
-    );
-    const coldStatus = tracker.echoes.until(coldKeys, statusWritten);
-    const deployed = await coldDeployments.reached;
-    const statused = await coldStatus.reached;
-    await finish('cold start', {
-      seconds: (Math.max(...deployed.values()) - started) / 1000,
-      times: { untilEveryStatusSeconds: (Math.max(...statused.values()) - started) / 1000 },
+    operator.once('exit', (code, signal) => {
+      gone(`exited (${code === null ? String(signal) : `code ${String(code)}`})`);
     });
+    operator.once('error', (err) => {
+      gone(`failed: ${err.message}`);
+    });
+    if (operator.pid === undefined) throw new Error('the operator under test did not start');
+    this.measured.stats = new ProcessStats(operator.pid);
 
-    // Scenario 2: create burst on an idle, synced operator.
+    await this.coldStart(operatorStart);
+    await this.createBurst();
+    await this.scaleBurst();
+    await this.driftRepair();
+    await this.steadyState();
+    await this.deleteAll();
+    await this.floor();
+  }
+
+  private async createEchoes(namespace: string, sent?: Map<string, number>): Promise<void> {
+    const names = Array.from({ length: this.options.n }, (_, i) => echoName(i));
+    await inParallel(names, this.options.clientParallelism, async (name) => {
+      sent?.set(`${namespace}/${name}`, performance.now());
+      await this.admin.request({
+        method: 'POST',
+        path: `/apis/example.com/v1/namespaces/${namespace}/echoes`,
+        body: {
+          apiVersion: 'example.com/v1',
+          kind: 'Echo',
+          metadata: { name },
+          spec: { replicas: this.options.replicas },
+        },
+      });
+    });
+  }
+
+  private report(what: string): (done: number) => void {
+    return (done) => {
+      this.options.progress(`  ${what}: ${String(done)}/${String(this.options.n)}`);
+    };
+  }
+
+  /** Closes the current scenario: its window, counters, memory and CPU, and what it missed. */
+  private async finish(
+    name: string,
+    extra: Pick<ScenarioResult, 'seconds' | 'times' | 'latencyMs'>,
+  ): Promise<void> {
+    const end = Date.now();
+    const counts = this.scrape ? await this.scrape() : undefined;
+    const stats = this.measured.stats;
+    const cpu = stats?.cpuSeconds() ?? 0;
+    const shortfall = this.clock.shortfall;
+    if (shortfall)
+      this.options.progress(
+        `  ${name} did not converge in ${String(this.options.scenarioTimeoutSeconds)} s: ` +
+          `${String(shortfall.reached)}/${String(shortfall.of)} ${shortfall.waitingFor}`,
+      );
+    this.measured.windows.push([this.windowStart, end]);
+    this.measured.scenarios.push({
+      name,
+      ...extra,
+      ...(shortfall ? { didNotConverge: shortfall } : {}),
+      // Counted once the run is over: the API server logs a request after answering it.
+      apiCalls: {},
+      ...(counts
+        ? {
+            clientCalls: subtract(counts.requests, this.countsBefore.requests),
+            reconciles: subtract(counts.reconciles, this.countsBefore.reconciles),
+          }
+        : {}),
+      rssBytesAtEnd: stats?.rssNow() ?? 0,
+      cpuSeconds: cpu - this.cpuBefore,
+    });
+    if (counts) this.countsBefore = counts;
+    this.cpuBefore = cpu;
+    this.windowStart = end;
+  }
+
+  private async coldStart(operatorStart: number): Promise<void> {
+    const { replicas } = this.options;
+    const keys = this.coldKeys;
+    const deployments = this.tracker.deployments.until(
+      keys,
+      hasReplicas(replicas),
+      this.report('Deployments'),
+    );
+    const statuses = this.tracker.echoes.until(keys, statusWritten);
+    const deployed = await this.clock.wait(
+      `Deployments with ${String(replicas)} replicas`,
+      deployments,
+    );
+    const statused = await this.clock.wait('statuses written', statuses);
+    await this.finish('cold start', {
+      seconds: lastOf(deployed, keys.length, operatorStart),
+      times: { untilEveryStatusSeconds: lastOf(statused, keys.length, operatorStart) },
+    });
+  }
+
+  /** N Echoes created at once on an idle, synced operator. */
+  private async createBurst(): Promise<void> {
+    const { n, replicas } = this.options;
     await settle();
-    progress(`create burst: ${String(n)} Echoes as fast as the API server takes them`);
+    this.clock.begin();
+    this.options.progress(`create burst: ${String(n)} Echoes as fast as the API server takes them`);
     const sent = new Map<string, number>();
-    const burstStart = performance.now();
-    const burstKeys = Array.from({ length: n }, (_, i) => `bench-b/${echoName(i)}`);
-    const burst = tracker.deployments.until(
-      burstKeys,
+    const start = performance.now();
+    const keys = this.burstKeys;
+    const burst = this.tracker.deployments.until(
+      keys,
       hasReplicas(replicas),
-      report('Deployments'),
+      this.report('Deployments'),
     );
-    await createEchoes('bench-b', sent);
-    const echoCreateSeconds = (performance.now() - burstStart) / 1000;
-    const burstReached = await burst.reached;
-    const createLatencies = burstKeys.map((k) => (burstReached.get(k) ?? 0) - (sent.get(k) ?? 0));
-    await finish('create burst', {
-      seconds: (Math.max(...burstReached.values()) - burstStart) / 1000,
-      times: { echoCreatesSeconds: echoCreateSeconds },
-      latencyMs: percentiles(createLatencies),
+    await this.createEchoes('bench-b', sent);
+    const echoCreatesSeconds = (performance.now() - start) / 1000;
+    this.measured.echoCreateSeconds = echoCreatesSeconds;
+    const reached = await this.clock.wait(`Deployments with ${String(replicas)} replicas`, burst);
+    const latencies = [...reached].map(([key, at]) => at - (sent.get(key) ?? 0));
+    this.measured.createLatenciesMs = latencies;
+    await this.finish('create burst', {
+      seconds: lastOf(reached, keys.length, start),
+      times: { echoCreatesSeconds },
+      ...(reached.size === keys.length ? { latencyMs: percentiles(latencies) } : {}),
     });
+  }
 
-    // Scenario 3: scale burst.
+  private async scaleBurst(): Promise<void> {
+    const want = this.options.replicas + 1;
     await settle();
-    progress(`scale burst: every Echo of the burst to ${String(replicas + 1)} replicas`);
-    const scaleStart = performance.now();
-    const scaled = tracker.deployments.until(
-      burstKeys,
-      hasReplicas(replicas + 1),
-      report('Deployments'),
+    this.clock.begin();
+    this.options.progress(`scale burst: every Echo of the burst to ${String(want)} replicas`);
+    const keys = this.burstKeys;
+    const start = performance.now();
+    const scaled = this.tracker.deployments.until(
+      keys,
+      hasReplicas(want),
+      this.report('Deployments'),
     );
-    const scaleSent = new Map<string, number>();
-    await inParallel(burstKeys, options.clientParallelism, async (key) => {
+    const sent = new Map<string, number>();
+    await inParallel(keys, this.options.clientParallelism, async (key) => {
       const [ns = '', name = ''] = key.split('/');
-      scaleSent.set(key, performance.now());
-      await admin.request({
+      sent.set(key, performance.now());
+      await this.admin.request({
         method: 'PATCH',
         path: `/apis/example.com/v1/namespaces/${ns}/echoes/${name}`,
         contentType: 'application/merge-patch+json',
-        body: { spec: { replicas: replicas + 1 } },
+        body: { spec: { replicas: want } },
       });
     });
-    const scaleReached = await scaled.reached;
+    const reached = await this.clock.wait(`Deployments with ${String(want)} replicas`, scaled);
     // The scenario lasts until the new pods are ready and the Echoes say so: the status writes
     // that follow belong to it, and the next scenario starts on a quiet operator.
-    progress('  waiting for every Echo to report its pods ready, then for quiet');
-    const ready = await tracker.echoes.until(
-      [...coldKeys, ...burstKeys],
-      (e) =>
-        e.status?.observedGeneration === e.metadata.generation &&
-        (e.status?.readyReplicas ?? 0) === e.spec?.replicas,
-    ).reached;
-    await tracker.quiet(QUIET_MS);
-    await finish('scale burst', {
-      seconds: (Math.max(...scaleReached.values()) - scaleStart) / 1000,
-      times: { untilEveryEchoReadySeconds: (Math.max(...ready.values()) - scaleStart) / 1000 },
-      latencyMs: percentiles(
-        burstKeys.map((k) => (scaleReached.get(k) ?? 0) - (scaleSent.get(k) ?? 0)),
-      ),
+    this.options.progress('  waiting for every Echo to report its pods ready, then for quiet');
+    const every = [...this.coldKeys, ...keys];
+    const ready = await this.clock.wait(
+      'Echoes reporting their pods ready',
+      this.tracker.echoes.until(every, echoReady),
+    );
+    await this.clock.quiet(this.tracker, QUIET_MS);
+    await this.finish('scale burst', {
+      seconds: lastOf(reached, keys.length, start),
+      times: { untilEveryEchoReadySeconds: lastOf(ready, every.length, start) },
+      ...(reached.size === keys.length
+        ? { latencyMs: percentiles(keys.map((k) => (reached.get(k) ?? 0) - (sent.get(k) ?? 0))) }
+        : {}),
     });
+  }
 
-    // Scenario 4: drift repair.
-    const driftKeys = burstKeys.slice(0, Math.min(options.drift, n));
-    progress(`drift repair: ${String(driftKeys.length)} Deployments scaled by hand`);
-    const driftStart = performance.now();
+  /** K Deployments of the burst scaled by hand; the operator must put them back. */
+  private async driftRepair(): Promise<void> {
+    const { replicas, progress } = this.options;
+    this.clock.begin();
+    const wanted = Math.min(this.options.drift, this.options.n);
+    // Only Deployments that exist can be edited: an operator that never made them falls short.
+    const keys = this.burstKeys
+      .filter((k) => this.tracker.deployments.informer.get(k))
+      .slice(0, wanted);
+    if (keys.length < wanted)
+      this.clock.miss('Deployments of the burst to edit', keys.length, wanted);
+    progress(`drift repair: ${String(keys.length)} Deployments scaled by hand`);
+    const start = performance.now();
     const editedAt = new Map<string, bigint>();
-    const driftSent = new Map<string, number>();
-    await inParallel(driftKeys, options.clientParallelism, async (key) => {
+    const sent = new Map<string, number>();
+    await inParallel(keys, this.options.clientParallelism, async (key) => {
       const [ns = '', name = ''] = key.split('/');
-      driftSent.set(key, performance.now());
-      const edited = await admin.request<BenchDeployment>({
+      sent.set(key, performance.now());
+      const edited = await this.admin.request<BenchDeployment>({
         method: 'PATCH',
         path: `/apis/apps/v1/namespaces/${ns}/deployments/${name}`,
         contentType: 'application/merge-patch+json',
@@ -317,92 +479,101 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       });
       editedAt.set(key, BigInt(edited.metadata.resourceVersion ?? '0'));
     });
-    const reverted = await tracker.deployments.until(
-      driftKeys,
-      (d) =>
-        d.spec?.replicas === replicas + 1 &&
-        BigInt(d.metadata.resourceVersion ?? '0') >
-          (editedAt.get(`${d.metadata.namespace ?? ''}/${d.metadata.name}`) ?? 0n),
-    ).reached;
-    // Until the surplus pods are gone and the Echoes' status says so, as after the scale burst.
-    await tracker.deployments.until(
-      driftKeys,
-      (d) =>
-        d.status?.observedGeneration === d.metadata.generation &&
-        d.status?.replicas === d.spec?.replicas &&
-        d.status?.readyReplicas === d.spec?.replicas,
-    ).reached;
-    await tracker.echoes.until(
-      driftKeys,
-      (e) => (e.status?.readyReplicas ?? 0) === e.spec?.replicas,
-    ).reached;
-    await tracker.quiet(QUIET_MS);
-    await finish('drift repair', {
-      seconds: (Math.max(...reverted.values()) - driftStart) / 1000,
-      latencyMs: percentiles(
-        driftKeys.map((k) => (reverted.get(k) ?? 0) - (driftSent.get(k) ?? 0)),
+    const reverted = await this.clock.wait(
+      `Deployments back to ${String(replicas + 1)} replicas`,
+      this.tracker.deployments.until(
+        keys,
+        (d) =>
+          d.spec?.replicas === replicas + 1 &&
+          BigInt(d.metadata.resourceVersion ?? '0') > (editedAt.get(objectKey(d)) ?? 0n),
       ),
-    });
-
-    // Scenario 5: steady state across a resync.
-    progress(
-      `steady state: idle for ${String(options.idleSeconds)} s (resync every ${String(options.resyncSeconds)} s)`,
     );
-    await new Promise((r) => setTimeout(r, options.idleSeconds * 1000));
-    await finish('steady state', {});
+    await this.driftSettled(keys);
+    const complete = keys.length === wanted && reverted.size === keys.length;
+    await this.finish('drift repair', {
+      seconds: complete ? lastOf(reverted, keys.length, start) : undefined,
+      ...(complete
+        ? { latencyMs: percentiles(keys.map((k) => (reverted.get(k) ?? 0) - (sent.get(k) ?? 0))) }
+        : {}),
+    });
+  }
 
-    // Scenario 6: delete everything; the garbage collector removes the Deployments.
-    progress('delete: every Echo, then wait for the garbage collector');
-    const deleteStart = performance.now();
+  /** Until the surplus pods are gone and the Echoes' status says so, as after the scale burst. */
+  private async driftSettled(keys: string[]): Promise<void> {
+    await this.clock.wait(
+      'Deployments with their surplus pods gone',
+      this.tracker.deployments.until(
+        keys,
+        (d) =>
+          d.status?.observedGeneration === d.metadata.generation &&
+          d.status?.replicas === d.spec?.replicas &&
+          d.status?.readyReplicas === d.spec?.replicas,
+      ),
+    );
+    await this.clock.wait(
+      'Echoes reporting their pods ready',
+      this.tracker.echoes.until(keys, (e) => (e.status?.readyReplicas ?? 0) === e.spec?.replicas),
+    );
+    await this.clock.quiet(this.tracker, QUIET_MS);
+  }
+
+  /** Idle across a resync: the target is zero writes. */
+  private async steadyState(): Promise<void> {
+    const { idleSeconds, resyncSeconds } = this.options;
+    this.clock.begin();
+    this.options.progress(
+      `steady state: idle for ${String(idleSeconds)} s (resync every ${String(resyncSeconds)} s)`,
+    );
+    await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+    await this.finish('steady state', {});
+  }
+
+  /** Every Echo deleted; the garbage collector removes the Deployments. */
+  private async deleteAll(): Promise<void> {
+    this.clock.begin();
+    this.options.progress('delete: every Echo, then wait for the garbage collector');
+    const keys = [...this.coldKeys, ...this.burstKeys];
+    const start = performance.now();
     // One DELETE per Echo: a deletecollection of thousands outlasts the API server's own
     // 60 s request timeout.
-    await inParallel([...coldKeys, ...burstKeys], options.clientParallelism, async (key) => {
+    await inParallel(keys, this.options.clientParallelism, async (key) => {
       const [ns = '', name = ''] = key.split('/');
-      await admin.request({
+      await this.admin.request({
         method: 'DELETE',
         path: `/apis/example.com/v1/namespaces/${ns}/echoes/${name}`,
       });
     });
-    await tracker.deployments.gone([...coldKeys, ...burstKeys]);
-    await finish('delete', { seconds: (performance.now() - deleteStart) / 1000 });
+    await this.tracker.deployments.gone(keys, this.clock.deadlineAt);
+    const left = keys.filter((k) => this.tracker.deployments.informer.get(k)).length;
+    if (left > 0)
+      this.clock.miss(
+        'Deployments removed by the garbage collector',
+        keys.length - left,
+        keys.length,
+      );
+    await this.finish('delete', {
+      seconds: left === 0 ? (performance.now() - start) / 1000 : undefined,
+    });
+  }
 
-    // The floor: the same Deployments applied by a bare client, no operator logic.
-    progress(`floor: ${String(n)} Deployments applied directly`);
-    const floor = await measureFloor(admin, tracker, options);
-
-    await new Promise((r) => setTimeout(r, 1000));
-    const calls = await callsByVerb(auditLog, USERNAME, windows);
-    for (const [i, result] of results.entries()) result.apiCalls = calls[i] ?? {};
-
-    const memory = {
-      peakRssBytes: stats.peakRss(),
-      finalRssBytes: stats.rssNow(),
-      cpuSeconds: stats.cpuSeconds(),
-    };
-    stats.stop();
-    const { progress: _progress, ...recorded } = options;
-    return {
-      options: recorded,
-      operator: options.operatorCmd ?? `echo-operator (node ${MAIN})`,
-      scenarios: results,
-      floor: { ...floor.result, echoCreateSeconds },
-      memory,
-      rss: stats.samples,
-      createLatenciesMs: createLatencies.sort((a, b) => a - b),
-      floorLatenciesMs: floor.latencies.sort((a, b) => a - b),
-    };
-  } finally {
-    if (operator?.exitCode === null) {
-      operator.kill('SIGTERM');
-      await once(operator, 'exit');
-    }
-    await tracker.close();
-    await jaeger?.stop();
-    await admin.close();
-    await cluster.stop();
+  /** The same Deployments applied by a bare client, no operator logic. */
+  private async floor(): Promise<void> {
+    this.clock.begin();
+    this.options.progress(`floor: ${String(this.options.n)} Deployments applied directly`);
+    this.measured.floor = await measureFloor(this.admin, this.tracker, this.options, this.clock);
   }
 }
 
+/** SIGTERM, then SIGKILL after 10 s: an operator that ignores SIGTERM must not hold the harness. */
+async function stopOperator(operator: ChildProcess | undefined): Promise<void> {
+  if (operator === undefined) return;
+  if (operator.exitCode !== null || operator.signalCode !== null) return;
+  const exited = once(operator, 'exit');
+  operator.kill('SIGTERM');
+  const timer = setTimeout(() => operator.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
 /** A moment for in-flight status writes to land before the next scenario starts counting. */
 async function settle(): Promise<void> {
   await new Promise((r) => setTimeout(r, 2000));
@@ -493,14 +664,27 @@ function startOperator(
   return child;
 }
 
-/** Our operator's own request counters by verb, from its /metrics. */
-async function clientCounts(port: number): Promise<VerbCounts> {
-  const res = await fetch(`http://127.0.0.1:${String(port)}/metrics`);
-  const counts: VerbCounts = {};
+interface OperatorCounts {
+  /** API requests by verb. */
+  requests: VerbCounts;
+  /** Reconciles by result (success, requeue_after, error). */
+  reconciles: VerbCounts;
+}
+
+/** Our operator's own request counters by verb and reconciles by result, from its /metrics. */
+async function operatorCounts(port: number): Promise<OperatorCounts> {
+  const res = await fetch(`http://127.0.0.1:${String(port)}/metrics`, {
+    signal: AbortSignal.timeout(10_000),
+  });
+  const counts: OperatorCounts = { requests: {}, reconciles: {} };
+  const add = (into: VerbCounts, key: string, line: string): void => {
+    into[key] = (into[key] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
   for (const line of (await res.text()).split('\n')) {
-    if (!line.startsWith('echo_operator_kubernetes_requests_total{')) continue;
-    const verb = /verb="([^"]*)"/.exec(line)?.[1] ?? '';
-    counts[verb] = (counts[verb] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.startsWith('echo_operator_kubernetes_requests_total{'))
+      add(counts.requests, /verb="([^"]*)"/.exec(line)?.[1] ?? '', line);
+    else if (line.startsWith('controller_runtime_reconcile_total{'))
+      add(counts.reconciles, /result="([^"]*)"/.exec(line)?.[1] ?? '', line);
   }
   return counts;
 }
@@ -518,6 +702,7 @@ async function measureFloor(
   admin: KubeClient,
   tracker: Tracker,
   options: BenchOptions,
+  clock: ScenarioClock,
 ): Promise<{ result: Omit<FloorResult, 'echoCreateSeconds'>; latencies: number[] }> {
   const names = Array.from({ length: options.n }, (_, i) => echoName(i));
   const keys = names.map((name) => `bench-floor/${name}`);
@@ -541,7 +726,11 @@ async function measureFloor(
       'echo-bench-floor',
     );
   });
-  const reached: Reached = await seen.reached;
+  const reached = await clock.wait('floor Deployments', seen);
+  if (clock.shortfall)
+    throw new Error(
+      `the floor did not converge: ${String(reached.size)}/${String(keys.length)} Deployments`,
+    );
   const latencies = keys.map((k) => (reached.get(k) ?? 0) - (sent.get(k) ?? 0));
   return {
     result: {

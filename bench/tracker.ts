@@ -24,6 +24,14 @@ interface Goal<T> {
 /** Every key of `watching` reached its goal at these times (performance.now() ms). */
 export type Reached = Map<string, number>;
 
+/** A goal being waited on: `of` keys in all. */
+export interface Waiting {
+  reached: Promise<Reached>;
+  of: number;
+  /** Gives up waiting: `reached` resolves with the keys that got there so far. */
+  stop: () => void;
+}
+
 class Tracked<T extends KubeObject> {
   readonly informer: Informer<T>;
   /** performance.now() of the last event seen. */
@@ -55,16 +63,10 @@ class Tracked<T extends KubeObject> {
 
   /**
    * Resolves once every key's object meets `check`, with the time each one first did. Objects
-   * that already meet it count from now.
+   * that already meet it count from now. `stop()` gives up: `reached` resolves with the keys that
+   * got there so far.
    */
-  until(
-    keys: string[],
-    check: (object: T) => boolean,
-    onProgress?: (n: number) => void,
-  ): {
-    reached: Promise<Reached>;
-    progress: () => number;
-  } {
+  until(keys: string[], check: (object: T) => boolean, onProgress?: (n: number) => void): Waiting {
     const goal: Goal<T> = {
       keys: new Set(keys),
       check,
@@ -92,15 +94,22 @@ class Tracked<T extends KubeObject> {
       reached: reached.finally(() => {
         clearInterval(timer);
       }),
-      progress: () => goal.reached.size,
+      of: goal.keys.size,
+      stop: () => {
+        this.goals.delete(goal);
+        goal.done();
+      },
     };
   }
 
-  /** Resolves once none of `keys` exists, with the time each was deleted. */
-  async gone(keys: string[]): Promise<Reached> {
+  /**
+   * Resolves once none of `keys` exists, with the time each was deleted; at `deadline`
+   * (performance.now() ms) with those deleted so far.
+   */
+  async gone(keys: string[], deadline = Infinity): Promise<Reached> {
     const pending = new Set(keys.filter((k) => this.informer.get(k)));
     const times = new Map<string, number>();
-    while (pending.size > 0) {
+    while (pending.size > 0 && performance.now() < deadline) {
       for (const key of pending) {
         if (!this.informer.get(key)) {
           times.set(key, this.deleted.get(key) ?? performance.now());
@@ -133,13 +142,18 @@ export class Tracker {
     await Promise.all([this.deployments.informer.whenSynced(), this.echoes.informer.whenSynced()]);
   }
 
-  /** Resolves once neither a Deployment nor an Echo has changed for `ms`. */
-  async quiet(ms: number): Promise<void> {
+  /**
+   * Resolves true once neither a Deployment nor an Echo has changed for `ms`, false at `deadline`
+   * (performance.now() ms) if they still do.
+   */
+  async quiet(ms: number, deadline = Infinity): Promise<boolean> {
     for (;;) {
       const last = Math.max(this.deployments.lastEventAt, this.echoes.lastEventAt);
-      const wait = last + ms - performance.now();
-      if (wait <= 0) return;
-      await new Promise((r) => setTimeout(r, wait));
+      const now = performance.now();
+      const wait = last + ms - now;
+      if (wait <= 0) return true;
+      if (now >= deadline) return false;
+      await new Promise((r) => setTimeout(r, Math.min(wait, deadline - now)));
     }
   }
 
