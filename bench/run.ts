@@ -4,7 +4,7 @@
 // counters when the operator is ours (a cross-check) and /proc (memory, CPU).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
@@ -632,36 +632,48 @@ function startOperator(
   metricsPort: number,
   jaeger: Jaeger | undefined,
 ): ChildProcess {
-  const log = createWriteStream(join(options.outDir, 'operator.log'));
   const env = { ...process.env, [options.kubeconfigEnv]: kubeconfig };
   // Dies with the harness, however it ends (same pid: setpriv execs, so /proc stats stay its own).
-  const child = options.operatorCmd
-    ? spawn(...diesWithParent('bash', ['-c', `exec ${options.operatorCmd}`]), {
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-    : spawn(
-        ...diesWithParent(process.execPath, [
-          MAIN,
-          `--kubeconfig=${kubeconfig}`,
-          `--port=${String(metricsPort)}`,
-          '--log-format=json',
-          '--log-filter=info',
-          `--resync-period=${String(options.resyncSeconds)}s`,
-          `--concurrency=${String(options.concurrency)}`,
-          ...(jaeger
-            ? [
-                `--otlp-endpoint=${jaeger.grpcEndpoint}`,
-                `--trace-sample-ratio=${String(options.traceRatio)}`,
-              ]
-            : []),
-        ]),
-        // As the chart runs it: Node's flags through the environment.
-        { env: { ...env, NODE_OPTIONS: options.nodeOptions }, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
-  return child;
+  const [file, args] = options.operatorCmd
+    ? diesWithParent('bash', ['-c', `exec ${options.operatorCmd}`])
+    : diesWithParent(process.execPath, [
+        MAIN,
+        `--kubeconfig=${kubeconfig}`,
+        `--port=${String(metricsPort)}`,
+        '--log-format=json',
+        '--log-filter=info',
+        `--resync-period=${String(options.resyncSeconds)}s`,
+        `--concurrency=${String(options.concurrency)}`,
+        ...(jaeger
+          ? [
+              `--otlp-endpoint=${jaeger.grpcEndpoint}`,
+              `--trace-sample-ratio=${String(options.traceRatio)}`,
+            ]
+          : []),
+      ]);
+  // As the chart runs it: Node's flags through the environment.
+  const childEnv = options.operatorCmd ? env : { ...env, NODE_OPTIONS: options.nodeOptions };
+  return spawnLogged(file, args, childEnv, join(options.outDir, 'operator.log'));
+}
+
+/**
+ * Starts a process whose stdout and stderr go straight to `logFile`. The harness stays out of the
+ * path of the output: a pipe it had to drain would make the operator under test wait on the
+ * harness's event loop (a write to a full pipe blocks), and the harness's progress on the
+ * operator's log volume.
+ */
+export function spawnLogged(
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  logFile: string,
+): ChildProcess {
+  const log = openSync(logFile, 'a');
+  try {
+    return spawn(file, args, { env, stdio: ['ignore', log, log] });
+  } finally {
+    closeSync(log);
+  }
 }
 
 interface OperatorCounts {
