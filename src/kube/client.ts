@@ -198,7 +198,11 @@ export class KubeClient {
       // Matches client-go's idle connection lifetime.
       keepAliveTimeout: 90_000,
       keepAliveMaxTimeout: 90_000,
-      ...(this.options.maxConnections ? { connections: this.options.maxConnections } : {}),
+      // The bound counts HTTP/2 streams; over HTTP/1.1 a connection carries one request at a time,
+      // so bounding it would leave watches waiting for each other.
+      ...(this.options.maxConnections && this.allowH2
+        ? { connections: this.options.maxConnections }
+        : {}),
     });
     pool.on('connect', () => this.connected++);
     pool.on('disconnect', () => this.connected--);
