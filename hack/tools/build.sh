@@ -132,12 +132,12 @@ build_tool() {
     done
     # One go build for the rest: shared packages compile once and the binaries link side by side.
     if ((${#plain[@]})); then
-      log "$name $version: building ${plain[*]##*/} (cold builds take minutes)"
+      log "$name $version: building ${#plain[@]} binaries in one go build (cold builds take minutes)"
       (cd "$here/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/bin/" "${plain[@]}")
     fi
     post_build "$name" "$tmp"
     mv "$tmp" "$dest"
-    log "$name $version: built in $((SECONDS - t0))s"
+    log "$name $version: built $(ls "$dest/bin" | tr "\n" " ")in $((SECONDS - t0))s"
   fi
   for f in "$dest"/bin/*; do ln -sfn "$f" "$bin_dir/$(basename "$f")"; done
 }
