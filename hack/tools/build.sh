@@ -9,13 +9,9 @@
 #   hack/tools/build.sh --print-dir  print the bin directory without building
 #
 # Why wrapper modules: k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
-# with local paths, which Go ignores in a dependency; the control-plane wrapper pins the published
-# v0.X.Y of every staging module instead. The control plane (etcd, Kubernetes, kwok) is one module
-# so that the packages they share (client-go, apimachinery, grpc, otel: two thirds of etcd's and
-# nine tenths of kwok's) compile once. etcd is the version k8s.io/kubernetes itself requires; kwok,
-# built against k8s.io v0.36.1, raises a few modules Kubernetes shares by a minor version (grpc,
-# otel), and kwok itself compiles against the v0.36.3 staging modules; the tests run these binaries.
-# Every other tool has a wrapper of its own, so that minimal version selection moves nothing under it.
+# with local paths, which Go ignores in a dependency; each wrapper pins the published v0.X.Y of
+# every staging module instead. One wrapper per tool keeps minimal version selection from moving
+# one tool's dependencies (grpc, otel) under another.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,26 +36,27 @@ wrapper_require() { # module version: the version a wrapper's go.mod requires
 sync_wrappers() {
   local gomodcache kube_mod
   gomodcache=$(go env GOMODCACHE)
-  log "control-plane wrapper: k8s.io/kubernetes $KUBERNETES_VERSION (staging modules at $staging_version)," \
-    "etcd $ETCD_VERSION, kwok $KWOK_VERSION"
+  log "kubernetes wrapper: k8s.io/kubernetes $KUBERNETES_VERSION, staging modules at $staging_version"
   go mod download k8s.io/kubernetes@"$KUBERNETES_VERSION"
   kube_mod="$gomodcache/cache/download/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod"
   {
-    printf 'module echo-operator/hack/tools/control-plane\n\ngo 1.26.0\n\n'
-    printf 'tool (\n\tgo.etcd.io/etcd/server/v3\n'
+    printf 'module echo-operator/hack/tools/kubernetes\n\ngo 1.26.0\n\n'
+    printf 'tool (\n'
     for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
       printf '\tk8s.io/kubernetes/cmd/%s\n' "$cmd"
     done
-    printf '\tsigs.k8s.io/kwok/cmd/kwok\n)\n\nrequire (\n'
-    printf '\tgo.etcd.io/etcd/server/v3 %s\n\tk8s.io/kubernetes %s\n\tsigs.k8s.io/kwok %s\n)\n\nreplace (\n' \
-      "$ETCD_VERSION" "$KUBERNETES_VERSION" "$KWOK_VERSION"
+    printf ')\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$KUBERNETES_VERSION"
     # The staging list comes from the real go.mod, so new staging modules are never missed.
     sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$kube_mod" |
       while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$staging_version"; done
     printf ')\n'
-  } >"$here/control-plane/go.mod"
-  (cd "$here/control-plane" && rm -f go.sum && go mod tidy)
+  } >"$here/kubernetes/go.mod"
+  (cd "$here/kubernetes" && rm -f go.sum && go mod tidy)
 
+  log "etcd wrapper: go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+  simple_wrapper etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
+  log "kwok wrapper: sigs.k8s.io/kwok $KWOK_VERSION"
+  simple_wrapper kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
   log "helm wrapper: helm.sh/helm/v3 $HELM_VERSION"
   simple_wrapper helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
   log "prometheus wrapper: github.com/prometheus/prometheus $PROMETHEUS_VERSION (promtool)"
@@ -98,9 +95,9 @@ check_pins() {
       exit 1
     fi
   done <<EOF
-control-plane k8s.io/kubernetes $KUBERNETES_VERSION
-control-plane go.etcd.io/etcd/server/v3 $ETCD_VERSION
-control-plane sigs.k8s.io/kwok $KWOK_VERSION
+kubernetes k8s.io/kubernetes $KUBERNETES_VERSION
+etcd go.etcd.io/etcd/server/v3 $ETCD_VERSION
+kwok sigs.k8s.io/kwok $KWOK_VERSION
 helm helm.sh/helm/v3 $HELM_VERSION
 helm-unittest github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VERSION
 prometheus github.com/prometheus/prometheus $PROMETHEUS_VERSION
@@ -132,24 +129,22 @@ build_tool() {
     done
     # One go build for the rest: shared packages compile once and the binaries link side by side.
     if ((${#plain[@]})); then
-      log "$name $version: building ${#plain[@]} binaries in one go build (cold builds take minutes)"
+      log "$name $version: building ${plain[*]##*/} (cold builds take minutes)"
       (cd "$here/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/bin/" "${plain[@]}")
     fi
     post_build "$name" "$tmp"
     mv "$tmp" "$dest"
-    log "$name $version: built $(ls "$dest/bin" | tr "\n" " ")in $((SECONDS - t0))s"
+    log "$name $version: built in $((SECONDS - t0))s"
   fi
   for f in "$dest"/bin/*; do ln -sfn "$f" "$bin_dir/$(basename "$f")"; done
 }
 
 post_build() { # name dir: extra files a tool needs next to its binary
   case $1 in
-    control-plane)
-      # go build names a binary after its package path, skipping a major version suffix.
-      mv "$2/bin/server" "$2/bin/etcd"
+    kwok)
       # kwok needs Stage objects; the module ships them.
       local src
-      src=$(cd "$here/control-plane" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+      src=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
       mkdir -p "$2/stages"
       cp "$src"/kustomize/stage/node/fast/node-initialize.yaml \
         "$src"/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
@@ -218,14 +213,14 @@ prefetch_modules() { # tool-name:version:wrapper-dir...: only for tools not cach
   done
 }
 
-control_plane_version="$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
-kwok_ldflags="-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
-# One go build for all six binaries: the shared packages compile once, the links run side by side.
-build_tool control-plane "$control_plane_version" control-plane "$kube_ldflags $kwok_ldflags" \
-  go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-apiserver \
-  k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
-  k8s.io/kubernetes/cmd/kubectl sigs.k8s.io/kwok/cmd/kwok
-ln -sfn "$cache_root/control-plane-$control_plane_version/stages" "$cache_root/kwok-stages"
+prefetch_modules "kubernetes:$KUBERNETES_VERSION:kubernetes" "kwok:$KWOK_VERSION:kwok"
+build_tool etcd "$ETCD_VERSION" etcd "" etcd=go.etcd.io/etcd/server/v3
+build_tool kubernetes "$KUBERNETES_VERSION" kubernetes "$kube_ldflags" \
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+build_tool kwok "$KWOK_VERSION" kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
+  sigs.k8s.io/kwok/cmd/kwok
+ln -sfn "$cache_root/kwok-$KWOK_VERSION/stages" "$cache_root/kwok-stages"
 if $only_cluster; then
   log "control plane tools ready in $bin_dir"
   echo "$bin_dir"
