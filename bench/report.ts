@@ -77,7 +77,8 @@ export function textReport(result: BenchResult): string {
         .slice(0, 3)
         .map(
           (r) =>
-            `  ${s.name}: refused ${String(r.count)}× ${r.call} ${String(r.code)}: ${r.message.slice(0, 160)}`,
+            `  ${s.name}: refused ${String(r.count)}× ${r.call} ${String(r.code)}` +
+            (r.message ? `: ${r.message.slice(0, 160)}` : ''),
         ),
     ])
     .join('\n');

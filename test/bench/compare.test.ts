@@ -8,14 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { toolsBinDir } from '../../hack/cluster/cluster.ts';
 import { diesWithParent } from '../../hack/cluster/process.ts';
 import type { Run, SummaryRow } from '../../bench/compare.ts';
 import type { BenchResult } from '../../bench/run.ts';
 
 const CLI = fileURLToPath(new URL('../../bench/cli.ts', import.meta.url));
 const REFUSED_STATUS_OPERATOR = fileURLToPath(
-  new URL('../support/refused-status-operator.sh', import.meta.url),
+  new URL('../support/refused-status-operator.ts', import.meta.url),
 );
 const MAIN = fileURLToPath(new URL('../../dist/operator/src/main.js', import.meta.url));
 const out = mkdtempSync(join(tmpdir(), 'echo-bench-compare-'));
@@ -88,11 +87,10 @@ describe('benchmark comparisons', () => {
 
   it('reports scenarios that do not converge, with what they reached and what was refused, and goes on', () => {
     // An operator whose status writes are all refused, as echo-operator-rs's are (issue 13's stall).
-    const kubectl = join(toolsBinDir(), 'kubectl');
     const { status, stdout, stderr } = bench(
       [
         ...SMALL,
-        `--operator-cmd=${REFUSED_STATUS_OPERATOR} ${kubectl}`,
+        `--operator-cmd=${process.execPath} ${REFUSED_STATUS_OPERATOR}`,
         '--scenario-timeout=3',
         `--out=${join(out, 'stuck')}`,
       ],
