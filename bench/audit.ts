@@ -6,37 +6,79 @@ import { createInterface } from 'node:readline';
 
 interface AuditEvent {
   auditID: string;
+  stage: string;
   verb: string;
   user: { username: string };
+  objectRef?: { resource?: string; subresource?: string };
+  responseStatus?: { code?: number; message?: string };
   requestReceivedTimestamp: string;
 }
 
 export type VerbCounts = Record<string, number>;
 
+/** Calls the API server refused with one code, e.g. "patch echoes/status" answered 422. */
+export interface Rejected {
+  call: string;
+  code: number;
+  count: number;
+  /** The first refusal's message: what an operator that never converges keeps being told. */
+  message: string;
+}
+
+export interface WindowCalls {
+  byVerb: VerbCounts;
+  /** Refused calls (code 400 and up), most frequent first. */
+  rejected: Rejected[];
+}
+
 /**
- * Requests of `username` received in each window [from, to) (wall-clock ms), by verb: one pass over
- * the log for all windows.
+ * Requests of `username` received in each window [from, to) (wall-clock ms), by verb, and those
+ * refused: one pass over the log for all windows.
  */
-export async function callsByVerb(
+export async function callsOf(
   auditLog: string,
   username: string,
   windows: [number, number][],
-): Promise<VerbCounts[]> {
+): Promise<WindowCalls[]> {
   const seen = new Set<string>();
-  const counts: VerbCounts[] = windows.map(() => ({}));
+  const refused = new Set<string>();
+  const calls: { byVerb: VerbCounts; rejected: Map<string, Rejected> }[] = windows.map(() => ({
+    byVerb: {},
+    rejected: new Map(),
+  }));
   const needle = `"username":"${username}"`;
   const lines = createInterface({ input: createReadStream(auditLog), crlfDelay: Infinity });
   for await (const line of lines) {
     if (!line.includes(needle)) continue;
     const event = JSON.parse(line) as AuditEvent;
-    if (event.user.username !== username || seen.has(event.auditID)) continue;
-    seen.add(event.auditID);
+    if (event.user.username !== username) continue;
     const at = Date.parse(event.requestReceivedTimestamp);
-    const window = windows.findIndex(([from, to]) => at >= from && at < to);
-    const bucket = counts[window];
-    if (bucket) bucket[event.verb] = (bucket[event.verb] ?? 0) + 1;
+    const bucket = calls[windows.findIndex(([from, to]) => at >= from && at < to)];
+    if (!bucket) continue;
+    if (!seen.has(event.auditID)) {
+      seen.add(event.auditID);
+      bucket.byVerb[event.verb] = (bucket.byVerb[event.verb] ?? 0) + 1;
+    }
+    const code = event.responseStatus?.code ?? 0;
+    if (code < 400 || refused.has(event.auditID)) continue;
+    refused.add(event.auditID);
+    const { resource = '', subresource } = event.objectRef ?? {};
+    const call = `${event.verb} ${resource}${subresource ? `/${subresource}` : ''}`;
+    const key = `${call} ${String(code)}`;
+    const known = bucket.rejected.get(key);
+    if (known) known.count++;
+    else
+      bucket.rejected.set(key, {
+        call,
+        code,
+        count: 1,
+        message: event.responseStatus?.message ?? '',
+      });
   }
-  return counts;
+  return calls.map(({ byVerb, rejected }) => ({
+    byVerb,
+    rejected: [...rejected.values()].sort((a, b) => b.count - a.count),
+  }));
 }
 
 export function total(counts: VerbCounts): number {

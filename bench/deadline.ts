@@ -1,7 +1,8 @@
 // Every scenario has a time limit (--scenario-timeout): an operator that never converges (one that
 // requeues failures after minutes, or a command that does nothing) is reported with what it
 // reached, and the run goes on to the next scenario instead of waiting forever. The operator's exit
-// ends every wait at once, and the run with it.
+// ends every wait at once, and the run with it. No wait is silent: each one says what it waits
+// for and how far it got, every second while that moves and every 10 s while it does not.
 import type { Reached, Tracker, Waiting } from './tracker.ts';
 
 /** What a scenario was still waiting for when its time ran out. */
@@ -13,17 +14,22 @@ export interface Shortfall {
   afterSeconds: number;
 }
 
+/** How often a wait that makes no progress says it is still waiting. */
+const STILL_WAITING_MS = 10_000;
+
 export class ScenarioClock {
   private started = performance.now();
   private deadline = Infinity;
   private missed: Shortfall | undefined;
   private readonly timeoutMs: number;
   private readonly abort: AbortSignal;
+  private readonly progress: (message: string) => void;
 
   /** `abort` fires when the run cannot go on (the operator exited); its reason is thrown. */
-  constructor(timeoutSeconds: number, abort: AbortSignal) {
+  constructor(timeoutSeconds: number, abort: AbortSignal, progress: (message: string) => void) {
     this.timeoutMs = timeoutSeconds * 1000;
     this.abort = abort;
+    this.progress = progress;
   }
 
   /** Starts the next scenario's time limit. */
@@ -51,12 +57,24 @@ export class ScenarioClock {
       waiting.stop();
     };
     this.abort.addEventListener('abort', onAbort, { once: true });
+    const since = performance.now();
+    let told = { count: -1, at: 0 };
+    const report = setInterval(() => {
+      const count = waiting.count();
+      const now = performance.now();
+      if (count === told.count && now - told.at < STILL_WAITING_MS) return;
+      const waited =
+        count === told.count ? ` (still, after ${((now - since) / 1000).toFixed(0)} s)` : '';
+      this.progress(`  ${waitingFor}: ${String(count)}/${String(waiting.of)}${waited}`);
+      told = { count, at: now };
+    }, 1000);
     try {
       const reached = await waiting.reached;
       this.abort.throwIfAborted();
       if (reached.size < waiting.of) this.miss(waitingFor, reached.size, waiting.of);
       return reached;
     } finally {
+      clearInterval(report);
       clearTimeout(timer);
       this.abort.removeEventListener('abort', onAbort);
     }

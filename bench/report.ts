@@ -70,7 +70,17 @@ export function textReport(result: BenchResult): string {
     }),
   ];
   const extras = result.scenarios
-    .flatMap((s) => Object.entries(s.times ?? {}).map(([k, v]) => `  ${s.name}: ${k} ${secs(v)}`))
+    .flatMap((s) => [
+      ...Object.entries(s.times ?? {}).map(([k, v]) => `  ${s.name}: ${k} ${secs(v)}`),
+      // What an operator that does not converge keeps being told by the API server.
+      ...(s.rejectedCalls ?? [])
+        .slice(0, 3)
+        .map(
+          (r) =>
+            `  ${s.name}: refused ${String(r.count)}× ${r.call} ${String(r.code)}` +
+            (r.message ? `: ${r.message.slice(0, 160)}` : ''),
+        ),
+    ])
     .join('\n');
   return [
     `echo-operator benchmark, N=${String(result.options.n)}, replicas ${String(result.options.replicas)}: ${result.operator}`,

@@ -17,7 +17,7 @@ import { desiredDeployment } from '../src/echo/desired.ts';
 import type { Echo } from '../src/echo/api.ts';
 import { KubeClient } from '../src/kube/client.ts';
 import { objectKey } from '../src/runtime/informer.ts';
-import { callsByVerb, type VerbCounts } from './audit.ts';
+import { callsOf, type Rejected, type VerbCounts } from './audit.ts';
 import { ProcessStats, type RssSample } from './process-stats.ts';
 import { lastOf, ScenarioClock, type Shortfall } from './deadline.ts';
 import { Tracker, type BenchDeployment, type BenchEcho } from './tracker.ts';
@@ -65,6 +65,8 @@ export interface ScenarioResult {
   latencyMs?: Latency;
   /** API calls of the operator's identity during the scenario, by verb, from the audit log. */
   apiCalls: VerbCounts;
+  /** Calls of the operator's identity the API server refused, by call and code (audit log). */
+  rejectedCalls?: Rejected[];
   /** The same counted by our client, when the operator is ours. */
   clientCalls?: VerbCounts;
   /** Our operator's reconciles by result (success, requeue_after, error), from its metrics. */
@@ -209,8 +211,12 @@ async function collect(
 ): Promise<BenchResult> {
   // The API server logs a request after answering it: a moment for the last ones.
   await new Promise((r) => setTimeout(r, 1000));
-  const calls = await callsByVerb(cluster.state.auditLog ?? '', USERNAME, measured.windows);
-  for (const [i, result] of measured.scenarios.entries()) result.apiCalls = calls[i] ?? {};
+  const calls = await callsOf(cluster.state.auditLog ?? '', USERNAME, measured.windows);
+  for (const [i, result] of measured.scenarios.entries()) {
+    result.apiCalls = calls[i]?.byVerb ?? {};
+    const rejected = calls[i]?.rejected ?? [];
+    if (rejected.length > 0) result.rejectedCalls = rejected;
+  }
   const { stats, floor, echoCreateSeconds } = measured;
   const memory = {
     peakRssBytes: stats?.peakRss() ?? 0,
@@ -256,7 +262,11 @@ class BenchRun {
     this.admin = admin;
     this.tracker = tracker;
     this.measured = measured;
-    this.clock = new ScenarioClock(options.scenarioTimeoutSeconds, this.operatorGone.signal);
+    this.clock = new ScenarioClock(
+      options.scenarioTimeoutSeconds,
+      this.operatorGone.signal,
+      options.progress,
+    );
     const names = Array.from({ length: options.n }, (_, i) => echoName(i));
     this.coldKeys = names.map((name) => `bench-a/${name}`);
     this.burstKeys = names.map((name) => `bench-b/${name}`);
@@ -322,12 +332,6 @@ class BenchRun {
     });
   }
 
-  private report(what: string): (done: number) => void {
-    return (done) => {
-      this.options.progress(`  ${what}: ${String(done)}/${String(this.options.n)}`);
-    };
-  }
-
   /** Closes the current scenario: its window, counters, memory and CPU, and what it missed. */
   private async finish(
     name: string,
@@ -367,11 +371,7 @@ class BenchRun {
   private async coldStart(operatorStart: number): Promise<void> {
     const { replicas } = this.options;
     const keys = this.coldKeys;
-    const deployments = this.tracker.deployments.until(
-      keys,
-      hasReplicas(replicas),
-      this.report('Deployments'),
-    );
+    const deployments = this.tracker.deployments.until(keys, hasReplicas(replicas));
     const statuses = this.tracker.echoes.until(keys, statusWritten);
     const deployed = await this.clock.wait(
       `Deployments with ${String(replicas)} replicas`,
@@ -393,11 +393,7 @@ class BenchRun {
     const sent = new Map<string, number>();
     const start = performance.now();
     const keys = this.burstKeys;
-    const burst = this.tracker.deployments.until(
-      keys,
-      hasReplicas(replicas),
-      this.report('Deployments'),
-    );
+    const burst = this.tracker.deployments.until(keys, hasReplicas(replicas));
     await this.createEchoes('bench-b', sent);
     const echoCreatesSeconds = (performance.now() - start) / 1000;
     this.measured.echoCreateSeconds = echoCreatesSeconds;
@@ -418,11 +414,7 @@ class BenchRun {
     this.options.progress(`scale burst: every Echo of the burst to ${String(want)} replicas`);
     const keys = this.burstKeys;
     const start = performance.now();
-    const scaled = this.tracker.deployments.until(
-      keys,
-      hasReplicas(want),
-      this.report('Deployments'),
-    );
+    const scaled = this.tracker.deployments.until(keys, hasReplicas(want));
     const sent = new Map<string, number>();
     await inParallel(keys, this.options.clientParallelism, async (key) => {
       const [ns = '', name = ''] = key.split('/');

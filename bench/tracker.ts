@@ -28,6 +28,8 @@ export type Reached = Map<string, number>;
 export interface Waiting {
   reached: Promise<Reached>;
   of: number;
+  /** Keys that got there so far. */
+  count: () => number;
   /** Gives up waiting: `reached` resolves with the keys that got there so far. */
   stop: () => void;
 }
@@ -66,7 +68,7 @@ class Tracked<T extends KubeObject> {
    * that already meet it count from now. `stop()` gives up: `reached` resolves with the keys that
    * got there so far.
    */
-  until(keys: string[], check: (object: T) => boolean, onProgress?: (n: number) => void): Waiting {
+  until(keys: string[], check: (object: T) => boolean): Waiting {
     const goal: Goal<T> = {
       keys: new Set(keys),
       check,
@@ -85,16 +87,10 @@ class Tracked<T extends KubeObject> {
       if (object && check(object)) this.hit(goal, key, now);
     }
     if (keys.length === 0) goal.done();
-    const timer = onProgress
-      ? setInterval(() => {
-          onProgress(goal.reached.size);
-        }, 1000)
-      : undefined;
     return {
-      reached: reached.finally(() => {
-        clearInterval(timer);
-      }),
+      reached,
       of: goal.keys.size,
+      count: () => goal.reached.size,
       stop: () => {
         this.goals.delete(goal);
         goal.done();

@@ -13,17 +13,23 @@ import type { Run, SummaryRow } from '../../bench/compare.ts';
 import type { BenchResult } from '../../bench/run.ts';
 
 const CLI = fileURLToPath(new URL('../../bench/cli.ts', import.meta.url));
+const REFUSED_STATUS_OPERATOR = fileURLToPath(
+  new URL('../support/refused-status-operator.ts', import.meta.url),
+);
 const MAIN = fileURLToPath(new URL('../../dist/operator/src/main.js', import.meta.url));
 const out = mkdtempSync(join(tmpdir(), 'echo-bench-compare-'));
 const SMALL = ['--n=3', '--idle=2', '--resync=1'];
 
 /** The benchmark CLI, tied to the test process so an interrupted run leaves no cluster behind. */
-function bench(args: string[]): { status: number | null; stdout: string } {
-  const { status, stdout } = spawnSync(...diesWithParent(process.execPath, [CLI, ...args]), {
+function bench(
+  args: string[],
+  stderr: 'inherit' | 'pipe' = 'inherit',
+): { status: number | null; stdout: string; stderr: string } {
+  const run = spawnSync(...diesWithParent(process.execPath, [CLI, ...args]), {
     encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'pipe', stderr],
   });
-  return { status, stdout };
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
 }
 
 const readJson = (...path: string[]): unknown =>
@@ -79,17 +85,30 @@ describe('benchmark comparisons', () => {
     assert.ok(first.scenarios.every((s) => s.didNotConverge === undefined));
   });
 
-  it('reports scenarios that do not converge, with what they reached, and goes on', () => {
-    const { status, stdout } = bench([
-      ...SMALL,
-      '--operator-cmd=sleep 1000',
-      '--scenario-timeout=3',
-      `--out=${join(out, 'stuck')}`,
-    ]);
+  it('reports scenarios that do not converge, with what they reached and what was refused, and goes on', () => {
+    // An operator whose status writes are all refused, as echo-operator-rs's are (issue 13's stall).
+    const { status, stdout, stderr } = bench(
+      [
+        ...SMALL,
+        `--operator-cmd=${process.execPath} ${REFUSED_STATUS_OPERATOR}`,
+        '--scenario-timeout=3',
+        `--out=${join(out, 'stuck')}`,
+      ],
+      'pipe',
+    );
     assert.equal(status, 0, stdout);
     assert.match(stdout, /^create burst\s+did not converge \(0\/3 Deployments with 1 replicas\)/m);
+    // Every wait says how far it got, so a run waiting on the operator never looks stalled.
+    assert.match(stderr, /^\[bench [\d:]+\] {3}Deployments with 1 replicas: 0\/3$/m);
+    assert.match(
+      stdout,
+      /^ {2}cold start: refused \d+× patch echoes\/status 422: .*reason.* at least 1 chars long/m,
+    );
     const result = readJson('stuck', 'bench.json') as BenchResult;
     assert.equal(result.error, undefined);
+    const refused = result.scenarios[0]?.rejectedCalls?.[0];
+    assert.equal(refused?.call, 'patch echoes/status');
+    assert.equal(refused.code, 422);
     assert.deepEqual(
       result.scenarios.map((s) => [s.name, s.didNotConverge?.reached]),
       [
