@@ -21,6 +21,9 @@ source "$here/versions.env"
 cache_root=${ECHO_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/echo-operator/tools}
 bin_dir="$cache_root/bin"
 export CGO_ENABLED=0 GOTOOLCHAIN=local
+# The linker drops debug information (-s -w), so the compiler need not write it (-dwarf=false):
+# the same binaries, built faster.
+go_build_flags=(-trimpath -gcflags=all=-dwarf=false)
 
 kube_minor=${KUBERNETES_VERSION#v1.}
 kube_minor=${kube_minor%%.*}
@@ -73,6 +76,31 @@ sync_wrappers() {
   log "crane wrapper: github.com/google/go-containerregistry $CRANE_VERSION"
   simple_wrapper crane github.com/google/go-containerregistry "$CRANE_VERSION" \
     github.com/google/go-containerregistry/cmd/crane
+  align_control_plane
+}
+
+# etcd, Kubernetes and kwok share hundreds of packages (grpc, otel, client-go, apimachinery); a package
+# compiled for one is reused by the next build only if every module under it has the same version.
+# So the three wrappers get the versions one module requiring all three tools would select, while
+# staying three modules: etcd then compiles while the others' modules download (one module and one
+# build measured slower cold, its downloads overlapping nothing: docs/control-plane.md).
+align_control_plane() {
+  local tmp versions dir
+  log "aligning the etcd, kubernetes and kwok wrappers on one set of module versions"
+  tmp=$(mktemp -d)
+  sed 's#^module .*#module echo-operator/hack/tools/control-plane#' "$here/kubernetes/go.mod" >"$tmp/go.mod"
+  (cd "$tmp" && go get -tool go.etcd.io/etcd/server/v3@"$ETCD_VERSION" \
+    sigs.k8s.io/kwok/cmd/kwok@"$KWOK_VERSION" && go mod tidy)
+  # Every module that provides a package to one of the three, at the version it resolves to after the
+  # Kubernetes staging replacements.
+  versions=$(cd "$tmp" && go list -deps \
+    -f '{{with .Module}}{{if not .Main}}-require={{.Path}}@{{with .Replace}}{{.Version}}{{else}}{{.Version}}{{end}}{{end}}{{end}}' \
+    tool | sort -u)
+  rm -rf "$tmp"
+  for dir in etcd kubernetes kwok; do
+    # shellcheck disable=SC2086 # one -require flag per word
+    (cd "$here/$dir" && go mod edit $versions && go mod tidy)
+  done
 }
 
 simple_wrapper() { # dir module version tool-package [replace]
@@ -106,13 +134,20 @@ crane github.com/google/go-containerregistry $CRANE_VERSION
 EOF
 }
 
+# Where a tool is cached: its version and a hash of its wrapper's go.mod, so that moving any of its
+# dependencies (build.sh --sync) rebuilds it.
+tool_dest() { # name version wrapper-dir
+  echo "$cache_root/$1-$2-$(sha256sum "$here/$3/go.mod" | cut -c1-8)"
+}
+
 # build_tool name version wrapper-dir ldflags package... : a package is built into a binary named
 # after its last path element, or after the prefix in "binary=package". The versioned directory is filled in a temporary one and renamed at the end,
 # so an interrupted build never leaves a half-built tool that looks complete.
 build_tool() {
   local name=$1 version=$2 dir=$3 ldflags=$4
   shift 4
-  local dest="$cache_root/$name-$version"
+  local dest
+  dest=$(tool_dest "$name" "$version" "$dir")
   if [[ -d $dest ]]; then
     log "$name $version: cached in $dest"
   else
@@ -122,7 +157,7 @@ build_tool() {
     for pkg in "$@"; do
       if [[ $pkg == *=* ]]; then
         log "$name $version: building ${pkg%%=*} (cold builds take minutes)"
-        (cd "$here/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/bin/${pkg%%=*}" "${pkg#*=}")
+        (cd "$here/$dir" && go build "${go_build_flags[@]}" -ldflags "-s -w $ldflags" -o "$tmp/bin/${pkg%%=*}" "${pkg#*=}")
       else
         plain+=("$pkg")
       fi
@@ -130,7 +165,7 @@ build_tool() {
     # One go build for the rest: shared packages compile once and the binaries link side by side.
     if ((${#plain[@]})); then
       log "$name $version: building ${plain[*]##*/} (cold builds take minutes)"
-      (cd "$here/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/bin/" "${plain[@]}")
+      (cd "$here/$dir" && go build "${go_build_flags[@]}" -ldflags "-s -w $ldflags" -o "$tmp/bin/" "${plain[@]}")
     fi
     post_build "$name" "$tmp"
     mv "$tmp" "$dest"
@@ -209,18 +244,21 @@ prefetch_modules() { # tool-name:version:wrapper-dir...: only for tools not cach
   local spec name version dir
   for spec in "$@"; do
     IFS=: read -r name version dir <<<"$spec"
-    [[ -d $cache_root/$name-$version ]] || (cd "$here/$dir" && go mod download >/dev/null 2>&1 &)
+    [[ -d $(tool_dest "$name" "$version" "$dir") ]] || (cd "$here/$dir" && go mod download >/dev/null 2>&1 &)
   done
 }
 
 prefetch_modules "kubernetes:$KUBERNETES_VERSION:kubernetes" "kwok:$KWOK_VERSION:kwok"
+# The standard library compiles while the first tool's modules download (its packages are then
+# in the build cache under the same flags); only worth it when that tool is not cached.
+[[ -d $(tool_dest etcd "$ETCD_VERSION" etcd) ]] || (cd "$here/etcd" && go build "${go_build_flags[@]}" std >/dev/null 2>&1 &)
 build_tool etcd "$ETCD_VERSION" etcd "" etcd=go.etcd.io/etcd/server/v3
 build_tool kubernetes "$KUBERNETES_VERSION" kubernetes "$kube_ldflags" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 build_tool kwok "$KWOK_VERSION" kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
   sigs.k8s.io/kwok/cmd/kwok
-ln -sfn "$cache_root/kwok-$KWOK_VERSION/stages" "$cache_root/kwok-stages"
+ln -sfn "$(tool_dest kwok "$KWOK_VERSION" kwok)/stages" "$cache_root/kwok-stages"
 if $only_cluster; then
   log "control plane tools ready in $bin_dir"
   echo "$bin_dir"
@@ -243,7 +281,7 @@ build_tool jaeger "$JAEGER_VERSION" jaeger "" github.com/jaegertracing/jaeger/cm
 build_tool crane "$CRANE_VERSION" crane "" github.com/google/go-containerregistry/cmd/crane
 fetch_monitoring_crds
 # A stable name for the plugin directory, wherever the versioned one is.
-ln -sfn "$cache_root/helm-unittest-$HELM_UNITTEST_VERSION/plugin" "$cache_root/helm-plugins"
+ln -sfn "$(tool_dest helm-unittest "$HELM_UNITTEST_VERSION" helm-unittest)/plugin" "$cache_root/helm-plugins"
 
 log "all tools ready in $bin_dir"
 echo "$bin_dir"
