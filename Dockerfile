@@ -35,7 +35,7 @@ LABEL org.opencontainers.image.title="echo-operator" \
 ENV NODE_ENV=production
 # The chart's operator.nodeOptions (test/e2e/image.test.ts checks they match): V8's heap sized for
 # an operator (docs/benchmark.md, "Where the memory goes").
-ENV NODE_OPTIONS="--max-semi-space-size=2"
+ENV NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=160"
 WORKDIR /app
 # Owned by root: the operator (the base image's `node` user) can read its code, never change it.
 COPY --from=deps /app/node_modules ./node_modules
