@@ -352,7 +352,11 @@ class EchoReconciler {
 
   /**
    * How much longer the progress of `key` waits, or undefined to write it now: once it has waited
-   * the delay and the budget has a token; without one, it waits the delay again.
+   * the delay and the budget has a token. Without one it comes back once the budget could have
+   * served every Echo holding progress: with thousands of rollouts under way, coming back after
+   * the delay alone cost hundreds of reconciles a second that could write nothing (5000 Echoes:
+   * 360 000 in one scale burst). A Deployment event brings it back sooner, and the outcome is
+   * written at once whatever the budget.
    */
   private holdProgress(key: string): number | undefined {
     const delayMs = this.options.progressStatusDelayMs ?? PROGRESS_STATUS_DELAY_MS;
@@ -361,7 +365,8 @@ class EchoReconciler {
     const left = since + delayMs - now;
     if (left <= 0 && this.progressBudget.take()) return undefined;
     this.heldSince.set(key, left > 0 ? since : now);
-    return left > 0 ? left : Math.max(delayMs, 1000 / PROGRESS_WRITES_PER_SECOND);
+    if (left > 0) return left;
+    return Math.max(delayMs, (this.heldSince.size * 1000) / PROGRESS_WRITES_PER_SECOND);
   }
 
   /**

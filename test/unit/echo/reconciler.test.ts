@@ -150,6 +150,49 @@ describe('echoReconciler Events', () => {
 });
 
 describe('echoReconciler status writes', () => {
+  it('brings Echoes the progress budget cannot serve back no faster than it refills', async () => {
+    // 40 rollouts under way at once, their progress due now: the budget's burst of 10 writes goes
+    // to the first ten; the other 30 wait, each told to come back after the budget could have
+    // served every Echo waiting before it, not all after the same short delay.
+    const fleet = new Map<string, Echo>();
+    for (let i = 0; i < 40; i++) {
+      const e: Echo = { ...echo, metadata: { ...echo.metadata, name: `web-${String(i)}` } };
+      fleet.set(`team/web-${String(i)}`, e);
+    }
+    const written: string[] = [];
+    const client = {
+      apply: (_path: string, body: Echo) => {
+        const key = `team/${body.metadata.name}`;
+        written.push(key);
+        const updated = { ...fleet.get(key)!, status: body.status! };
+        fleet.set(key, updated);
+        return Promise.resolve(updated);
+      },
+    } as unknown as KubeClient;
+    const reconcile = echoReconciler({
+      client,
+      echoes: { get: (key) => fleet.get(key), assume: () => undefined },
+      deployments: {
+        get: (key) => applied('11', rolling, fleet.get(key)),
+        assume: () => undefined,
+      },
+      recorder: { record: () => undefined } as unknown as EventRecorder,
+      progressStatusDelayMs: 0,
+    });
+    const delays: number[] = [];
+    for (const key of fleet.keys()) {
+      const result = await reconcile(key, new AbortController().signal);
+      if (result?.requeueAfterMs !== undefined) delays.push(result.requeueAfterMs);
+    }
+    assert.equal(written.length, 10, "the budget's burst");
+    assert.equal(delays.length, 30, 'every other Echo comes back later');
+    assert.deepEqual(
+      delays,
+      delays.map((_, i) => (i + 1) * 1000),
+      'at one progress write a second: the n-th Echo waiting comes back after n seconds',
+    );
+  });
+
   it("holds a rollout's progress back and asks to be run again when the delay is up", async () => {
     const state = { echo, cached: undefined, afterApply: applied('10') };
     const op = fakeOperator(state, 60_000);
