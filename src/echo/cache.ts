@@ -2,6 +2,7 @@
 // caches stay small (managedFields, annotations, server defaults and the rest are dropped as each
 // object arrives).
 import type { KubeObject } from '../runtime/informer.ts';
+import { StringPool } from '../runtime/string-pool.ts';
 import type { Echo } from './api.ts';
 import { APPLIED_HASH_ANNOTATION, desiredDeployment } from './desired.ts';
 import type { ObservedDeployment } from './status.ts';
@@ -44,6 +45,12 @@ function project(shape: unknown, actual: unknown, field: string): unknown {
   return kept;
 }
 
+/**
+ * Shared by both caches: an Echo and its Deployment repeat each other's labels. Names, uids and
+ * resourceVersions are unique to each object and stay out of it.
+ */
+const strings = new StringPool();
+
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   value !== null && typeof value === 'object' && !Array.isArray(value);
 
@@ -70,42 +77,50 @@ export function trimDeployment(d: CachedDeployment): CachedDeployment {
   return {
     metadata: {
       name: m.name,
-      ...(m.namespace ? { namespace: m.namespace } : {}),
+      ...(m.namespace ? { namespace: strings.intern(m.namespace) } : {}),
       ...(m.uid ? { uid: m.uid } : {}),
       ...(m.resourceVersion ? { resourceVersion: m.resourceVersion } : {}),
       ...(m.generation !== undefined ? { generation: m.generation } : {}),
-      ...(m.labels ? { labels: m.labels } : {}),
-      ...(hash ? { annotations: { [APPLIED_HASH_ANNOTATION]: hash } } : {}),
-      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+      ...(m.labels ? { labels: strings.internAll(m.labels) } : {}),
+      ...(hash ? { annotations: { [APPLIED_HASH_ANNOTATION]: strings.intern(hash) } } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences.map(internOwner) } : {}),
     },
-    ...(d.spec ? { spec: project(SPEC_SHAPE, d.spec, '') as Record<string, unknown> } : {}),
+    ...(d.spec
+      ? { spec: strings.internAll(project(SPEC_SHAPE, d.spec, '') as Record<string, unknown>) }
+      : {}),
     ...(status
       ? {
-          status: {
+          status: strings.internAll({
             ...status,
             ...(status.conditions ? { conditions: keptConditions(status.conditions) } : {}),
-          },
+          }),
         }
       : {}),
   };
+}
+
+type OwnerReference = NonNullable<KubeObject['metadata']['ownerReferences']>[number];
+
+function internOwner(ref: OwnerReference): OwnerReference {
+  return { ...ref, apiVersion: strings.intern(ref.apiVersion), kind: strings.intern(ref.kind) };
 }
 
 /** Keeps only what the reconciler reads of an Echo: annotations (last-applied copies) go. */
 export function trimEcho(e: Echo): Echo {
   const m = e.metadata;
   return {
-    apiVersion: e.apiVersion,
-    kind: e.kind,
+    apiVersion: strings.intern(e.apiVersion),
+    kind: strings.intern(e.kind),
     metadata: {
       name: m.name,
-      namespace: m.namespace,
+      namespace: strings.intern(m.namespace),
       uid: m.uid,
       resourceVersion: m.resourceVersion,
       ...(m.generation !== undefined ? { generation: m.generation } : {}),
-      ...(m.labels ? { labels: m.labels } : {}),
+      ...(m.labels ? { labels: strings.internAll(m.labels) } : {}),
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
     },
     spec: e.spec,
-    ...(e.status ? { status: e.status } : {}),
+    ...(e.status ? { status: strings.internAll(e.status) } : {}),
   };
 }

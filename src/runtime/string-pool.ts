@@ -1,0 +1,43 @@
+// One copy of each string the caches hold many times. JSON.parse interns property names but not
+// values, so every decoded object brings its own copy of label keys and values, images, condition
+// types and reasons, and timestamps of the same second: at N=1000, 4 of the 25 MiB of live heap
+// were such copies (docs/benchmark.md, "Strings held many times").
+
+/** Interned strings, at most `limit`: values that stop recurring (old timestamps) are let go. */
+export class StringPool {
+  private readonly pool = new Map<string, string>();
+  private readonly limit: number;
+
+  constructor(limit = 20_000) {
+    this.limit = limit;
+  }
+
+  /** The pool's copy of `value`, equal to it. */
+  intern<S extends string>(value: S): S {
+    const known = this.pool.get(value);
+    if (known !== undefined) return known as S;
+    // Starting over keeps the pool bounded; objects already interned keep their copies.
+    if (this.pool.size >= this.limit) this.pool.clear();
+    this.pool.set(value, value);
+    return value;
+  }
+
+  /** Replaces, in place, every string in `value` (a decoded JSON value) by the pool's copy. */
+  internAll<T>(value: T): T {
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) value[i] = this.internValue(value[i]);
+    } else if (value !== null && typeof value === 'object') {
+      const record = value as Record<string, unknown>;
+      for (const key of Object.keys(record)) record[key] = this.internValue(record[key]);
+    }
+    return value;
+  }
+
+  get size(): number {
+    return this.pool.size;
+  }
+
+  private internValue(value: unknown): unknown {
+    return typeof value === 'string' ? this.intern(value) : this.internAll(value);
+  }
+}
