@@ -1,5 +1,5 @@
 // One copy of each string the caches hold many times. JSON.parse interns property names but not
-// values, so every decoded object brings its own copy of label keys and values, images, condition
+// values, so every decoded object brings its own copy of label values, images, condition
 // types and reasons, and timestamps of the same second: at N=1000, 4 of the 25 MiB of live heap
 // were such copies (docs/benchmark.md, "Strings held many times").
 
