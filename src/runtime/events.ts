@@ -1,6 +1,8 @@
 // Kubernetes Events (events.k8s.io/v1) about the objects a controller manages: what a user reads
 // in `kubectl describe`. The same event about the same object is sent once per window, so a
-// controller stuck in a retry loop does not flood the API server.
+// controller stuck in a retry loop does not flood the API server. Events go out one at a time, in
+// order, as client-go's broadcaster sends them: in a burst they queue behind the reconciles' own
+// writes instead of competing with them for the API server.
 import { randomBytes } from 'node:crypto';
 import type { KubeClient } from '../kube/client.ts';
 
@@ -27,17 +29,30 @@ export interface EventRecorderOptions {
 }
 
 const MAX_REMEMBERED = 4096;
+/** Events waiting to be sent; past this, new ones are dropped (client-go queues 1000 too). */
+export const MAX_QUEUED = 1000;
+
+interface PendingEvent {
+  regarding: ObjectReference;
+  type: EventType;
+  reason: string;
+  action: string;
+  note: string;
+  time: Date;
+}
 
 export class EventRecorder {
   private readonly options: EventRecorderOptions;
   private readonly recent = new Map<string, number>();
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly queue: PendingEvent[] = [];
+  /** The event being sent, if any. */
+  private sending: Promise<void> | undefined;
 
   constructor(options: EventRecorderOptions) {
     this.options = options;
   }
 
-  /** Sends the event in the background; a failure to record is reported, never thrown. */
+  /** Queues the event to be sent in the background; a failure to record is reported, never thrown. */
   record(
     regarding: ObjectReference,
     type: EventType,
@@ -55,25 +70,35 @@ export class EventRecorder {
       const oldest = this.recent.keys().next().value;
       if (oldest !== undefined) this.recent.delete(oldest);
     }
-    const sent = this.send(regarding, type, reason, action, note)
-      .catch((err: unknown) => this.options.onError?.(err))
-      .finally(() => this.inFlight.delete(sent));
-    this.inFlight.add(sent);
+    if (this.queue.length >= MAX_QUEUED) {
+      this.options.onError?.(
+        new Error(`${String(MAX_QUEUED)} Events already waiting: dropped ${reason} (${note})`),
+      );
+      return;
+    }
+    this.queue.push({ regarding, type, reason, action, note, time: new Date(now) });
+    this.sendNext();
   }
 
-  /** Waits for events still being sent: call before exiting. */
+  /** Waits for the queued events to be sent: call before exiting. */
   async flush(): Promise<void> {
-    await Promise.all([...this.inFlight]);
+    while (this.sending) await this.sending;
   }
 
-  private async send(
-    regarding: ObjectReference,
-    type: EventType,
-    reason: string,
-    action: string,
-    note: string,
-  ) {
-    const time = new Date();
+  /** Starts sending the next queued event unless one is being sent; each one's end starts the next. */
+  private sendNext(): void {
+    if (this.sending) return;
+    const event = this.queue.shift();
+    if (!event) return;
+    this.sending = this.send(event)
+      .catch((err: unknown) => this.options.onError?.(err))
+      .finally(() => {
+        this.sending = undefined;
+        this.sendNext();
+      });
+  }
+
+  private async send({ regarding, type, reason, action, note, time }: PendingEvent) {
     await this.options.client.request({
       method: 'POST',
       path: `/apis/events.k8s.io/v1/namespaces/${regarding.namespace}/events`,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RequestOptions } from '../../../src/kube/client.ts';
-import { EventRecorder } from '../../../src/runtime/events.ts';
+import { EventRecorder, MAX_QUEUED } from '../../../src/runtime/events.ts';
 
 const regarding = {
   apiVersion: 'example.com/v1',
@@ -79,5 +79,68 @@ describe('EventRecorder', () => {
         'a DNS subdomain',
       );
     }
+  });
+
+  it('sends one event at a time, in the order recorded, and goes on after a failure', async () => {
+    const started: string[] = [];
+    const answers: (() => void)[] = [];
+    const errors: unknown[] = [];
+    const r = new EventRecorder({
+      client: {
+        request<T>(opts: RequestOptions): Promise<T> {
+          started.push((opts.body as { reason: string }).reason);
+          return new Promise<T>((resolve, reject) => {
+            answers.push(() => {
+              if (started.length === 2) reject(new Error('refused'));
+              else resolve(undefined as T);
+            });
+          });
+        },
+      },
+      controller: 'c',
+      instance: 'i',
+      onError: (err) => errors.push(err),
+    });
+    for (const reason of ['A', 'B', 'C']) r.record(regarding, 'Normal', reason, 'X', reason);
+    const flushed = r.flush();
+    for (let sent = 1; sent <= 3; sent++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(started, ['A', 'B', 'C'].slice(0, sent), 'the next waits for the last');
+      answers[sent - 1]?.();
+    }
+    await flushed;
+    assert.equal(errors.length, 1);
+  });
+
+  it('drops events past the queue bound, and says so', async () => {
+    const errors: unknown[] = [];
+    const answers: (() => void)[] = [];
+    let sent = 0;
+    const r = new EventRecorder({
+      client: {
+        request<T>(): Promise<T> {
+          sent++;
+          return new Promise<T>((resolve) => {
+            answers.push(() => {
+              resolve(undefined as T);
+            });
+          });
+        },
+      },
+      controller: 'c',
+      instance: 'i',
+      onError: (err) => errors.push(err),
+    });
+    // The first is being sent, MAX_QUEUED wait behind it, the last two are dropped.
+    for (let i = 0; i < MAX_QUEUED + 3; i++) r.record(regarding, 'Normal', 'R', 'A', String(i));
+    assert.equal(errors.length, 2);
+    assert.match(String(errors[0]), /Events already waiting: dropped R/);
+    const flushed = r.flush();
+    while (sent < MAX_QUEUED + 1 || answers.length > 0) {
+      answers.shift()?.();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await flushed;
+    assert.equal(sent, MAX_QUEUED + 1);
   });
 });
