@@ -85,18 +85,29 @@ export function trimDeployment(d: CachedDeployment): CachedDeployment {
       ...(hash ? { annotations: { [APPLIED_HASH_ANNOTATION]: strings.intern(hash) } } : {}),
       ...(m.ownerReferences ? { ownerReferences: m.ownerReferences.map(internOwner) } : {}),
     },
-    ...(d.spec
-      ? { spec: strings.internAll(project(SPEC_SHAPE, d.spec, '') as Record<string, unknown>) }
-      : {}),
+    ...(d.spec ? { spec: trimSpec(d.spec) } : {}),
     ...(status
       ? {
           status: strings.internAll({
             ...status,
-            ...(status.conditions ? { conditions: keptConditions(status.conditions) } : {}),
+            ...(status.conditions
+              ? { conditions: strings.share(strings.internAll(keptConditions(status.conditions))) }
+              : {}),
           }),
         }
       : {}),
   };
+}
+
+/**
+ * The spec fields drift is judged on. The pod template's spec is the same in every Deployment of
+ * the same image, so the cache holds it once (as it holds a settled Deployment's conditions once).
+ */
+function trimSpec(spec: Record<string, unknown>): Record<string, unknown> {
+  const kept = strings.internAll(project(SPEC_SHAPE, spec, '') as Record<string, unknown>);
+  const template = kept.template;
+  if (isRecord(template) && isRecord(template.spec)) template.spec = strings.share(template.spec);
+  return kept;
 }
 
 type OwnerReference = NonNullable<KubeObject['metadata']['ownerReferences']>[number];

@@ -97,27 +97,34 @@ export function ownerReference(echo: Echo): OwnerReference {
 }
 
 /**
- * Desired Deployments by the Echo object they were computed from: a cached Echo is replaced, never
- * changed, so an object seen before gives the same answer, and most reconciles (a Deployment's
- * status moved) skip the building and hashing.
+ * The applied-hash of each Echo object seen: a cached Echo is replaced, never changed, so an object
+ * seen before has the same hash, and most reconciles (a Deployment's status moved) skip the
+ * serializing and hashing. Only the hash is kept: the Deployment itself is rebuilt on each call, a
+ * few dozen short-lived objects, where keeping it cost about 1 KiB per Echo for as long as the Echo
+ * is cached (docs/benchmark.md, "Where the memory goes").
  */
-const desiredByEcho = new WeakMap<Echo, DesiredDeployment>();
+const hashByEcho = new WeakMap<Echo, string>();
 
-/** The desired Deployment of `echo`; shared between calls: read it, never change it. */
+/** The desired Deployment of `echo`. */
 export function desiredDeployment(echo: Echo): DesiredDeployment {
-  let desired = desiredByEcho.get(echo);
-  if (!desired) {
-    desired = buildDesiredDeployment(echo);
-    desiredByEcho.set(echo, desired);
+  const body = desiredBody(echo);
+  let hash = hashByEcho.get(echo);
+  if (hash === undefined) {
+    hash = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
+    hashByEcho.set(echo, hash);
   }
-  return desired;
+  return {
+    ...body,
+    metadata: { ...body.metadata, annotations: { [APPLIED_HASH_ANNOTATION]: hash } },
+  };
 }
 
-function buildDesiredDeployment(echo: Echo): DesiredDeployment {
+/** The desired Deployment without its applied-hash annotation: what the hash is taken of. */
+function desiredBody(echo: Echo): Omit<DesiredDeployment, 'metadata'> & {
+  metadata: Omit<DesiredDeployment['metadata'], 'annotations'>;
+} {
   const selector = podSelector(echo);
-  const body: Omit<DesiredDeployment, 'metadata'> & {
-    metadata: Omit<DesiredDeployment['metadata'], 'annotations'>;
-  } = {
+  return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
     metadata: {
@@ -152,11 +159,6 @@ function buildDesiredDeployment(echo: Echo): DesiredDeployment {
         },
       },
     },
-  };
-  const hash = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
-  return {
-    ...body,
-    metadata: { ...body.metadata, annotations: { [APPLIED_HASH_ANNOTATION]: hash } },
   };
 }
 

@@ -3,9 +3,14 @@
 // types and reasons, and timestamps of the same second: at N=1000, 4 of the 25 MiB of live heap
 // were such copies (docs/benchmark.md, "Strings held many times").
 
-/** Interned strings, at most `limit`: values that stop recurring (old timestamps) are let go. */
+/**
+ * Interned strings, at most `limit`: values that stop recurring (old timestamps) are let go. Also
+ * shared JSON values (`share`), at most `limit / 20`: parts of objects that many cached objects
+ * repeat whole, such as the pod template every Echo's Deployment has.
+ */
 export class StringPool {
   private readonly pool = new Map<string, string>();
+  private readonly values = new Map<string, unknown>();
   private readonly limit: number;
 
   constructor(limit = 20_000) {
@@ -22,14 +27,32 @@ export class StringPool {
     return value;
   }
 
-  /** Replaces, in place, every string in `value` (a decoded JSON value) by the pool's copy. */
+  /**
+   * Replaces, in place, every string in `value` (a decoded JSON value) by the pool's copy; a
+   * shared value (frozen) is the pool's already.
+   */
   internAll<T>(value: T): T {
+    if (Object.isFrozen(value)) return value;
     if (Array.isArray(value)) {
       for (let i = 0; i < value.length; i++) value[i] = this.internValue(value[i]);
     } else if (value !== null && typeof value === 'object') {
       const record = value as Record<string, unknown>;
       for (const key of Object.keys(record)) record[key] = this.internValue(record[key]);
     }
+    return value;
+  }
+
+  /**
+   * The pool's copy of a JSON value equal to `value` (objects with their keys in the same order),
+   * or `value` itself, now the pool's copy. Either way it is frozen: shared by many objects, it
+   * must never change.
+   */
+  share<T extends object>(value: T): T {
+    const key = JSON.stringify(value);
+    const known = this.values.get(key);
+    if (known !== undefined) return known as T;
+    if (this.values.size >= this.limit / 20) this.values.clear();
+    this.values.set(key, deepFreeze(value));
     return value;
   }
 
@@ -40,4 +63,12 @@ export class StringPool {
   private internValue(value: unknown): unknown {
     return typeof value === 'string' ? this.intern(value) : this.internAll(value);
   }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
 }

@@ -117,4 +117,20 @@ describe('trimDeployment', () => {
     );
     assert.ok(conditions.every((c) => c.reason !== undefined));
   });
+
+  it('holds the pod template and settled conditions once for every Deployment that repeats them', () => {
+    const [a, b] = [trimDeployment(served()), trimDeployment(served())];
+    const templateOf = (d: CachedDeployment) => (d.spec?.template as Template).spec;
+    assert.equal(templateOf(a), templateOf(b), 'one pod template object');
+    assert.equal(a.status?.conditions, b.status?.conditions, 'one conditions list');
+    assert.notEqual(a.spec, b.spec, 'each its own spec: selectors and replicas differ');
+    assert.throws(() => {
+      containersOf(a)[0] = {};
+    }, TypeError);
+    const other = served();
+    const [container] = containersOf(other);
+    if (container) container.image = 'example.com/echo:2';
+    assert.notEqual(templateOf(trimDeployment(other)), templateOf(a), 'another image, its own');
+    assert.equal(deploymentDrift(desiredDeployment(echo), a), undefined, 'still no drift');
+  });
 });

@@ -29,4 +29,14 @@ describe('StringPool', () => {
     assert.equal(pool.size, 1);
     assert.equal(pool.intern('10:00:04'), '10:00:04');
   });
+
+  it('shares one frozen copy of equal values, keeps unequal ones apart', () => {
+    const pool = new StringPool();
+    const first = pool.share({ drop: ['ALL'], user: 65534 });
+    assert.equal(pool.share({ drop: ['ALL'], user: 65534 }), first);
+    assert.notEqual(pool.share({ drop: ['ALL'], user: 1000 }), first);
+    assert.ok(Object.isFrozen(first) && Object.isFrozen(first.drop), 'frozen to the leaves');
+    const holder = { conditions: first };
+    assert.equal(pool.internAll(holder), holder, 'a shared value inside is left as it is');
+  });
 });
