@@ -1,12 +1,13 @@
 // One copy of each string the caches hold many times. JSON.parse interns property names but not
 // values, so every decoded object brings its own copy of label values, images, condition
 // types and reasons, and timestamps of the same second: at N=1000, 4 of the 25 MiB of live heap
-// were such copies (docs/benchmark.md, "Strings held many times").
+// were such copies (docs/benchmark.md, "Strings held many times"). Whole values repeated in many
+// objects are shared the same way ("Values held once for many objects").
 
 /**
  * Interned strings, at most `limit`: values that stop recurring (old timestamps) are let go. Also
  * shared JSON values (`share`), at most `limit / 20`: parts of objects that many cached objects
- * repeat whole, such as the pod template every Echo's Deployment has.
+ * repeat whole, such as the pod template of Deployments made from one template.
  */
 export class StringPool {
   private readonly pool = new Map<string, string>();
