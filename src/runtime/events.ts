@@ -80,9 +80,16 @@ export class EventRecorder {
     this.sendNext();
   }
 
-  /** Waits for the queued events to be sent: call before exiting. */
+  /**
+   * Sends every queued event at once and waits for them: call before exiting, when no reconcile
+   * is left to compete with, so that shutdown does not wait for them one by one.
+   */
   async flush(): Promise<void> {
-    while (this.sending) await this.sending;
+    const rest = this.queue.splice(0);
+    await Promise.all([
+      this.sending,
+      ...rest.map((event) => this.send(event).catch((err: unknown) => this.options.onError?.(err))),
+    ]);
   }
 
   /** Starts sending the next queued event unless one is being sent; each one's end starts the next. */

@@ -102,14 +102,38 @@ describe('EventRecorder', () => {
       onError: (err) => errors.push(err),
     });
     for (const reason of ['A', 'B', 'C']) r.record(regarding, 'Normal', reason, 'X', reason);
-    const flushed = r.flush();
     for (let sent = 1; sent <= 3; sent++) {
       await new Promise((resolve) => setImmediate(resolve));
       assert.deepEqual(started, ['A', 'B', 'C'].slice(0, sent), 'the next waits for the last');
       answers[sent - 1]?.();
     }
-    await flushed;
+    await r.flush();
     assert.equal(errors.length, 1);
+  });
+
+  it('sends what still waits at once when flushed, before exiting', async () => {
+    let started = 0;
+    const answers: (() => void)[] = [];
+    const r = new EventRecorder({
+      client: {
+        request<T>(): Promise<T> {
+          started++;
+          return new Promise<T>((resolve) => {
+            answers.push(() => {
+              resolve(undefined as T);
+            });
+          });
+        },
+      },
+      controller: 'c',
+      instance: 'i',
+    });
+    for (const reason of ['A', 'B', 'C']) r.record(regarding, 'Normal', reason, 'X', reason);
+    assert.equal(started, 1);
+    const flushed = r.flush();
+    assert.equal(started, 3, 'the two waiting are sent beside the one under way');
+    for (const answer of answers) answer();
+    await flushed;
   });
 
   it('drops events past the queue bound, and says so', async () => {
@@ -135,12 +159,11 @@ describe('EventRecorder', () => {
     for (let i = 0; i < MAX_QUEUED + 3; i++) r.record(regarding, 'Normal', 'R', 'A', String(i));
     assert.equal(errors.length, 2);
     assert.match(String(errors[0]), /Events already waiting: dropped R/);
-    const flushed = r.flush();
     while (sent < MAX_QUEUED + 1 || answers.length > 0) {
       answers.shift()?.();
       await new Promise((resolve) => setImmediate(resolve));
     }
-    await flushed;
+    await r.flush();
     assert.equal(sent, MAX_QUEUED + 1);
   });
 });
