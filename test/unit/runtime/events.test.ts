@@ -27,6 +27,30 @@ function recorder(dedupWindowMs?: number) {
   return { r, sent };
 }
 
+/** A recorder whose requests wait until the test answers them (with an error, to refuse one). */
+function heldRecorder() {
+  const started: string[] = [];
+  const answers: ((error?: Error) => void)[] = [];
+  const errors: unknown[] = [];
+  const r = new EventRecorder({
+    client: {
+      request<T>(opts: RequestOptions): Promise<T> {
+        started.push((opts.body as { reason: string }).reason);
+        return new Promise<T>((resolve, reject) => {
+          answers.push((error) => {
+            if (error) reject(error);
+            else resolve(undefined as T);
+          });
+        });
+      },
+    },
+    controller: 'c',
+    instance: 'i',
+    onError: (err) => errors.push(err),
+  });
+  return { r, started, answers, errors };
+}
+
 describe('EventRecorder', () => {
   it('posts an events.k8s.io/v1 Event about the object', async () => {
     const { r, sent } = recorder();
@@ -82,88 +106,38 @@ describe('EventRecorder', () => {
   });
 
   it('sends one event at a time, in the order recorded, and goes on after a failure', async () => {
-    const started: string[] = [];
-    const answers: (() => void)[] = [];
-    const errors: unknown[] = [];
-    const r = new EventRecorder({
-      client: {
-        request<T>(opts: RequestOptions): Promise<T> {
-          started.push((opts.body as { reason: string }).reason);
-          return new Promise<T>((resolve, reject) => {
-            answers.push(() => {
-              if (started.length === 2) reject(new Error('refused'));
-              else resolve(undefined as T);
-            });
-          });
-        },
-      },
-      controller: 'c',
-      instance: 'i',
-      onError: (err) => errors.push(err),
-    });
+    const { r, started, answers, errors } = heldRecorder();
     for (const reason of ['A', 'B', 'C']) r.record(regarding, 'Normal', reason, 'X', reason);
     for (let sent = 1; sent <= 3; sent++) {
       await new Promise((resolve) => setImmediate(resolve));
       assert.deepEqual(started, ['A', 'B', 'C'].slice(0, sent), 'the next waits for the last');
-      answers[sent - 1]?.();
+      answers[sent - 1]?.(sent === 2 ? new Error('refused') : undefined);
     }
     await r.flush();
     assert.equal(errors.length, 1);
   });
 
   it('sends what still waits at once when flushed, before exiting', async () => {
-    let started = 0;
-    const answers: (() => void)[] = [];
-    const r = new EventRecorder({
-      client: {
-        request<T>(): Promise<T> {
-          started++;
-          return new Promise<T>((resolve) => {
-            answers.push(() => {
-              resolve(undefined as T);
-            });
-          });
-        },
-      },
-      controller: 'c',
-      instance: 'i',
-    });
+    const { r, started, answers } = heldRecorder();
     for (const reason of ['A', 'B', 'C']) r.record(regarding, 'Normal', reason, 'X', reason);
-    assert.equal(started, 1);
+    assert.equal(started.length, 1);
     const flushed = r.flush();
-    assert.equal(started, 3, 'the two waiting are sent beside the one under way');
+    assert.equal(started.length, 3, 'the two waiting are sent beside the one under way');
     for (const answer of answers) answer();
     await flushed;
   });
 
   it('drops events past the queue bound, and says so', async () => {
-    const errors: unknown[] = [];
-    const answers: (() => void)[] = [];
-    let sent = 0;
-    const r = new EventRecorder({
-      client: {
-        request<T>(): Promise<T> {
-          sent++;
-          return new Promise<T>((resolve) => {
-            answers.push(() => {
-              resolve(undefined as T);
-            });
-          });
-        },
-      },
-      controller: 'c',
-      instance: 'i',
-      onError: (err) => errors.push(err),
-    });
+    const { r, started, answers, errors } = heldRecorder();
     // The first is being sent, MAX_QUEUED wait behind it, the last two are dropped.
     for (let i = 0; i < MAX_QUEUED + 3; i++) r.record(regarding, 'Normal', 'R', 'A', String(i));
     assert.equal(errors.length, 2);
     assert.match(String(errors[0]), /Events already waiting: dropped R/);
-    while (sent < MAX_QUEUED + 1 || answers.length > 0) {
+    while (started.length < MAX_QUEUED + 1 || answers.length > 0) {
       answers.shift()?.();
       await new Promise((resolve) => setImmediate(resolve));
     }
     await r.flush();
-    assert.equal(sent, MAX_QUEUED + 1);
+    assert.equal(started.length, MAX_QUEUED + 1);
   });
 });
