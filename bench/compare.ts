@@ -81,6 +81,11 @@ export const ROWS: Row[] = [
     unit: 's',
     pick: timed('scale burst', (s) => s.times?.untilEveryEchoReadySeconds),
   },
+  {
+    name: 'scale burst → every pod Ready (the cluster)',
+    unit: 's',
+    pick: timed('scale burst', (s) => s.times?.untilEveryPodReadySeconds),
+  },
   { name: 'drift repair', unit: 's', pick: timed('drift repair', (s) => s.seconds) },
   { name: 'drift repair p50', unit: 'ms', pick: timed('drift repair', (s) => s.latencyMs?.p50) },
   ...SCENARIOS.map((name) => ({

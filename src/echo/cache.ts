@@ -69,9 +69,19 @@ function keptConditions(conditions: Condition[]): Condition[] {
   });
 }
 
-/** Keeps only what the reconciler reads of a Deployment, so the cache stays small. */
-export function trimDeployment(d: CachedDeployment): CachedDeployment {
+/**
+ * Keeps only what the reconciler reads of a Deployment, so the cache stays small. The API server
+ * moves `generation` with every change of the spec, so a Deployment of the same uid and generation
+ * as the cached one has the same spec: the cached one's, already trimmed, is kept (most events are
+ * of the status, and trimming the spec was most of the cost of each).
+ */
+export function trimDeployment(d: CachedDeployment, cached?: CachedDeployment): CachedDeployment {
   const m = d.metadata;
+  const sameSpec =
+    m.generation !== undefined &&
+    cached?.metadata.generation === m.generation &&
+    cached.metadata.uid === m.uid;
+  const spec = sameSpec ? cached.spec : d.spec && trimSpec(d.spec);
   const hash = m.annotations?.[APPLIED_HASH_ANNOTATION];
   const status = d.status;
   return {
@@ -85,7 +95,7 @@ export function trimDeployment(d: CachedDeployment): CachedDeployment {
       ...(hash ? { annotations: { [APPLIED_HASH_ANNOTATION]: strings.intern(hash) } } : {}),
       ...(m.ownerReferences ? { ownerReferences: m.ownerReferences.map(internOwner) } : {}),
     },
-    ...(d.spec ? { spec: trimSpec(d.spec) } : {}),
+    ...(spec ? { spec } : {}),
     ...(status
       ? {
           status: strings.internAll({

@@ -165,6 +165,14 @@ class EchoReconciler {
   /** Echoes whose status reports a rollout the cache has moved past: since when, in ms. */
   private readonly heldSince = new Map<string, number>();
   private readonly progressBudget = new ProgressBudget();
+  /**
+   * Each Echo object a reconcile found nothing to do for (no write, no requeue), with the
+   * resourceVersion of the Deployment it compared. A resync replays the caches: an Echo whose Echo
+   * and Deployment are still those objects would be decided the same way again, so it is skipped.
+   * Any change replaces one of the two objects (the caches never change one in place), and a write
+   * of this reconciler's own replaces them too. Weak: an Echo object replaced drops out.
+   */
+  private readonly settled = new WeakMap<Echo, string>();
 
   constructor(options: EchoReconcilerOptions) {
     this.options = options;
@@ -180,6 +188,8 @@ class EchoReconciler {
       this.options.onDesiredReplicas?.(key, undefined);
       return undefined;
     }
+    const compared = this.options.deployments.get(key)?.metadata.resourceVersion;
+    if (compared !== undefined && this.settled.get(echo) === compared) return undefined;
     this.options.onDesiredReplicas?.(key, echo.spec.replicas);
     const generation = echo.metadata.generation ?? 0;
     trace.getActiveSpan()?.setAttribute('k8s.object.generation', generation);
@@ -193,7 +203,9 @@ class EchoReconciler {
     const status = desiredStatus(echo, observed, this.now(), blocker);
     const heldForMs = await this.writeStatus(key, echo, status, signal);
     const after = Math.min(requeueAfterMs ?? Infinity, heldForMs ?? Infinity);
-    return after === Infinity ? undefined : { requeueAfterMs: after };
+    if (after !== Infinity) return { requeueAfterMs: after };
+    if (compared !== undefined && !blocker) this.settled.set(echo, compared);
+    return undefined;
   }
 
   /**

@@ -43,8 +43,8 @@ export function collectionPath(type: ResourceType, namespace: string | undefined
 /** How one resource is watched and which of its events matter. */
 export interface WatchOptions<T extends KubeObject> {
   labelSelector?: string;
-  /** Keeps only what the reconciler reads, before the object is cached. */
-  transform?: (object: T) => T;
+  /** Keeps only what the reconciler reads, before the object is cached (InformerOptions). */
+  transform?: (object: T, cached: T | undefined) => T;
   /** Whether an update is worth a reconcile; without it, every update is. */
   changed?: (old: T, next: T) => boolean;
   /** What to log when the API server does not serve the resource (404): how to install it. */

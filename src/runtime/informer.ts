@@ -76,8 +76,12 @@ export interface InformerOptions<T extends KubeObject> {
   /** The collection path, e.g. `/apis/apps/v1/deployments` or a namespaced one. */
   path: string;
   labelSelector?: string;
-  /** Keeps only what the controller reads; managedFields are dropped before it runs. */
-  transform?: (object: T) => T;
+  /**
+   * Keeps only what the controller reads; managedFields are dropped before it runs. `cached` is
+   * the object the cache holds under the same key, whose parts the transform may reuse where the
+   * new object did not change them.
+   */
+  transform?: (object: T, cached: T | undefined) => T;
   /** Named index functions: each returns the index values of an object. */
   indexers?: Record<string, (object: T) => string[]>;
   pageSize?: number;
@@ -486,7 +490,8 @@ export class Informer<T extends KubeObject> {
     const metadata = { ...raw.metadata } as ObjectMetadata & { managedFields?: unknown };
     delete metadata.managedFields;
     const object = { ...raw, metadata };
-    return this.options.transform ? this.options.transform(object) : object;
+    const { transform } = this.options;
+    return transform ? transform(object, this.store.get(objectKey(object))) : object;
   }
 
   private put(key: string, object: T): void {

@@ -46,6 +46,10 @@ describe('benchmark harness (N=20)', () => {
     assert.ok(burst!.latencyMs);
     assert.equal(result.createLatenciesMs.length, 20);
     assert.ok(writes(scale!.apiCalls) >= 20);
+    // Every Echo Ready is reported no sooner than the last of its Deployment's pods.
+    const { untilEveryPodReadySeconds: pods, untilEveryEchoReadySeconds: echoes } =
+      scale!.times ?? {};
+    assert.ok(pods !== undefined && echoes !== undefined && pods <= echoes, `${pods} ${echoes}`);
     assert.ok(writes(drift!.apiCalls) >= 2);
     // Our client's own count matches the audit log over the run (a request in flight at a boundary
     // may fall on either side of it).

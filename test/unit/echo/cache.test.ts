@@ -133,4 +133,23 @@ describe('trimDeployment', () => {
     assert.notEqual(templateOf(trimDeployment(other)), templateOf(a), 'another image, its own');
     assert.equal(deploymentDrift(desiredDeployment(echo), a), undefined, 'still no drift');
   });
+
+  it('keeps the cached spec for a Deployment of the same uid and generation: a status change', () => {
+    const cached = trimDeployment(served());
+    const statusMoved = served();
+    statusMoved.status = { ...statusMoved.status, readyReplicas: 1 };
+    const next = trimDeployment(statusMoved, cached);
+    assert.equal(next.spec, cached.spec, 'the same spec object');
+    assert.equal(next.status?.readyReplicas, 1);
+
+    // The spec is trimmed again once the server says it changed, or the object is another one.
+    const scaled = served();
+    scaled.spec.replicas = 5;
+    scaled.metadata.generation = 2;
+    assert.equal(trimDeployment(scaled, cached).spec?.replicas, 5);
+    const recreated = served();
+    recreated.spec.replicas = 5;
+    recreated.metadata.uid = 'uid-other';
+    assert.equal(trimDeployment(recreated, cached).spec?.replicas, 5);
+  });
 });

@@ -243,3 +243,35 @@ describe('echoReconciler status writes', () => {
     assert.equal(state.echo.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'False');
   });
 });
+
+describe('echoReconciler at a resync', () => {
+  it('skips an Echo whose Echo and Deployment objects a reconcile found nothing to do for', async () => {
+    const state = { echo, cached: applied('11', allReady), afterApply: applied('13', allReady) };
+    const op = fakeOperator(state);
+    await op.reconcile();
+    assert.deepEqual(op.applies, [STATUS], 'the first reconcile writes the status');
+    await op.reconcile();
+    assert.deepEqual(op.applies, [STATUS], 'its own write changed nothing more');
+
+    // The caches replace objects, never change them: the same objects can only be decided the
+    // same way, so a replay of them (as a resync is) looks no further. This in-place edit shows it.
+    state.cached.spec = { ...state.cached.spec, replicas: 9 };
+    assert.equal(await op.reconcile(), undefined);
+    assert.deepEqual(op.applies, [STATUS]);
+
+    // A new Deployment object (a change, seen through the watch) is compared again.
+    state.cached = { ...applied('12', allReady), spec: { ...state.cached.spec, replicas: 9 } };
+    await op.reconcile();
+    assert.deepEqual(op.applies, [STATUS, DEPLOYMENT]);
+  });
+
+  it('compares again an Echo replaced by a change of its own', async () => {
+    const state = { echo, cached: applied('11', allReady), afterApply: applied('13', allReady) };
+    const op = fakeOperator(state);
+    await op.reconcile();
+    await op.reconcile();
+    state.echo = { ...state.echo, spec: { replicas: 4 } };
+    await op.reconcile();
+    assert.deepEqual(op.applies, [STATUS, DEPLOYMENT, STATUS]);
+  });
+});

@@ -214,6 +214,27 @@ describe('Informer', () => {
     );
   });
 
+  it('gives the transform the object it replaces in the cache', async () => {
+    const stop = new AbortController();
+    const { client } = scripted(
+      [[pod('a', '1')]],
+      [[{ type: 'MODIFIED', object: pod('a', '2') }]],
+      stop,
+    );
+    const seen: (string | undefined)[] = [];
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      transform: (p, cached) => {
+        seen.push(cached?.metadata.resourceVersion);
+        return p;
+      },
+    });
+    await informer.run(stop.signal);
+    assert.deepEqual(seen, [undefined, '1']);
+  });
+
   it('survives a handler that throws', async () => {
     const stop = new AbortController();
     const { client } = scripted([[pod('a', '1')]], [], stop);
