@@ -111,6 +111,11 @@ export const ROWS: Row[] = [
   { name: 'peak RSS', unit: 'MiB', pick: (r) => r.memory.peakRssBytes / 2 ** 20 },
   { name: 'RSS at the end', unit: 'MiB', pick: (r) => r.memory.finalRssBytes / 2 ** 20 },
   { name: 'CPU for the run', unit: 's', pick: (r) => r.memory.cpuSeconds },
+  {
+    name: 'CPU at rest (steady state)',
+    unit: 's',
+    pick: counted('steady state', (s) => s.cpuSeconds),
+  },
 ];
 
 /** One operator's figures for one row over its K runs. */

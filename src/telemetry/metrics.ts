@@ -26,6 +26,12 @@ const NON_COUNTER_TOTALS = [
   'nodejs_active_requests_total',
   'nodejs_active_resources_total',
 ];
+/**
+ * How often the event loop's delay is sampled (`nodejs_eventloop_lag_*`). prom-client's 10 ms
+ * woke an idle operator 100 times a second: 5 ms of CPU each second, more than all the rest of its
+ * idle work (docs/benchmark.md, "CPU at rest"). Ten samples a second still give a scrape hundreds.
+ */
+const EVENT_LOOP_SAMPLE_MS = 100;
 /** client-go's work-queue buckets: 1 µs to 10 s, by decades. */
 const QUEUE_BUCKETS = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10];
 
@@ -64,7 +70,7 @@ export class Metrics {
     this.controller = sources.controller;
     this.host = new URL(sources.server).host;
     for (const register of registers) {
-      collectDefaultMetrics({ register });
+      collectDefaultMetrics({ register, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
       // Gauges that prom-client names with a `_total` suffix, which Prometheus keeps for counters.
       for (const name of NON_COUNTER_TOTALS) register.removeSingleMetric(name);
     }
