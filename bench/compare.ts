@@ -86,6 +86,16 @@ export const ROWS: Row[] = [
     unit: 's',
     pick: timed('scale burst', (s) => s.times?.untilEveryPodReadySeconds),
   },
+  {
+    name: 'scale burst: every Echo Ready after every pod',
+    unit: 's',
+    pick: timed('scale burst', ({ times }) =>
+      times?.untilEveryEchoReadySeconds === undefined ||
+      times.untilEveryPodReadySeconds === undefined
+        ? undefined
+        : times.untilEveryEchoReadySeconds - times.untilEveryPodReadySeconds,
+    ),
+  },
   { name: 'drift repair', unit: 's', pick: timed('drift repair', (s) => s.seconds) },
   { name: 'drift repair p50', unit: 'ms', pick: timed('drift repair', (s) => s.latencyMs?.p50) },
   ...SCENARIOS.map((name) => ({
