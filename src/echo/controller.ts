@@ -5,6 +5,7 @@ import { newController, type ManagedController, type RuntimeOptions } from '../r
 import { API_VERSION, GROUP, KIND, PLURAL, type Echo } from './api.ts';
 import { trimDeployment, trimEcho, type CachedDeployment } from './cache.ts';
 import { MANAGED_BY_SELECTOR } from './desired.ts';
+import { decodeDeployment } from './deployment-protobuf.ts';
 import { echoReconciler } from './reconciler.ts';
 
 export const CONTROLLER_NAME = 'echo';
@@ -30,7 +31,11 @@ export function echoController(options: EchoControllerOptions): EchoController {
     options,
   )
     .for(ECHOES, { transform: trimEcho, changed: echoChanged, notServed: crdMissing })
-    .owns(DEPLOYMENTS, { labelSelector: MANAGED_BY_SELECTOR, transform: trimDeployment })
+    .owns(DEPLOYMENTS, {
+      labelSelector: MANAGED_BY_SELECTOR,
+      transform: trimDeployment,
+      protobuf: decodeDeployment,
+    })
     .complete(({ caches, recorder }) =>
       echoReconciler({
         client: options.client,

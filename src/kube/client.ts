@@ -21,6 +21,14 @@ import { inSpan, type Tracer } from '../telemetry/tracing.ts';
 import { ApiError, parseStatus } from './errors.ts';
 import { loadConnection, type Connection, type Credentials } from './kubeconfig.ts';
 import { LineSplitter } from './lines.ts';
+import {
+  decodeBookmark,
+  decodeStatus,
+  decodeWatchEvent,
+  FrameSplitter,
+  PROTOBUF_MEDIA_TYPE,
+  PROTOBUF_WATCH_ACCEPT,
+} from './protobuf.ts';
 import { tunnel, type Tunnel } from './proxy.ts';
 import { APPLY_PATCH, describeRequest, type RequestInfo } from './request-info.ts';
 import {
@@ -44,6 +52,18 @@ export interface WatchEvent<T> {
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
   /** The object; a metav1.Status for ERROR; only metadata.resourceVersion for BOOKMARK. */
   object: T;
+}
+
+export interface WatchOptions<T> extends RequestOptions {
+  /** Sets undici's own timers too (headers, then between chunks). */
+  idleTimeoutMs?: number;
+  onOpen?: () => void;
+  onData?: () => void;
+  /**
+   * Asks for protobuf (served for built-in types) and decodes each event's object with this, given
+   * the object's bytes out of their envelope; a server that answers in JSON is read as JSON.
+   */
+  protobuf?: (object: Buffer) => T;
 }
 
 export interface ResponseEvent extends RequestInfo {
@@ -263,9 +283,7 @@ export class KubeClient {
    * out. `idleTimeoutMs`, when given, also sets undici's own timers (headers, then between chunks).
    * Throws ApiError when the server refuses the watch.
    */
-  async *watch<T>(
-    opts: RequestOptions & { idleTimeoutMs?: number; onOpen?: () => void; onData?: () => void },
-  ): AsyncGenerator<WatchEvent<T>> {
+  async *watch<T>(opts: WatchOptions<T>): AsyncGenerator<WatchEvent<T>> {
     const query = stringifyQuery({ ...opts.query, watch: true });
     const path = this.url(opts.path, query);
     const info = describeRequest('GET', opts.path, Object.fromEntries(query));
@@ -276,7 +294,10 @@ export class KubeClient {
       res = await this.pool.request({
         method: 'GET',
         path,
-        headers: { accept: 'application/json', ...(await this.requestHeaders()) },
+        headers: {
+          accept: opts.protobuf ? PROTOBUF_WATCH_ACCEPT : 'application/json',
+          ...(await this.requestHeaders()),
+        },
         signal: opts.signal ?? null,
         // 0: none. A healthy watch may be quiet for minutes; its caller knows how long.
         bodyTimeout: opts.idleTimeoutMs ?? 0,
@@ -292,16 +313,34 @@ export class KubeClient {
       });
     }
     if (code === 401) this.credentials = undefined;
+    const protobuf = isProtobuf(res.headers['content-type']) ? opts.protobuf : undefined;
     if (code !== 200) {
-      throw new ApiError(
-        code,
-        parseStatus(await res.body.text(), code),
-        info.verb,
-        info.pathTemplate,
-      );
+      const status = protobuf
+        ? decodeStatus(Buffer.from(await res.body.arrayBuffer()))
+        : parseStatus(await res.body.text(), code);
+      throw new ApiError(code, status, info.verb, info.pathTemplate);
     }
     opts.onOpen?.();
-    yield* this.watchEvents<T>(res.body, opts);
+    yield* protobuf
+      ? this.protobufWatchEvents<T>(res.body, protobuf, opts)
+      : this.watchEvents<T>(res.body, opts);
+  }
+
+  /** The events of an open protobuf watch: length-prefixed frames, each a WatchEvent. */
+  private async *protobufWatchEvents<T>(
+    body: Dispatcher.ResponseData['body'],
+    decode: (object: Buffer) => T,
+    opts: { signal?: AbortSignal; onData?: () => void },
+  ): AsyncGenerator<WatchEvent<T>> {
+    const frames = new FrameSplitter();
+    for await (const event of this.bodyChunks(body, opts)) {
+      for (const frame of frames.push(event)) {
+        const { type, object } = decodeWatchEvent(frame);
+        if (type === 'ERROR') yield { type, object: decodeStatus(object) as T };
+        else if (type === 'BOOKMARK') yield { type, object: decodeBookmark(object) as T };
+        else yield { type: type as WatchEvent<T>['type'], object: decode(object) };
+      }
+    }
   }
 
   /** The events of an open watch's body, one JSON object per line. */
@@ -309,6 +348,20 @@ export class KubeClient {
     body: Dispatcher.ResponseData['body'],
     opts: { signal?: AbortSignal; onData?: () => void },
   ): AsyncGenerator<WatchEvent<T>> {
+    const lines = new LineSplitter();
+    const decoder = new TextDecoder();
+    for await (const chunk of this.bodyChunks(body, opts)) {
+      for (const line of lines.push(decoder.decode(chunk, { stream: true }))) {
+        if (line.trim()) yield JSON.parse(line) as WatchEvent<T>;
+      }
+    }
+  }
+
+  /** A watch body's chunks as they arrive, until it ends or `opts.signal` aborts it. */
+  private async *bodyChunks(
+    body: Dispatcher.ResponseData['body'],
+    opts: { signal?: AbortSignal; onData?: () => void },
+  ): AsyncGenerator<Buffer> {
     // Ends the body on abort ourselves, not only through undici: the caller's watchdog must end
     // a stream that undici's own handling of the signal has left hanging.
     const abort = (): void => {
@@ -316,14 +369,10 @@ export class KubeClient {
     };
     opts.signal?.addEventListener('abort', abort, { once: true });
     if (opts.signal?.aborted) abort();
-    const lines = new LineSplitter();
-    const decoder = new TextDecoder();
     try {
       for await (const chunk of body) {
         opts.onData?.();
-        for (const line of lines.push(decoder.decode(chunk as Uint8Array, { stream: true }))) {
-          if (line.trim()) yield JSON.parse(line) as WatchEvent<T>;
-        }
+        yield chunk as Buffer;
       }
     } finally {
       opts.signal?.removeEventListener('abort', abort);
@@ -491,4 +540,9 @@ function stringifyQuery(query: RequestOptions['query']): URLSearchParams {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) params.set(k, String(v));
   return params;
+}
+
+function isProtobuf(contentType: string | string[] | undefined): boolean {
+  const value = Array.isArray(contentType) ? contentType[0] : contentType;
+  return value?.startsWith(PROTOBUF_MEDIA_TYPE) ?? false;
 }

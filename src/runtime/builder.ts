@@ -45,6 +45,8 @@ export interface WatchOptions<T extends KubeObject> {
   labelSelector?: string;
   /** Keeps only what the reconciler reads, before the object is cached (InformerOptions). */
   transform?: (object: T, cached: T | undefined) => T;
+  /** Decodes the watch's objects from protobuf (built-in types only: InformerOptions). */
+  protobuf?: (object: Buffer, cached: (key: string) => T | undefined) => T;
   /** Whether an update is worth a reconcile; without it, every update is. */
   changed?: (old: T, next: T) => boolean;
   /** What to log when the API server does not serve the resource (404): how to install it. */
@@ -335,6 +337,7 @@ function informerGroup(
     name: type.plural,
     ...(watch.labelSelector ? { labelSelector: watch.labelSelector } : {}),
     ...(watch.transform ? { transform: watch.transform } : {}),
+    ...(watch.protobuf ? { protobuf: watch.protobuf } : {}),
     ...(runtime.watchTimeoutSeconds ? { watchTimeoutSeconds: runtime.watchTimeoutSeconds } : {}),
     ...(runtime.idleTimeoutMs ? { idleTimeoutMs: runtime.idleTimeoutMs } : {}),
     onError: (message, err) => {
@@ -348,6 +351,12 @@ function informerGroup(
         // Rare and costly (a full list): worth a line, not only a counter.
         log.info({ informer: type.plural }, 'resourceVersion compacted away (410 Gone): relisting');
         metrics?.relisted?.();
+      },
+      protobufRefused: (err) => {
+        log.warn(
+          { informer: type.plural, err: errorText(err) },
+          "could not decode the API server's protobuf: watching in JSON",
+        );
       },
       watchListRefused: (err) => {
         log.info(

@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeClient, WatchEvent } from '../kube/client.ts';
 import { ApiError, isGone, type Status } from '../kube/errors.ts';
+import { ProtobufError } from '../kube/protobuf.ts';
 import {
   seconds,
   ShortWatchError,
@@ -59,6 +60,8 @@ export interface InformerObserver {
   relisted?(): void;
   /** The server refused a WatchList: this informer lists in pages from now on. */
   watchListRefused?(error: unknown): void;
+  /** A watch's protobuf could not be decoded: this informer watches in JSON from now on. */
+  protobufRefused?(error: unknown): void;
 }
 
 export interface BackoffPolicy {
@@ -82,6 +85,12 @@ export interface InformerOptions<T extends KubeObject> {
    * new object did not change them.
    */
   transform?: (object: T, cached: T | undefined) => T;
+  /**
+   * Watches in protobuf (built-in types only) and decodes each object with this: what the
+   * transform reads, and nothing else. `cached` looks up the object the cache holds under a key,
+   * so a decoder can skip what the transform would take from it unchanged. Lists stay JSON.
+   */
+  protobuf?: (object: Buffer, cached: (key: string) => T | undefined) => T;
   /** Named index functions: each returns the index values of an object. */
   indexers?: Record<string, (object: T) => string[]>;
   pageSize?: number;
@@ -164,6 +173,8 @@ export class Informer<T extends KubeObject> {
   private failing = false;
   /** The server answered a WatchList with 400 or 422: it is listed in pages from then on. */
   private watchListRefused = false;
+  /** A watch in protobuf could not be decoded: the watches are JSON from then on. */
+  private protobufRefused = false;
   /** The server has sent a bookmark: it sends them, so a silent watch is a stuck one. */
   private bookmarksSeen = false;
   /** The objects of a WatchList's initial events, until the bookmark that ends them. */
@@ -373,6 +384,7 @@ export class Informer<T extends KubeObject> {
     this.watchdog = watchdog;
     this.initial = initial ? new Map() : undefined;
     const opened = performance.now();
+    const decode = this.protobufRefused ? undefined : this.options.protobuf;
     let events = 0;
     try {
       const stream = this.options.client.watch<T | Status>({
@@ -385,6 +397,7 @@ export class Informer<T extends KubeObject> {
         onData: () => {
           watchdog.heard();
         },
+        ...(decode ? { protobuf: (raw: Buffer) => decode(raw, this.cached) } : {}),
       });
       this.options.observer?.watchStarted?.();
       for await (const event of stream) {
@@ -392,6 +405,11 @@ export class Informer<T extends KubeObject> {
         this.apply(event);
       }
     } catch (err) {
+      if (err instanceof ProtobufError) {
+        // Bytes this decoder cannot read would fail every watch again: JSON is always served.
+        this.protobufRefused = true;
+        this.options.observer?.protobufRefused?.(err);
+      }
       if (!silenced.signal.aborted || aborted(signal)) throw err;
       return { kind: 'silent', silentMs: watchdog.silentMs(), bookmarksSeen: this.bookmarksSeen };
     } finally {
@@ -485,6 +503,8 @@ export class Informer<T extends KubeObject> {
     }
     for (const e of events) this.emit(e);
   }
+
+  private readonly cached = (key: string): T | undefined => this.store.get(key);
 
   private prepare(raw: T): T {
     const metadata = { ...raw.metadata } as ObjectMetadata & { managedFields?: unknown };

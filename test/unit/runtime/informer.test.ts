@@ -2,8 +2,9 @@
 // handlers, the owner index, resuming from the last resourceVersion, and a relist on 410 Gone.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { RequestOptions, WatchEvent } from '../../../src/kube/client.ts';
+import type { RequestOptions, WatchEvent, WatchOptions } from '../../../src/kube/client.ts';
 import { ApiError } from '../../../src/kube/errors.ts';
+import { ProtobufError } from '../../../src/kube/protobuf.ts';
 import {
   DEFAULT_BACKOFF,
   Informer,
@@ -179,6 +180,46 @@ describe('Informer', () => {
     assert.deepEqual(errors, ['pods: watch failed, retrying']);
     assert.deepEqual(connectedAtError, [false], 'a failed watch makes the informer disconnected');
     assert.ok(informer.connected, 'the next watch that opened made it connected again');
+  });
+
+  it('decodes watched objects with its protobuf decoder, and watches in JSON once one fails', async () => {
+    const stop = new AbortController();
+    const asked: boolean[] = [];
+    const client = {
+      request<T>(): Promise<T> {
+        return Promise.resolve({ metadata: { resourceVersion: '1' }, items: [pod('a', '1')] } as T);
+      },
+      async *watch<T>(opts: WatchOptions<T>): AsyncGenerator<WatchEvent<T>> {
+        if (opts.query?.sendInitialEvents) throw refusal();
+        asked.push(opts.protobuf !== undefined);
+        await Promise.resolve();
+        if (asked.length === 1 && opts.protobuf) {
+          yield { type: 'MODIFIED', object: opts.protobuf(Buffer.from('a 2')) };
+          throw new ProtobufError('wire type 7 not supported');
+        }
+        if (asked.length === 2) yield { type: 'MODIFIED', object: pod('a', '3') as T };
+        else stop.abort();
+      },
+    };
+    const cachedWhenDecoding: (string | undefined)[] = [];
+    let refused = 0;
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      backoff: { initialMs: 1, maxMs: 2, resetAfterMs: 10 },
+      protobuf: (raw, cached) => {
+        const [name = '', rv = ''] = raw.toString().split(' ');
+        cachedWhenDecoding.push(cached(`ns/${name}`)?.metadata.resourceVersion);
+        return pod(name, rv);
+      },
+      observer: { protobufRefused: () => refused++ },
+    });
+    await informer.run(stop.signal);
+    assert.deepEqual(asked, [true, false, false], 'protobuf, then JSON from the failure on');
+    assert.deepEqual(cachedWhenDecoding, ['1'], 'the decoder is given the cached object');
+    assert.equal(refused, 1);
+    assert.equal(informer.get('ns/a')?.metadata.resourceVersion, '3');
   });
 
   it('strips managedFields, applies the transform and keeps an owner index', async () => {
