@@ -46,7 +46,8 @@ function project(shape: unknown, actual: unknown, field: string): unknown {
 }
 
 /**
- * Shared by both caches: an Echo and its Deployment repeat each other's labels. Names, uids and
+ * Shared by both caches: an Echo and its Deployment repeat each other's labels, and the Echo's
+ * name is the Deployment's, its owner reference's and its instance label's. Uids and
  * resourceVersions are unique to each object and stay out of it.
  */
 const strings = new StringPool();
@@ -86,7 +87,7 @@ export function trimDeployment(d: CachedDeployment, cached?: CachedDeployment): 
   const status = d.status;
   return {
     metadata: {
-      name: m.name,
+      name: strings.intern(m.name),
       ...(m.namespace ? { namespace: strings.intern(m.namespace) } : {}),
       ...(m.uid ? { uid: m.uid } : {}),
       ...(m.resourceVersion ? { resourceVersion: m.resourceVersion } : {}),
@@ -123,7 +124,12 @@ function trimSpec(spec: Record<string, unknown>): Record<string, unknown> {
 type OwnerReference = NonNullable<KubeObject['metadata']['ownerReferences']>[number];
 
 function internOwner(ref: OwnerReference): OwnerReference {
-  return { ...ref, apiVersion: strings.intern(ref.apiVersion), kind: strings.intern(ref.kind) };
+  return {
+    ...ref,
+    apiVersion: strings.intern(ref.apiVersion),
+    kind: strings.intern(ref.kind),
+    name: strings.intern(ref.name),
+  };
 }
 
 /** Keeps only what the reconciler reads of an Echo: annotations (last-applied copies) go. */
@@ -133,7 +139,7 @@ export function trimEcho(e: Echo): Echo {
     apiVersion: strings.intern(e.apiVersion),
     kind: strings.intern(e.kind),
     metadata: {
-      name: m.name,
+      name: strings.intern(m.name),
       namespace: strings.intern(m.namespace),
       uid: m.uid,
       resourceVersion: m.resourceVersion,

@@ -52,24 +52,18 @@ describe('Deployments watched in protobuf', () => {
   before(async () => {
     admin = adminClient();
     ns = await createNamespace(admin, 'protobuf');
-    // An owner that exists, so the garbage collector leaves the Deployments be.
-    const owner = await admin.request<{ metadata: { uid: string } }>({
+    // A real Echo as the owner, so the garbage collector leaves the Deployment be (no operator runs
+    // here to act on it).
+    const echo = await admin.request<Echo>({
       method: 'POST',
-      path: `/api/v1/namespaces/${ns.name}/configmaps`,
-      body: { metadata: { name: 'owner' } },
-    });
-    const echo: Echo = {
-      apiVersion: 'example.com/v1',
-      kind: 'Echo',
-      metadata: {
-        name: 'desired',
-        namespace: ns.name,
-        uid: owner.metadata.uid,
-        resourceVersion: '1',
-        labels: { team: 'a' },
+      path: `/apis/example.com/v1/namespaces/${ns.name}/echoes`,
+      body: {
+        apiVersion: 'example.com/v1',
+        kind: 'Echo',
+        metadata: { name: 'desired', labels: { team: 'a' } },
+        spec: { replicas: 2 },
       },
-      spec: { replicas: 2 },
-    };
+    });
     // The operator's own Deployment, and one with what others may add: every field of a port,
     // a second container, a pointer set to its zero value, annotations not kept.
     await apply('desired', desiredDeployment(echo));
