@@ -49,16 +49,8 @@ export class ProtoReader {
 
   /** A varint as a number: exact up to 2^53, which covers every count and generation. */
   varint(): number {
-    // Up to four bytes (28 bits) in int32 arithmetic, so the value stays a small integer (a Smi)
-    // and not a boxed double: a cached object holding counts in doubles costs more heap.
     let value = 0;
-    for (let shift = 0; shift < 28; shift += 7) {
-      if (this.pos >= this.end) throw new ProtobufError('truncated varint');
-      const byte = this.buf[this.pos++] ?? 0;
-      value |= (byte & 0x7f) << shift;
-      if (byte < 0x80) return value;
-    }
-    let scale = 2 ** 28;
+    let scale = 1;
     for (;;) {
       if (this.pos >= this.end) throw new ProtobufError('truncated varint');
       const byte = this.buf[this.pos++] ?? 0;
