@@ -150,13 +150,18 @@ type RecordConstructor = new () => Record<string, unknown>;
 
 /**
  * A plain-object constructor per message type (and per map field). An object grown from `{}` has
- * room for four fields and keeps the rest in a second array; one made by a constructor is sized
- * by V8 to the fields its first instances got, as JSON.parse sizes each object. A cached
- * Deployment's status and owner reference, with six to nine fields, take 40 bytes less each.
+ * room for four fields and keeps the rest in a second array, which a copy of it (the cache's trim
+ * copies a status) keeps too. V8 sizes the instances of a constructor to the most fields any of
+ * its first seven got (slack tracking, `Map::kSlackTrackingCounterStart`), so a message's
+ * constructor makes those seven itself with every field of the message: a watch's first objects
+ * may be nearly empty (a new Deployment's status has none). A copy of a decoded object is then
+ * sized to its fields, as JSON.parse sizes each object: a cached Deployment's status and owner
+ * reference take 40 bytes less each than grown from `{}`.
  */
 const constructors = new WeakMap<object, RecordConstructor>();
+const SLACK_TRACKING_INSTANCES = 7;
 
-function newRecord(type: object): Record<string, unknown> {
+function newRecord(type: Schema | FieldSpec): Record<string, unknown> {
   let construct = constructors.get(type);
   if (!construct) {
     function DecodedRecord(): void {
@@ -165,6 +170,14 @@ function newRecord(type: object): Record<string, unknown> {
     // Instances are plain objects: Object's prototype, as `{}` and JSON.parse give.
     DecodedRecord.prototype = Object.prototype;
     construct = DecodedRecord as unknown as RecordConstructor;
+    // A map's keys are not known before: its first entries size it.
+    if (!('json' in type)) {
+      const fields = Object.values(type).map((spec) => spec.json);
+      for (let i = 0; i < SLACK_TRACKING_INSTANCES; i++) {
+        const sizing = new construct();
+        for (const field of fields) sizing[field] = undefined;
+      }
+    }
     constructors.set(type, construct);
   }
   return new construct();
