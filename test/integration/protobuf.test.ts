@@ -15,6 +15,7 @@ import {
 } from '../../src/echo/desired.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { Informer } from '../../src/runtime/informer.ts';
+import { echoManifest } from '../support/fixtures.ts';
 import { adminClient, createNamespace, eventually } from '../support/kube.ts';
 
 type Namespace = Awaited<ReturnType<typeof createNamespace>>;
@@ -57,12 +58,7 @@ describe('Deployments watched in protobuf', () => {
     const echo = await admin.request<Echo>({
       method: 'POST',
       path: `/apis/example.com/v1/namespaces/${ns.name}/echoes`,
-      body: {
-        apiVersion: 'example.com/v1',
-        kind: 'Echo',
-        metadata: { name: 'desired', labels: { team: 'a' } },
-        spec: { replicas: 2 },
-      },
+      body: echoManifest('desired', 2, { team: 'a' }),
     });
     // The operator's own Deployment, and one with what others may add: every field of a port,
     // a second container, a pointer set to its zero value, annotations not kept.
