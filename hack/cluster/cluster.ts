@@ -288,7 +288,9 @@ class Launch {
       `--client-ca-file=${pki.caCert}`,
       '--authorization-mode=RBAC',
       // PodSecurity is on by default; named here so nobody switches it off by accident.
-      '--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount',
+      // OwnerReferencesPermissionEnforcement is off by default but on in OpenShift and hardened
+      // clusters: it refuses `blockOwnerDeletion` without `update` on the owner's finalizers.
+      '--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount,OwnerReferencesPermissionEnforcement',
       '--service-cluster-ip-range=10.0.0.0/24',
       `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
       `--service-account-key-file=${pki.serviceAccountPub}`,

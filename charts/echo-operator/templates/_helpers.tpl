@@ -40,9 +40,16 @@ and records Events (create).
 - apiGroups: [example.com]
   resources: [echoes/status]
   verbs: [patch]
+# The Deployments' owner references set blockOwnerDeletion, which the
+# OwnerReferencesPermissionEnforcement admission plugin (OpenShift) allows only with this.
+- apiGroups: [example.com]
+  resources: [echoes/finalizers]
+  verbs: [update]
+# get: a Deployment the label-filtered cache does not hold may still exist; it is read before
+# one is created, so that nobody else's is taken over.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
