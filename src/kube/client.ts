@@ -22,12 +22,12 @@ import { ApiError, parseStatus } from './errors.ts';
 import { loadConnection, type Connection, type Credentials } from './kubeconfig.ts';
 import { LineSplitter } from './lines.ts';
 import {
-  decodeBookmark,
   decodeStatus,
   decodeWatchEvent,
   FrameSplitter,
   PROTOBUF_MEDIA_TYPE,
   PROTOBUF_WATCH_ACCEPT,
+  unwrap,
 } from './protobuf.ts';
 import { tunnel, type Tunnel } from './proxy.ts';
 import { APPLY_PATCH, describeRequest, type RequestInfo } from './request-info.ts';
@@ -316,7 +316,7 @@ export class KubeClient {
     const protobuf = isProtobuf(res.headers['content-type']) ? opts.protobuf : undefined;
     if (code !== 200) {
       const status = protobuf
-        ? decodeStatus(Buffer.from(await res.body.arrayBuffer()))
+        ? decodeStatus(unwrap(Buffer.from(await res.body.arrayBuffer())))
         : parseStatus(await res.body.text(), code);
       throw new ApiError(code, status, info.verb, info.pathTemplate);
     }
@@ -334,12 +334,7 @@ export class KubeClient {
   ): AsyncGenerator<WatchEvent<T>> {
     const frames = new FrameSplitter();
     for await (const event of this.bodyChunks(body, opts)) {
-      for (const frame of frames.push(event)) {
-        const { type, object } = decodeWatchEvent(frame);
-        if (type === 'ERROR') yield { type, object: decodeStatus(object) as T };
-        else if (type === 'BOOKMARK') yield { type, object: decodeBookmark(object) as T };
-        else yield { type: type as WatchEvent<T>['type'], object: decode(object) };
-      }
+      for (const frame of frames.push(event)) yield decodeWatchEvent(frame, decode);
     }
   }
 

@@ -7,6 +7,11 @@
 //
 // The watch stream: frames of a 4-byte big-endian length and a metav1.WatchEvent; each event's
 // object is a runtime.Unknown behind the 4 bytes `k8s\0`, holding the object's own bytes.
+//
+// The bytes come from the network: every length is checked before it is trusted, and a field is
+// read only with the wire type its reader expects. Anything else is a ProtobufError, which the
+// informer answers by watching in JSON.
+import type { WatchEvent } from './client.ts';
 
 /** Protobuf wire types. */
 const VARINT = 0;
@@ -16,6 +21,17 @@ const FIXED32 = 5;
 
 /** The bytes in front of every object the API server encodes as protobuf. */
 const MAGIC = [0x6b, 0x38, 0x73, 0x00];
+
+/** The largest tag: field number 2^29 - 1, wire type 7. */
+const MAX_TAG = 2 ** 32 - 1;
+
+/**
+ * The largest watch frame read: client-go's streaming decoder refuses an object past 16 MiB
+ * (apimachinery's runtime/serializer/streaming, `maxBytes`) and ends the watch. etcd stores at
+ * most 1.5 MiB a value by default, so a longer frame is a damaged length, or an object no client
+ * would read.
+ */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 /** Media types a watch asks for: protobuf where the server has it (built-in types), else JSON. */
 export const PROTOBUF_WATCH_ACCEPT = 'application/vnd.kubernetes.protobuf, application/json';
@@ -42,6 +58,7 @@ export class ProtoReader {
   next(): boolean {
     if (this.pos >= this.end) return false;
     const tag = this.varint();
+    if (tag < 8 || tag > MAX_TAG) throw new ProtobufError(`invalid tag ${String(tag)}`);
     this.field = tag >>> 3;
     this.wireType = tag & 7;
     return true;
@@ -63,6 +80,7 @@ export class ProtoReader {
 
   /** An int32 or int64 field: a negative value arrives as a ten-byte two's complement varint. */
   int(): number {
+    this.expect(VARINT);
     const start = this.pos;
     const value = this.varint();
     if (value < 2 ** 63) return value;
@@ -74,6 +92,7 @@ export class ProtoReader {
   }
 
   bool(): boolean {
+    this.expect(VARINT);
     return this.varint() !== 0;
   }
 
@@ -113,9 +132,15 @@ export class ProtoReader {
     }
   }
 
+  private expect(wireType: number): void {
+    if (this.wireType !== wireType)
+      throw new ProtobufError(
+        `field ${String(this.field)} has wire type ${String(this.wireType)}, not ${String(wireType)}`,
+      );
+  }
+
   private span(): [number, number] {
-    if (this.wireType !== LENGTH_DELIMITED)
-      throw new ProtobufError(`field ${String(this.field)} is not length-delimited`);
+    this.expect(LENGTH_DELIMITED);
     const length = this.varint();
     const start = this.pos;
     this.advance(length);
@@ -255,9 +280,12 @@ const STATUS: Schema = {
   6: { json: 'code', type: 'int', omitEmpty: true },
 };
 
-/** A metav1.Status from its protobuf form (an error response, a watch's ERROR event). */
-export function decodeStatus(raw: Buffer): Record<string, unknown> {
-  return { kind: 'Status', ...decodeMessage(new ProtoReader(unwrap(raw)), STATUS) };
+/**
+ * A metav1.Status from its own bytes, out of the envelope: a watch's ERROR event as
+ * `decodeWatchEvent` opened it, or an error response through `unwrap`.
+ */
+export function decodeStatus(object: Buffer): Record<string, unknown> {
+  return { kind: 'Status', ...decodeMessage(new ProtoReader(object), STATUS) };
 }
 
 /** What a bookmark carries: its resourceVersion, and the annotation ending a WatchList's start. */
@@ -271,14 +299,12 @@ const BOOKMARK: Schema = {
   },
 };
 
-export interface ProtobufWatchEvent {
-  type: string;
-  /** The event's object, out of its envelope. */
-  object: Buffer;
-}
-
-/** A metav1.WatchEvent: its type, then its object's envelope opened. */
-export function decodeWatchEvent(frame: Buffer): ProtobufWatchEvent {
+/**
+ * A watch frame (a metav1.WatchEvent) as the event a caller reads, each object out of its
+ * envelope: an ERROR's metav1.Status and a BOOKMARK's metadata decoded here, any other object by
+ * `decode`. An unknown type is refused, as client-go refuses it.
+ */
+export function decodeWatchEvent<T>(frame: Buffer, decode: (object: Buffer) => T): WatchEvent<T> {
   const reader = new ProtoReader(frame);
   let type = '';
   let object: Buffer | undefined;
@@ -292,25 +318,36 @@ export function decodeWatchEvent(frame: Buffer): ProtobufWatchEvent {
       }
     } else reader.skip();
   }
-  if (!type || !object) throw new ProtobufError('watch event without a type or an object');
-  return { type, object };
+  if (!object) throw new ProtobufError('watch event without an object');
+  // The Status and the bookmark are typed as the caller's objects, as WatchEvent documents.
+  if (type === 'ERROR') return { type, object: decodeStatus(object) as T };
+  if (type === 'BOOKMARK') return { type, object: decodeBookmark(object) as T };
+  if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED')
+    return { type, object: decode(object) };
+  throw new ProtobufError(`watch event of unknown type "${type}"`);
 }
 
 /** A bookmark's object as JSON would give it: only metadata.resourceVersion and annotations. */
-export function decodeBookmark(object: Buffer): Record<string, unknown> {
+function decodeBookmark(object: Buffer): Record<string, unknown> {
   return decodeMessage(new ProtoReader(object), BOOKMARK);
 }
 
 /**
  * Splits a watch body into frames: each a 4-byte big-endian length and that many bytes. Chunks are
  * joined only once the frame they end is complete, so a large object costs one copy, not one per
- * chunk.
+ * chunk. A length past `maxFrameBytes` is refused as soon as it is read, before its bytes are
+ * waited for: a damaged prefix would otherwise hold up to 4 GiB.
  */
 export class FrameSplitter {
+  private readonly maxFrameBytes: number;
   private chunks: Buffer[] = [];
   private size = 0;
   /** Bytes needed before the next frame can be cut: its length prefix, then the whole frame. */
   private wanted = 4;
+
+  constructor(maxFrameBytes = MAX_FRAME_BYTES) {
+    this.maxFrameBytes = maxFrameBytes;
+  }
 
   /** The frames that `chunk` completes. */
   push(chunk: Buffer): Buffer[] {
@@ -323,6 +360,10 @@ export class FrameSplitter {
     this.wanted = 4;
     while (buf.length - pos >= 4) {
       const length = buf.readUInt32BE(pos);
+      if (length > this.maxFrameBytes)
+        throw new ProtobufError(
+          `watch frame of ${String(length)} bytes, over the limit of ${String(this.maxFrameBytes)}`,
+        );
       if (buf.length - pos - 4 < length) {
         this.wanted = 4 + length;
         break;

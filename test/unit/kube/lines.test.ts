@@ -1,7 +1,7 @@
 // Watch lines cut from chunks as the network delivers them.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LineSplitter } from '../../../src/kube/lines.ts';
+import { LineSplitter, LineTooLongError, MAX_LINE_LENGTH } from '../../../src/kube/lines.ts';
 
 describe('LineSplitter', () => {
   it('joins an object split across many chunks, once its newline arrives', () => {
@@ -26,5 +26,21 @@ describe('LineSplitter', () => {
     assert.deepEqual(lines.push('{"b"'), []);
     assert.deepEqual(lines.push('\n{"c":3}'), ['{"b"']);
     assert.deepEqual(lines.push('\n'), ['{"c":3}']);
+  });
+
+  it('refuses a line past its limit as soon as it is held, with or without its newline', () => {
+    const lines = new LineSplitter(10);
+    assert.deepEqual(lines.push('0123456789\n'), ['0123456789'], 'the limit itself is read');
+    assert.deepEqual(lines.push('012345'), []);
+    assert.throws(() => lines.push('6789a'), LineTooLongError, 'never ended: refused, not held');
+    assert.throws(() => new LineSplitter(10).push('0123456789a\n'), /longer than 10 characters/);
+  });
+
+  it("holds no more than client-go's 16 MiB of a line", () => {
+    const lines = new LineSplitter();
+    const chunk = 'x'.repeat(1024 * 1024);
+    for (let i = 0; i < 16; i++) lines.push(chunk);
+    assert.equal(MAX_LINE_LENGTH, 16 * chunk.length);
+    assert.throws(() => lines.push('x'), LineTooLongError);
   });
 });
