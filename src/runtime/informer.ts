@@ -133,6 +133,20 @@ export function retryDelay(policy: BackoffPolicy, retry: number, jitter: number)
 /** Read through a call: TypeScript would otherwise keep `aborted` narrowed across awaits. */
 const aborted = (signal: AbortSignal): boolean => signal.aborted;
 
+/** Waits `ms`, or until `signal` aborts. */
+const pause = (ms: number, signal: AbortSignal): Promise<void> =>
+  sleep(ms, undefined, { signal }).catch(() => undefined);
+
+/**
+ * Whether resourceVersion `a` is later than `b`, both integers as the API server writes them,
+ * compared as client-go's resourceversion.CompareResourceVersion does; false when either is not.
+ */
+function laterVersion(a: string | undefined, b: string | undefined): boolean {
+  const integer = /^[1-9][0-9]*$/;
+  if (a === undefined || b === undefined || !integer.test(a) || !integer.test(b)) return false;
+  return a.length === b.length ? a > b : a.length > b.length;
+}
+
 export function objectKey(object: KubeObject): string {
   const { namespace, name } = object.metadata;
   return namespace ? `${namespace}/${name}` : name;
@@ -265,6 +279,8 @@ export class Informer<T extends KubeObject> {
   async run(signal: AbortSignal): Promise<void> {
     const { backoff } = this.options;
     let retry = 0;
+    /** When the last 410 Gone came (ms since the epoch). */
+    let lastGone = -Infinity;
     while (!signal.aborted) {
       const started = Date.now();
       let failure: unknown;
@@ -280,10 +296,17 @@ export class Informer<T extends KubeObject> {
       } catch (err) {
         if (aborted(signal)) break;
         if (isGone(err)) {
-          // Not a failure: the server answered, and a relist follows at once.
-          // Our resourceVersion is older than etcd's compaction: only a fresh list can resync.
+          // Not a failure: the server answered; our resourceVersion is older than etcd's
+          // compaction, and only a fresh list can resync. A 410 relists at once, unless the last
+          // one came less than resetAfterMs ago (the backoff's measure of health): then the
+          // relists themselves keep meeting 410s (a lagging cache, an outlived continue token),
+          // and each waits as a failure would, so a server answering 410 every time is not
+          // listed back to back.
           this.options.observer?.relisted?.();
           this.needList = true;
+          const again = Date.now() - lastGone < backoff.resetAfterMs;
+          lastGone = Date.now();
+          if (again) await pause(retryDelay(backoff, retry++, Math.random()), signal);
           continue;
         }
         failure = err;
@@ -297,9 +320,7 @@ export class Informer<T extends KubeObject> {
         failure,
       );
       if (Date.now() - started > backoff.resetAfterMs) retry = 0;
-      await sleep(retryDelay(backoff, retry, Math.random()), undefined, { signal }).catch(
-        () => undefined,
-      );
+      await pause(retryDelay(backoff, retry, Math.random()), signal);
       retry++;
     }
   }
@@ -360,7 +381,7 @@ export class Informer<T extends KubeObject> {
 
   /** A complete list is in: it replaces the store, and the watch resumes from `resourceVersion`. */
   private finishSync(fresh: Map<string, T>, resourceVersion: string | undefined): void {
-    this.replace(fresh);
+    this.replace(fresh, resourceVersion);
     this.resourceVersion = resourceVersion;
     this.failing = false;
     this.needList = false;
@@ -484,8 +505,17 @@ export class Informer<T extends KubeObject> {
     else fresh.set(objectKey(prepared), prepared);
   }
 
-  /** Swaps in a complete list, telling handlers what appeared, changed and vanished meanwhile. */
-  private replace(fresh: Map<string, T>): void {
+  /**
+   * Swaps in a complete list taken at `resourceVersion`, telling handlers what appeared, changed
+   * and vanished meanwhile. Our writes the list has seen are dropped from `assumed`: no event is
+   * left to come for them, so one for an object deleted meanwhile would be read forever. A write
+   * later than the list stays assumed until the watch from there brings it.
+   */
+  private replace(fresh: Map<string, T>, resourceVersion: string | undefined): void {
+    const later = [...this.assumed].filter(([, o]) =>
+      laterVersion(o.metadata.resourceVersion, resourceVersion),
+    );
+    this.assumed.clear();
     const events: InformerEvent<T>[] = [];
     for (const [key, old] of this.store) {
       if (!fresh.has(key)) {
@@ -501,6 +531,7 @@ export class Informer<T extends KubeObject> {
         events.push({ type: 'update', object, old });
       }
     }
+    for (const [key, object] of later) this.assumed.set(key, object);
     for (const e of events) this.emit(e);
   }
 

@@ -2,6 +2,7 @@
 // handlers, the owner index, resuming from the last resourceVersion, and a relist on 410 Gone.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { RequestOptions, WatchEvent, WatchOptions } from '../../../src/kube/client.ts';
 import { ApiError } from '../../../src/kube/errors.ts';
 import { ProtobufError } from '../../../src/kube/protobuf.ts';
@@ -39,7 +40,8 @@ const pod = (
   },
 });
 
-type WatchStep = WatchEvent<Pod> | Error;
+/** An event, an error that ends the stream, or a pause of that many milliseconds. */
+type WatchStep = WatchEvent<Pod> | Error | number;
 
 const refusal = () =>
   new ApiError(
@@ -54,13 +56,13 @@ const refusal = () =>
  * refuses WatchList (as a server without the feature), without recording it.
  */
 function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController) {
-  const calls: { kind: 'list' | 'watch'; query: Record<string, unknown> }[] = [];
+  const calls: { kind: 'list' | 'watch'; query: Record<string, unknown>; at: number }[] = [];
   let rv = 100;
   return {
     calls,
     client: {
       request<T>(opts: RequestOptions): Promise<T> {
-        calls.push({ kind: 'list', query: opts.query ?? {} });
+        calls.push({ kind: 'list', query: opts.query ?? {}, at: performance.now() });
         const items = lists.shift() ?? [];
         return Promise.resolve({ metadata: { resourceVersion: String(rv++) }, items } as T);
       },
@@ -68,7 +70,7 @@ function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController)
         opts: RequestOptions & { onOpen?: () => void; onData?: () => void },
       ): AsyncGenerator<WatchEvent<T>> {
         if (opts.query?.sendInitialEvents) throw refusal();
-        calls.push({ kind: 'watch', query: opts.query ?? {} });
+        calls.push({ kind: 'watch', query: opts.query ?? {}, at: performance.now() });
         const steps = watches.shift();
         if (!steps) {
           stop.abort();
@@ -77,9 +79,9 @@ function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController)
         // A stream that fails at once was refused; any other was open.
         if (!(steps[0] instanceof Error)) opts.onOpen?.();
         for (const step of steps) {
-          await Promise.resolve();
+          await (typeof step === 'number' ? sleep(step) : Promise.resolve());
           if (step instanceof Error) throw step;
-          yield step as WatchEvent<T>;
+          if (typeof step !== 'number') yield step as WatchEvent<T>;
         }
       },
     },
@@ -151,6 +153,47 @@ describe('Informer', () => {
     );
     assert.deepEqual(events, ['add a', 'add b', 'delete a', 'update b', 'add c']);
     assert.deepEqual(informer.keys().sort(), ['ns/b', 'ns/c']);
+  });
+
+  it('relists at once after a 410, and backs off from one that follows it within resetAfterMs', async () => {
+    const stop = new AbortController();
+    const { client, calls } = scripted([], [[gone()], [gone()], [gone()]], stop);
+    const failures: unknown[] = [];
+    let relists = 0;
+    const initialMs = 200;
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      backoff: { initialMs, maxMs: 1000, resetAfterMs: 60_000 },
+      observer: { failed: (err) => failures.push(err), relisted: () => relists++ },
+    });
+    await informer.run(stop.signal);
+    const lists = calls.filter((c) => c.kind === 'list').map((c) => c.at);
+    const waits = lists.slice(1).map((at, i) => Math.round(at - (lists[i] ?? 0)));
+    assert.equal(waits.length, 3, `${String(relists)} relists`);
+    assert.ok(
+      waits[0]! < initialMs,
+      `the first 410 relisted at once, not after ${String(waits[0])} ms`,
+    );
+    assert.ok(waits[1]! >= initialMs, `the second waited ${String(waits[1])} ms`);
+    assert.ok(waits[2]! >= 2 * initialMs, `the third waited ${String(waits[2])} ms`);
+    assert.deepEqual(failures, [], 'a 410 is no failure');
+    assert.ok(informer.connected);
+  });
+
+  it('relists at once after a 410 that follows a healthy spell of resetAfterMs', async () => {
+    const stop = new AbortController();
+    const { client, calls } = scripted([], [[gone()], [150, gone()]], stop);
+    const informer = new Informer<Pod>({
+      name: 'pods',
+      client,
+      path: '/pods',
+      backoff: { initialMs: 1000, maxMs: 1000, resetAfterMs: 100 },
+    });
+    await informer.run(stop.signal);
+    const [, second, third] = calls.filter((c) => c.kind === 'list').map((c) => c.at);
+    assert.ok(third! - second! < 1000, 'no backoff after 150 ms of health');
   });
 
   it('backs off and resumes the watch after a failure, without relisting', async () => {
@@ -336,6 +379,23 @@ describe('Informer', () => {
       'delete c: a@7 b@3 c@-',
     ]);
     assert.deepEqual(informer.keys().sort(), ['ns/a', 'ns/b'], 'assumed objects are not listed');
+  });
+
+  it('forgets on a relist the writes the list has seen: an object deleted meanwhile is not read', async () => {
+    const stop = new AbortController();
+    // The list at 100, then the relist after a 410 at 101, without c: it was deleted meanwhile.
+    const { client } = scripted([[pod('a', '1')], [pod('a', '9')]], [[gone()]], stop);
+    const informer = new Informer<Pod>({ name: 'pods', client, path: '/pods' });
+    informer.onEvent((e) => {
+      if (e.type !== 'add') return;
+      // c created by our write at 4, before the relist's 101; d at 500, after it.
+      informer.assume(pod('c', '4'), undefined);
+      informer.assume(pod('d', '500'), undefined);
+    });
+    await informer.run(stop.signal);
+    assert.equal(informer.get('ns/c'), undefined, 'c, deleted, is not read from our write');
+    assert.equal(informer.get('ns/d')?.metadata.resourceVersion, '500', 'd is yet to come');
+    assert.equal(informer.get('ns/a')?.metadata.resourceVersion, '9');
   });
 
   it('keeps a replacement assumed through the delete of the object it replaced', async () => {
