@@ -5,7 +5,7 @@ import type { KubeObject } from '../runtime/informer.ts';
 import { StringPool } from '../runtime/string-pool.ts';
 import type { Echo } from './api.ts';
 import { APPLIED_HASH_ANNOTATION, desiredDeployment } from './desired.ts';
-import type { ObservedDeployment } from './status.ts';
+import { STALLED_REASONS, type ObservedDeployment } from './status.ts';
 
 /** What the Deployment cache keeps of each Deployment: what desired.ts compares and status.ts reads. */
 export type CachedDeployment = KubeObject & ObservedDeployment & { spec?: Record<string, unknown> };
@@ -60,7 +60,7 @@ function keptConditions(conditions: Condition[]): Condition[] {
   return conditions.map(({ type, status, reason, message }) => {
     const reported =
       type === 'ReplicaFailure' ||
-      (type === 'Progressing' && reason === 'ProgressDeadlineExceeded');
+      (type === 'Progressing' && reason !== undefined && STALLED_REASONS.has(reason));
     return {
       type,
       status,
@@ -95,6 +95,8 @@ export function trimDeployment(d: CachedDeployment, cached?: CachedDeployment): 
       ...(m.labels ? { labels: strings.internAll(m.labels) } : {}),
       ...(hash ? { annotations: { [APPLIED_HASH_ANNOTATION]: strings.intern(hash) } } : {}),
       ...(m.ownerReferences ? { ownerReferences: m.ownerReferences.map(internOwner) } : {}),
+      // A Deployment being deleted (foreground: until its pods are gone) must not look alive.
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
     },
     ...(spec ? { spec } : {}),
     ...(status

@@ -24,6 +24,8 @@ const OBJECT_META: Schema = {
   5: { json: 'uid', type: 'string', omitEmpty: true },
   6: { json: 'resourceVersion', type: 'string', omitEmpty: true },
   7: { json: 'generation', type: 'int', omitEmpty: true },
+  // A meta/v1 Time: seconds since the epoch (its nanos are always 0 in a timestamp of ObjectMeta).
+  9: { json: 'deletionTimestamp', type: { 1: { json: 'seconds', type: 'int' } } },
   11: LABELS,
   12: { json: 'annotations', type: 'map', keep: (key) => key === APPLIED_HASH_ANNOTATION },
   13: { json: 'ownerReferences', type: OWNER_REFERENCE, repeated: true },
@@ -99,6 +101,10 @@ const DEPLOYMENT_STATUS: Schema = {
   8: { json: 'collisionCount', type: 'int' },
 };
 
+/** A timestamp as JSON gives it: `2026-12-07T13:00:00Z`. */
+const rfc3339 = (seconds: number): string =>
+  new Date(seconds * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
 /**
  * A Deployment from its protobuf bytes, as much of it as `trimDeployment` keeps. The spec is left
  * out when the cached Deployment has the same uid and generation: the trim takes it from there.
@@ -112,10 +118,9 @@ export function decodeDeployment(
   let metadata: CachedDeployment['metadata'] = { name: '' };
   while (reader.next()) {
     if (reader.field === 1) {
-      metadata = decodeMessage(
-        reader.message(),
-        OBJECT_META,
-      ) as unknown as CachedDeployment['metadata'];
+      metadata = decodeMessage(reader.message(), OBJECT_META) as unknown as typeof metadata;
+      const deleted = metadata.deletionTimestamp as { seconds?: number } | undefined;
+      if (deleted) metadata.deletionTimestamp = rfc3339(deleted.seconds ?? 0);
       decoded.metadata = metadata;
     } else if (reader.field === 2) {
       const known = cached(objectKey({ metadata }));

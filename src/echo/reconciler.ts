@@ -3,7 +3,7 @@
 // changed. So an Echo in steady state costs no API call at all, resyncs included.
 import { trace } from '@opentelemetry/api';
 import type { KubeClient } from '../kube/client.ts';
-import { isInvalid, isNamespaceTerminating, isNotFound, type ApiError } from '../kube/errors.ts';
+import { ApiError, isInvalid, isNamespaceTerminating, isNotFound } from '../kube/errors.ts';
 import type { Reconcile, ReconcileResult } from '../runtime/controller.ts';
 import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -15,8 +15,10 @@ import {
   FIELD_MANAGER,
   deploymentDrift,
   desiredDeployment,
+  ownerReference,
   type DesiredDeployment,
 } from './desired.ts';
+import { ownership } from './ownership.ts';
 import {
   canCoalesce,
   desiredStatus,
@@ -32,7 +34,10 @@ export interface EchoReconcilerOptions {
   echoes: Pick<Informer<Echo>, 'get' | 'assume'>;
   deployments: Pick<Informer<CachedDeployment>, 'get' | 'assume'>;
   recorder: EventRecorder;
+  /** The time written into conditions. */
   now?: () => Date;
+  /** Milliseconds on a clock that never steps (default performance.now): every wait is timed on it. */
+  clock?: () => number;
   /** Counts delete-and-recreate fallbacks (an immutable field changed). */
   onRecreate?: () => void;
   /** Told each Echo's spec.replicas as it is reconciled, and undefined once it is gone. */
@@ -75,8 +80,20 @@ class ProgressBudget {
   }
 }
 
-const BLOCKED_RETRY_MS = 60_000;
-const BLOCKED_RETRY_MAX_MS = 3600_000;
+/** A retry schedule: the first delay, doubling to the last. */
+interface RetrySchedule {
+  initialMs: number;
+  maxMs: number;
+}
+
+/** An apply the API server refused (invalid, forbidden): each retry is a write, refused again. */
+const REFUSED_RETRY: RetrySchedule = { initialMs: 60_000, maxMs: 3600_000 };
+/**
+ * An Echo whose Deployment name someone else holds: each retry only looks (in the cache, or one GET
+ * where the cache cannot hold that Deployment), so the Echo takes the name within minutes of its
+ * holder going, which nothing announces when the holder is not labelled as the operator's.
+ */
+const NAME_HELD_RETRY: RetrySchedule = { initialMs: 5_000, maxMs: 300_000 };
 
 const deploymentsPath = (namespace: string): string =>
   `/apis/apps/v1/namespaces/${namespace}/deployments`;
@@ -90,19 +107,26 @@ function hasCause(err: ApiError, fieldPrefix: string): boolean {
   return err.causes.some((c) => c.field?.startsWith(fieldPrefix));
 }
 
+/** The apply was refused because the Deployment's selector, which is immutable, differs. */
+const immutableSelector = (err: unknown): boolean =>
+  isInvalid(err) &&
+  (hasCause(err, 'spec.selector') || hasCause(err, 'spec.template.metadata.labels'));
+
 /**
- * Why an apply was refused in a way retrying cannot fix (held by another controller, or invalid),
- * or undefined when an immutable field is in the way, which a delete and create again fixes.
+ * Why the API server refused a write in a way retrying soon cannot fix (invalid, forbidden by RBAC
+ * or admission, held by another controller), or undefined for what the work queue's backoff should
+ * retry: no answer, a conflict, throttling, a server error, a namespace going away.
  */
-function refusal(err: ApiError): Blocker | undefined {
+function refusal(err: unknown): Blocker | undefined {
+  // A namespace going away is for echoReconciler's catch.
+  if (isNamespaceTerminating(err) || !(err instanceof ApiError)) return undefined;
   if (hasCause(err, 'metadata.ownerReferences')) {
     const cause = err.causes.find((c) => c.field?.startsWith('metadata.ownerReferences'));
     return { kind: 'OwnedByAnother', owner: cause?.message ?? 'another controller' };
   }
-  if (!hasCause(err, 'spec.selector') && !hasCause(err, 'spec.template.metadata.labels')) {
-    return { kind: 'ApplyFailed', message: err.message };
-  }
-  return undefined;
+  const retriable = err.code === 404 || err.code === 409 || err.code === 429 || err.code >= 500;
+  if (retriable || err.code < 400) return undefined;
+  return { kind: 'ApplyFailed', message: err.status.message ?? err.message };
 }
 
 /**
@@ -131,12 +155,20 @@ interface DeploymentOutcome {
   requeueAfterMs?: number;
 }
 
-/** An Echo whose Deployment the API server refused, and when to try again. */
+/** An Echo that cannot have its Deployment yet, and when to look again. */
 interface BlockedEcho {
+  /** The Echo object's uid and generation: a new Echo of the name, or a new spec, looks at once. */
+  uid: string;
   generation: number;
   blocker: Blocker;
+  /** When to look again, on the reconciler's clock. */
   retryAt: number;
   delayMs: number;
+  /**
+   * The cached Deployment's resourceVersion the blocker was judged on, when a change of it (the
+   * holder gone, say) should end the wait at once; undefined to wait for retryAt whatever happens.
+   */
+  judgedOn?: string | null;
 }
 
 export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
@@ -156,9 +188,10 @@ export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
 class EchoReconciler {
   private readonly options: EchoReconcilerOptions;
   private readonly now: () => Date;
+  private readonly clock: () => number;
   /**
-   * Echoes whose Deployment the API server refused (held by another controller, or invalid). They
-   * are retried on a backoff of their own (1 minute doubling to 1 hour), not on every event or
+   * Echoes that cannot have their Deployment yet: another holds the name, or the API server
+   * refused the apply. Each is looked at again on a schedule of its own, not on every event or
    * resync: a refused write is still a write.
    */
   private readonly blocked = new Map<string, BlockedEcho>();
@@ -177,6 +210,7 @@ class EchoReconciler {
   constructor(options: EchoReconcilerOptions) {
     this.options = options;
     this.now = options.now ?? (() => new Date());
+    this.clock = options.clock ?? (() => performance.now());
   }
 
   async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | undefined> {
@@ -199,7 +233,6 @@ class EchoReconciler {
       generation,
       signal,
     );
-    if (blocker) this.recordBlocker(echo, blocker);
     const status = desiredStatus(echo, observed, this.now(), blocker);
     const heldForMs = await this.writeStatus(key, echo, status, signal);
     const after = Math.min(requeueAfterMs ?? Infinity, heldForMs ?? Infinity);
@@ -209,8 +242,9 @@ class EchoReconciler {
   }
 
   /**
-   * Applies the Deployment when the cache shows a difference, unless it is not the Echo's to
-   * change (another controller holds it, or the refusal of an earlier try is still backing off).
+   * Puts the Echo's Deployment in place when the cache shows a difference, but only one that is
+   * the Echo's: its own (by controller uid), an orphan labelled as the operator's, or none at all,
+   * which the cache alone cannot prove (it holds only labelled Deployments), so it is read first.
    */
   private async reconcileDeployment(
     key: string,
@@ -220,122 +254,225 @@ class EchoReconciler {
   ): Promise<DeploymentOutcome> {
     const cached = this.options.deployments.get(key);
     const known = this.blocked.get(key);
-    if (known && known.generation !== generation) this.blocked.delete(key);
-    const owner = cached?.metadata.ownerReferences?.find((r) => r.controller === true);
-    if (known?.generation === generation && Date.now() < known.retryAt) {
+    if (known && (known.uid !== echo.metadata.uid || known.generation !== generation)) {
+      this.blocked.delete(key);
+    } else if (known && this.stillBlocked(known, cached)) {
       return {
-        observed: cached,
+        observed: ownership(echo, cached).kind === 'ours' ? cached : undefined,
         blocker: known.blocker,
-        requeueAfterMs: known.retryAt - Date.now(),
+        requeueAfterMs: Math.max(0, known.retryAt - this.clock()),
       };
     }
-    if (owner && owner.uid !== echo.metadata.uid) {
-      // The Deployment of an earlier Echo of the same name: wait for the garbage collector;
-      // its delete event brings this Echo back.
-      if (owner.kind === KIND && owner.apiVersion === API_VERSION) return { observed: undefined };
-      return {
-        observed: cached,
-        blocker: { kind: 'OwnedByAnother', owner: `${owner.kind} ${owner.name}` },
-      };
+    const found = cached ?? (await this.read(echo, signal));
+    const owner = ownership(echo, found);
+    const { name } = echo.metadata;
+    switch (owner.kind) {
+      case 'terminating':
+        return this.block(
+          key,
+          echo,
+          NAME_HELD_RETRY,
+          {
+            kind: 'Waiting',
+            message: `Deployment ${name} is being deleted; the Echo's is created once it is gone`,
+          },
+          { cached },
+        );
+      case 'previous':
+        return this.block(
+          key,
+          echo,
+          NAME_HELD_RETRY,
+          {
+            kind: 'Waiting',
+            message: `Deployment ${name} belongs to a deleted Echo of the same name (uid ${owner.uid}); the garbage collector deletes it, then the Echo's is created`,
+          },
+          { cached },
+        );
+      case 'foreign':
+        return this.block(
+          key,
+          echo,
+          NAME_HELD_RETRY,
+          owner.controller
+            ? { kind: 'OwnedByAnother', owner: owner.controller }
+            : { kind: 'NameTaken' },
+          { cached },
+        );
     }
     const desired = desiredDeployment(echo);
-    const drift = deploymentDrift(desired, cached);
-    if (drift === undefined) return { observed: cached };
-    this.options.log?.debug({ echo: key, drift }, 'applying the Deployment');
-    const outcome = await this.putDeployment(echo, desired, cached, drift, signal);
-    const observed = outcome.observed ?? cached;
-    if (!outcome.blocker) {
+    const drift = deploymentDrift(desired, found);
+    const observed = owner.kind === 'ours' ? found : undefined;
+    if (drift === undefined) {
       this.blocked.delete(key);
       return { observed };
     }
-    const delayMs = Math.min((known?.delayMs ?? BLOCKED_RETRY_MS / 2) * 2, BLOCKED_RETRY_MAX_MS);
-    this.blocked.set(key, {
-      generation,
-      blocker: outcome.blocker,
-      retryAt: Date.now() + delayMs,
-      delayMs,
-    });
-    return { observed, blocker: outcome.blocker, requeueAfterMs: delayMs };
+    this.options.log?.debug({ echo: key, drift, owner: owner.kind }, 'applying the Deployment');
+    try {
+      const written = await this.putDeployment(echo, desired, found, owner.kind, drift, signal);
+      this.blocked.delete(key);
+      return { observed: written };
+    } catch (err) {
+      const blocker = refusal(err);
+      if (!blocker) throw err;
+      return this.block(key, echo, REFUSED_RETRY, blocker, { observed });
+    }
   }
 
-  /** Applies `desired` over `basedOn` (the cached Deployment's resourceVersion, if any). */
-  private async apply(
-    desired: DesiredDeployment,
-    basedOn: string | undefined,
-    signal: AbortSignal,
-  ): Promise<CachedDeployment> {
-    const written = await this.options.client.apply<CachedDeployment>(
-      `${deploymentsPath(desired.metadata.namespace)}/${desired.metadata.name}`,
-      desired,
-      FIELD_MANAGER,
-      signal,
+  /** Whether `known` still holds: its time has not come and what it was judged on is unchanged. */
+  private stillBlocked(known: BlockedEcho, cached: CachedDeployment | undefined): boolean {
+    if (this.clock() >= known.retryAt) return false;
+    return (
+      known.judgedOn === undefined || known.judgedOn === (cached?.metadata.resourceVersion ?? null)
     );
-    this.options.deployments.assume(written, basedOn);
-    return written;
   }
 
   /**
-   * Applies the desired Deployment. An immutable field in the way (a Deployment adopted from
-   * elsewhere) means delete and create again; a refusal the operator cannot fix by retrying (held
-   * by another controller, or invalid) comes back as a blocker. Other failures throw, for backoff.
+   * Records that the Echo cannot have its Deployment yet, and when to look again: the same blocker
+   * again waits twice as long. With `cached` given, a change of that cache entry (the holder gone)
+   * ends the wait at once.
+   */
+  private block(
+    key: string,
+    echo: Echo,
+    schedule: RetrySchedule,
+    blocker: Blocker,
+    options: {
+      cached?: CachedDeployment | undefined;
+      observed?: ObservedDeployment | undefined;
+    } = {},
+  ): DeploymentOutcome {
+    const known = this.blocked.get(key);
+    const delayMs =
+      known?.blocker.kind === blocker.kind
+        ? Math.min(known.delayMs * 2, schedule.maxMs)
+        : schedule.initialMs;
+    this.blocked.set(key, {
+      uid: echo.metadata.uid,
+      generation: echo.metadata.generation ?? 0,
+      blocker,
+      retryAt: this.clock() + delayMs,
+      delayMs,
+      ...('cached' in options
+        ? { judgedOn: options.cached?.metadata.resourceVersion ?? null }
+        : {}),
+    });
+    return { observed: options.observed, blocker, requeueAfterMs: delayMs };
+  }
+
+  /** The Deployment of the Echo's name as the API server has it, or undefined if there is none. */
+  private async read(echo: Echo, signal: AbortSignal): Promise<CachedDeployment | undefined> {
+    const { name, namespace } = echo.metadata;
+    try {
+      return await this.options.client.request<CachedDeployment>({
+        path: `${deploymentsPath(namespace)}/${name}`,
+        signal,
+      });
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Applies `desired`. A new Deployment is applied without force: if another appeared since it was
+   * read, the apply conflicts instead of taking it over. Over the Echo's own (or an orphan it
+   * adopts) the apply is forced, with the uid as a precondition: a Deployment replaced meanwhile
+   * is not written to. An immutable field in the way means delete and create again.
    */
   private async putDeployment(
     echo: Echo,
     desired: DesiredDeployment,
-    cached: CachedDeployment | undefined,
+    found: CachedDeployment | undefined,
+    owner: 'absent' | 'ours' | 'orphan',
     drift: string,
     signal: AbortSignal,
-  ): Promise<{ observed?: CachedDeployment; blocker?: Blocker }> {
+  ): Promise<CachedDeployment> {
     const { recorder, log } = this.options;
-    const { name, namespace } = echo.metadata;
-    const key = `${namespace}/${name}`;
+    const key = `${echo.metadata.namespace}/${echo.metadata.name}`;
+    let written: CachedDeployment;
     try {
-      const observed = await this.apply(desired, cached?.metadata.resourceVersion, signal);
-      // The server found nothing to change (a difference the comparison cannot tell from one it
-      // makes itself): not worth an Event.
-      if (observed.metadata.resourceVersion === cached?.metadata.resourceVersion) {
-        log?.debug({ echo: key }, 'Deployment applied, unchanged');
-        return { observed };
-      }
-      log?.info(
-        { echo: key, replicas: echo.spec.replicas, drift },
-        cached ? 'Deployment updated' : 'Deployment applied',
-      );
-      const event = applyEvent(cached, desired, drift);
-      if (event) recorder.record(reference(echo), 'Normal', event.reason, 'Apply', event.note);
-      return { observed };
+      written = await this.apply(desired, found, signal);
     } catch (err) {
-      if (!isInvalid(err)) throw err;
-      const blocker = refusal(err);
-      if (blocker) return { blocker };
+      if (!found || !immutableSelector(err)) throw err;
+      return this.recreate(echo, desired, found, owner === 'orphan', signal);
     }
-    return { observed: await this.recreate(echo, desired, cached, signal) };
+    // The server found nothing to change (a difference the comparison cannot tell from one it
+    // makes itself): not worth an Event.
+    if (written.metadata.resourceVersion === found?.metadata.resourceVersion) {
+      log?.debug({ echo: key }, 'Deployment applied, unchanged');
+      return written;
+    }
+    const action = {
+      absent: 'Deployment applied',
+      ours: 'Deployment updated',
+      orphan: 'Deployment adopted',
+    }[owner];
+    log?.info({ echo: key, replicas: echo.spec.replicas, drift }, action);
+    const event = owner === 'ours' ? applyEvent(found, desired, drift) : undefined;
+    if (event) recorder.record(reference(echo), 'Normal', event.reason, 'Apply', event.note);
+    return written;
   }
 
-  /** Deletes the Deployment (only the one cached, by uid) and applies it again. */
+  /**
+   * Applies `desired` over `found` (forced, on that uid only) or as a new Deployment (not forced),
+   * and tells the cache: `basedOn` is what the cache held, which a Deployment read is not.
+   */
+  private async apply(
+    desired: DesiredDeployment,
+    found: CachedDeployment | undefined,
+    signal: AbortSignal,
+  ): Promise<CachedDeployment> {
+    const { namespace, name } = desired.metadata;
+    const uid = found?.metadata.uid;
+    const written = await this.options.client.apply<CachedDeployment>(
+      `${deploymentsPath(namespace)}/${name}`,
+      uid ? { ...desired, metadata: { ...desired.metadata, uid } } : desired,
+      FIELD_MANAGER,
+      { signal, force: uid !== undefined },
+    );
+    const cached = this.options.deployments.get(`${namespace}/${name}`);
+    this.options.deployments.assume(written, cached?.metadata.resourceVersion);
+    return written;
+  }
+
+  /**
+   * Deletes the Echo's Deployment (by uid: never another of the same name) and creates it again.
+   * An orphan is claimed first, so that what is deleted is the Echo's by its owner reference.
+   */
   private async recreate(
     echo: Echo,
     desired: DesiredDeployment,
-    cached: CachedDeployment | undefined,
+    found: CachedDeployment,
+    orphan: boolean,
     signal: AbortSignal,
   ): Promise<CachedDeployment> {
     const { client, recorder, log } = this.options;
     const { name, namespace } = echo.metadata;
+    const path = `${deploymentsPath(namespace)}/${name}`;
+    const uid = found.metadata.uid;
+    if (orphan) {
+      // As the Deployment controller adopts a ReplicaSet: the uid in the patch is a precondition.
+      await client.request({
+        method: 'PATCH',
+        path,
+        contentType: 'application/strategic-merge-patch+json',
+        body: { metadata: { uid, ownerReferences: [ownerReference(echo)] } },
+        signal,
+      });
+    }
     await client
       .request({
         method: 'DELETE',
-        path: `${deploymentsPath(namespace)}/${name}`,
-        body: {
-          propagationPolicy: 'Background',
-          ...(cached?.metadata.uid ? { preconditions: { uid: cached.metadata.uid } } : {}),
-        },
+        path,
+        body: { propagationPolicy: 'Background', preconditions: { uid } },
         signal,
       })
       .catch((e: unknown) => {
         if (!isNotFound(e)) throw e;
       });
     this.options.onRecreate?.();
-    const observed = await this.apply(desired, cached?.metadata.resourceVersion, signal);
+    const written = await this.apply(desired, undefined, signal);
     log?.info(
       { echo: `${namespace}/${name}` },
       'Deployment recreated: an immutable field differed',
@@ -347,19 +484,7 @@ class EchoReconciler {
       'Recreate',
       `Deployment ${name} had an immutable field the Echo does not match; deleted and created again`,
     );
-    return observed;
-  }
-
-  private recordBlocker(echo: Echo, blocker: Blocker): void {
-    this.options.recorder.record(
-      reference(echo),
-      'Warning',
-      blocker.kind === 'OwnedByAnother' ? 'DeploymentOwnedByAnother' : 'ApplyFailed',
-      'Reconcile',
-      blocker.kind === 'OwnedByAnother'
-        ? `Deployment ${echo.metadata.name} is controlled by ${blocker.owner}; not touching it`
-        : blocker.message,
-    );
+    return written;
   }
 
   /**
@@ -372,7 +497,7 @@ class EchoReconciler {
    */
   private holdProgress(key: string): number | undefined {
     const delayMs = this.options.progressStatusDelayMs ?? PROGRESS_STATUS_DELAY_MS;
-    const now = Date.now();
+    const now = this.clock();
     const since = this.heldSince.get(key) ?? now;
     const left = since + delayMs - now;
     if (left <= 0 && this.progressBudget.take()) return undefined;
@@ -405,7 +530,7 @@ class EchoReconciler {
       `/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${name}/status`,
       { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace }, status },
       FIELD_MANAGER,
-      signal,
+      { signal },
     );
     this.options.echoes.assume(written, echo.metadata.resourceVersion);
     const event = statusEvent(echo.status, status);

@@ -17,9 +17,17 @@ export interface ObservedDeployment {
   };
 }
 
-/** Why the operator could not put its Deployment in place, when it could not. */
+/**
+ * Why the operator could not put its Deployment in place, when it could not: the name is taken by
+ * a Deployment controlled by someone else, or by one nobody controls that is not labelled as the
+ * operator's; the API server refused the apply; or (`Waiting`) another Deployment of the name
+ * must go first.
+ */
 export type Blocker =
-  { kind: 'OwnedByAnother'; owner: string } | { kind: 'ApplyFailed'; message: string };
+  | { kind: 'OwnedByAnother'; owner: string }
+  | { kind: 'NameTaken' }
+  | { kind: 'ApplyFailed'; message: string }
+  | { kind: 'Waiting'; message: string };
 
 export const READY = 'Ready';
 export const PROGRESSING = 'Progressing';
@@ -30,9 +38,11 @@ const REASONS = {
   rollingOut: 'RollingOut',
   pending: 'DeploymentPending',
   ownedByAnother: 'DeploymentOwnedByAnother',
+  nameTaken: 'DeploymentNameTaken',
   applyFailed: 'ApplyFailed',
 } as const;
-const OWN_REASONS: ReadonlySet<string> = new Set(Object.values(REASONS));
+/** Ready False for these is the way there, not a failure: no Event. */
+const UNDER_WAY: ReadonlySet<string> = new Set([REASONS.rollingOut, REASONS.pending]);
 
 interface Judgement {
   ready: boolean;
@@ -42,27 +52,52 @@ interface Judgement {
 }
 
 function judgeBlocked(name: string, blocker: Blocker): Judgement {
-  if (blocker.kind === 'OwnedByAnother') {
-    return {
-      ready: false,
-      progressing: false,
-      reason: REASONS.ownedByAnother,
-      message: `Deployment ${name} is controlled by ${blocker.owner}; the operator leaves it alone`,
-    };
+  switch (blocker.kind) {
+    case 'OwnedByAnother':
+      return {
+        ready: false,
+        progressing: false,
+        reason: REASONS.ownedByAnother,
+        message: `Deployment ${name} is controlled by ${blocker.owner}; the operator leaves it alone`,
+      };
+    case 'NameTaken':
+      return {
+        ready: false,
+        progressing: false,
+        reason: REASONS.nameTaken,
+        message:
+          `Deployment ${name} exists and is not this Echo's (no controller, no label ` +
+          `app.kubernetes.io/managed-by=echo-operator); the operator leaves it alone: delete or ` +
+          `rename it and the Echo takes the name`,
+      };
+    case 'ApplyFailed':
+      return {
+        ready: false,
+        progressing: false,
+        reason: REASONS.applyFailed,
+        message: blocker.message,
+      };
+    case 'Waiting':
+      return { ready: false, progressing: true, reason: REASONS.pending, message: blocker.message };
   }
-  return {
-    ready: false,
-    progressing: false,
-    reason: REASONS.applyFailed,
-    message: blocker.message,
-  };
 }
 
 /**
+ * `Progressing` reasons that say the Deployment is stuck: a ReplicaSet it cannot create (a quota on
+ * ReplicaSets, an admission webhook: `ReplicaSetCreateError` since 1.36, `FailedRSCreate` before)
+ * and a rollout past its `progressDeadlineSeconds`.
+ */
+export const STALLED_REASONS: ReadonlySet<string> = new Set([
+  'ReplicaSetCreateError',
+  'FailedRSCreate',
+  'ProgressDeadlineExceeded',
+]);
+
+/**
  * What keeps the Deployment from its replicas, in its own words: pods it cannot create
- * (`ReplicaFailure`: a quota, a LimitRange, PodSecurity admission) or a rollout past its
- * `progressDeadlineSeconds`. Only conditions about the current spec count: an older generation's
- * are stale.
+ * (`ReplicaFailure`: a quota, a LimitRange, PodSecurity admission), a ReplicaSet it cannot create,
+ * or a rollout past its `progressDeadlineSeconds`. Only conditions about the current spec count:
+ * an older generation's are stale.
  */
 function deploymentFailure(
   deployment: ObservedDeployment,
@@ -77,11 +112,11 @@ function deploymentFailure(
     };
   }
   const stalled = s?.conditions?.find(
-    (c) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded',
+    (c) => c.type === 'Progressing' && c.reason !== undefined && STALLED_REASONS.has(c.reason),
   );
-  if (stalled) {
+  if (stalled?.reason) {
     return {
-      reason: 'ProgressDeadlineExceeded',
+      reason: stalled.reason,
       message: stalled.message ?? 'the Deployment stopped progressing',
     };
   }
@@ -232,11 +267,12 @@ export interface StatusEvent {
 
 function failureOf(status: EchoStatus | undefined): Condition | undefined {
   const ready = status?.conditions?.find((c) => c.type === READY);
-  return ready?.status === 'False' && !OWN_REASONS.has(ready.reason) ? ready : undefined;
+  return ready?.status === 'False' && !UNDER_WAY.has(ready.reason) ? ready : undefined;
 }
 
 /**
- * The Event that going from `current` to `next` deserves: a Warning when a Deployment failure
+ * The Event that going from `current` to `next` deserves: a Warning when a failure (the
+ * Deployment's, or the operator's own: a name taken, an apply refused)
  * appears (or another takes its place), a Normal one when it clears; nothing while it stays, so
  * a failure is told once, not at every reconcile, and not again by a restarted operator.
  */

@@ -260,17 +260,21 @@ export class KubeClient {
     return this.requestText(opts);
   }
 
-  /** Server-side apply of a whole object the caller owns. */
+  /**
+   * Server-side apply of a whole object the caller owns: with `force` (the default) it takes over
+   * fields other managers set; without, a field another manager set to another value is a 409.
+   */
   async apply<T>(
     path: string,
     object: unknown,
     fieldManager: string,
-    signal?: AbortSignal,
+    options: { signal?: AbortSignal; force?: boolean } = {},
   ): Promise<T> {
+    const { signal, force = true } = options;
     return this.request<T>({
       method: 'PATCH',
       path,
-      query: { fieldManager, force: true },
+      query: { fieldManager, ...(force ? { force: true } : {}) },
       body: object,
       contentType: APPLY_PATCH,
       ...(signal ? { signal } : {}),

@@ -118,6 +118,21 @@ describe('trimDeployment', () => {
     assert.ok(conditions.every((c) => c.reason !== undefined));
   });
 
+  it('keeps the message of a ReplicaSet the Deployment controller could not create', () => {
+    const d = served();
+    d.status!.conditions = [
+      { type: 'Progressing', status: 'False', reason: 'ReplicaSetCreateError', message: 'quota' },
+    ];
+    assert.equal(trimDeployment(d).status?.conditions?.[0]?.message, 'quota');
+  });
+
+  it('keeps the deletionTimestamp of a Deployment being deleted', () => {
+    const d = served();
+    d.metadata.deletionTimestamp = '2026-11-27T10:00:00Z';
+    assert.equal(trimDeployment(d).metadata.deletionTimestamp, '2026-11-27T10:00:00Z');
+    assert.equal('deletionTimestamp' in trimDeployment(served()).metadata, false);
+  });
+
   it('holds the pod template and settled conditions once for every Deployment that repeats them', () => {
     const [a, b] = [trimDeployment(served()), trimDeployment(served())];
     const templateOf = (d: CachedDeployment) => (d.spec?.template as Template).spec;

@@ -8,6 +8,7 @@ import { desiredDeployment } from '../../../src/echo/desired.ts';
 import type { CachedDeployment } from '../../../src/echo/cache.ts';
 import { echoReconciler } from '../../../src/echo/reconciler.ts';
 import type { KubeClient } from '../../../src/kube/client.ts';
+import { ApiError } from '../../../src/kube/errors.ts';
 import type { ReconcileResult } from '../../../src/runtime/controller.ts';
 import type { EventRecorder } from '../../../src/runtime/events.ts';
 
@@ -41,23 +42,57 @@ interface Recorded {
   note: string;
 }
 
+interface FakeState {
+  echo: Echo;
+  /** What the Deployment cache holds (only Deployments labelled as the operator's). */
+  cached: CachedDeployment | undefined;
+  /** What the API server holds, for a GET; the cached Deployment when unset. */
+  server?: CachedDeployment | undefined;
+  afterApply?: CachedDeployment;
+  /** The answer to every Deployment apply, instead of `afterApply`. */
+  refuse?: ApiError;
+}
+
+/** A Deployment apply as the fake server saw it. */
+interface Applied {
+  force: boolean | undefined;
+  uid: string | undefined;
+}
+
 /**
  * A reconciler over caches holding `state` (change it between reconciles); the fake server answers
  * a Deployment apply with `state.afterApply` and a status apply with the Echo that status makes,
- * which the Echo cache then holds, as `assume` makes it.
+ * which the Echo cache then holds, as `assume` makes it. `clock.ms` is the reconciler's clock.
  */
-function fakeOperator(
-  state: { echo: Echo; cached: CachedDeployment | undefined; afterApply?: CachedDeployment },
-  progressStatusDelayMs?: number,
-) {
+function fakeOperator(state: FakeState, progressStatusDelayMs?: number) {
   const events: Recorded[] = [];
   const applies: string[] = [];
+  const deploymentApplies: Applied[] = [];
+  const requests: { method: string; path: string; body?: unknown }[] = [];
+  const clock = { ms: 1000 };
   const client = {
-    apply: (path: string, body: Echo) => {
+    apply: (path: string, body: Echo, _manager: string, options: { force?: boolean }) => {
       applies.push(path);
-      if (!path.endsWith('/status')) return Promise.resolve(state.afterApply);
+      if (!path.endsWith('/status')) {
+        deploymentApplies.push({ force: options.force, uid: body.metadata.uid });
+        return state.refuse ? Promise.reject(state.refuse) : Promise.resolve(state.afterApply);
+      }
       state.echo = { ...state.echo, status: body.status! };
       return Promise.resolve(state.echo);
+    },
+    request: (opts: { method?: string; path: string; body?: unknown }) => {
+      const method = opts.method ?? 'GET';
+      requests.push({ method, path: opts.path, ...(opts.body ? { body: opts.body } : {}) });
+      const server = 'server' in state ? state.server : state.cached;
+      if (method !== 'GET') return Promise.resolve({});
+      if (server) return Promise.resolve(server);
+      const status = {
+        kind: 'Status' as const,
+        code: 404,
+        reason: 'NotFound' as const,
+        message: 'not found',
+      };
+      return Promise.reject(new ApiError(404, status, 'GET', opts.path));
     },
   } as unknown as KubeClient;
   const recorder = {
@@ -71,11 +106,15 @@ function fakeOperator(
     deployments: { get: () => state.cached, assume: () => undefined },
     recorder,
     now: () => new Date('2026-11-27T10:00:00Z'),
+    clock: () => clock.ms,
     ...(progressStatusDelayMs === undefined ? {} : { progressStatusDelayMs }),
   });
   return {
     events,
     applies,
+    deploymentApplies,
+    requests,
+    clock,
     reconcile: (): Promise<ReconcileResult | undefined> =>
       reconcile('team/web', new AbortController().signal),
   };
@@ -273,5 +312,270 @@ describe('echoReconciler at a resync', () => {
     state.echo = { ...state.echo, spec: { replicas: 4 } };
     await op.reconcile();
     assert.deepEqual(op.applies, [STATUS, DEPLOYMENT, STATUS]);
+  });
+});
+
+/** A Deployment of the Echo's name that someone else made (`kubectl create deployment web`). */
+function foreign(
+  ownerReferences?: CachedDeployment['metadata']['ownerReferences'],
+): CachedDeployment {
+  return {
+    metadata: {
+      name: 'web',
+      namespace: 'team',
+      uid: 'theirs',
+      resourceVersion: '5',
+      generation: 1,
+      labels: { app: 'web' },
+      ...(ownerReferences ? { ownerReferences } : {}),
+    },
+    spec: { replicas: 1, selector: { matchLabels: { app: 'web' } } },
+    status: { observedGeneration: 1, replicas: 1, readyReplicas: 1 },
+  };
+}
+
+const invalid = (field: string, message: string): ApiError =>
+  new ApiError(
+    422,
+    {
+      kind: 'Status',
+      code: 422,
+      reason: 'Invalid',
+      message: `Deployment.apps "web" is invalid: ${field}: ${message}`,
+      details: { causes: [{ field, message }] },
+    },
+    'PATCH',
+    DEPLOYMENT,
+  );
+
+const ready = (e: Echo) => e.status?.conditions?.find((c) => c.type === 'Ready');
+const writes = (op: ReturnType<typeof fakeOperator>) =>
+  op.requests.filter((r) => r.method !== 'GET').map((r) => r.method);
+
+describe('echoReconciler and Deployments it does not control', () => {
+  it('never writes to a Deployment of its name that it cannot see in its cache', async () => {
+    // Today's break: the apply was refused on the selector and the Deployment deleted.
+    const state: FakeState = {
+      echo,
+      cached: undefined,
+      server: foreign(),
+      refuse: invalid('spec.selector', 'field is immutable'),
+    };
+    const op = fakeOperator(state);
+    const result = await op.reconcile();
+    assert.deepEqual(op.deploymentApplies, [], 'no apply');
+    assert.deepEqual(writes(op), [], 'no delete');
+    assert.deepEqual(op.requests, [{ method: 'GET', path: DEPLOYMENT }]);
+    assert.equal(ready(state.echo)?.status, 'False');
+    assert.equal(ready(state.echo)?.reason, 'DeploymentNameTaken');
+    assert.match(ready(state.echo)?.message ?? '', /Deployment web exists and is not this Echo's/);
+    assert.deepEqual(op.events, [
+      { type: 'Warning', reason: 'DeploymentNameTaken', note: ready(state.echo)?.message },
+    ]);
+    assert.deepEqual(result, { requeueAfterMs: 5000 });
+
+    await op.reconcile();
+    assert.equal(op.requests.length, 1, 'no look before the retry is due');
+    op.clock.ms += 5000;
+    await op.reconcile();
+    assert.equal(op.requests.length, 2, 'looked again');
+    assert.deepEqual(op.deploymentApplies, []);
+    assert.equal(op.events.length, 1, 'told once');
+
+    // The user deletes theirs: the next look finds the name free and takes it.
+    state.server = undefined;
+    state.refuse = undefined as unknown as ApiError;
+    delete state.refuse;
+    state.afterApply = applied('20');
+    op.clock.ms += 10_000;
+    await op.reconcile();
+    assert.deepEqual(
+      op.deploymentApplies,
+      [{ force: false, uid: undefined }],
+      'created, not forced',
+    );
+    assert.equal(op.events.at(-1)?.reason, 'Recovered');
+  });
+
+  it('names the controller of a Deployment another controller holds, and never applies', async () => {
+    const configMap = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      name: 'x',
+      uid: 'cm',
+      controller: true,
+    };
+    const state: FakeState = { echo, cached: undefined, server: foreign([configMap]) };
+    const op = fakeOperator(state);
+    await op.reconcile();
+    assert.deepEqual(op.deploymentApplies, []);
+    assert.equal(ready(state.echo)?.reason, 'DeploymentOwnedByAnother');
+    assert.match(ready(state.echo)?.message ?? '', /controlled by ConfigMap x/);
+  });
+
+  it('reports a Deployment controlled by another Echo instead of waiting for it forever', async () => {
+    const other = {
+      apiVersion: 'example.com/v1',
+      kind: 'Echo',
+      name: 'other',
+      uid: 'uid-9',
+      controller: true,
+    };
+    const held = {
+      ...applied('10'),
+      metadata: { ...applied('10').metadata, ownerReferences: [other] },
+    };
+    const state: FakeState = { echo, cached: held };
+    const op = fakeOperator(state);
+    await op.reconcile();
+    assert.deepEqual(op.deploymentApplies, []);
+    assert.equal(ready(state.echo)?.reason, 'DeploymentOwnedByAnother');
+    assert.match(ready(state.echo)?.message ?? '', /controlled by Echo other/);
+    assert.equal(op.events.length, 1);
+  });
+
+  it('waits for the Deployment of a deleted Echo of the same name to be collected', async () => {
+    const previous = { ...applied('10'), metadata: { ...applied('10').metadata } };
+    previous.metadata.ownerReferences = [
+      { ...previous.metadata.ownerReferences![0]!, uid: 'uid-0' },
+    ];
+    const state: FakeState = { echo, cached: previous };
+    const op = fakeOperator(state, 0);
+    await op.reconcile();
+    assert.deepEqual(op.deploymentApplies, []);
+    assert.equal(ready(state.echo)?.reason, 'DeploymentPending');
+    assert.match(ready(state.echo)?.message ?? '', /deleted Echo of the same name \(uid uid-0\)/);
+    assert.deepEqual(op.events, [], 'on its way: no Warning');
+  });
+
+  it('applies nothing to its own Deployment while that is being deleted', async () => {
+    const going = applied('10', allReady);
+    going.spec = { ...going.spec, replicas: 5 };
+    going.metadata.deletionTimestamp = '2026-11-27T09:59:00Z';
+    const state: FakeState = { echo, cached: going };
+    const op = fakeOperator(state, 0);
+    await op.reconcile();
+    assert.deepEqual(op.deploymentApplies, [], 'no drift applied to a Deployment going away');
+    assert.equal(ready(state.echo)?.reason, 'DeploymentPending');
+    assert.match(ready(state.echo)?.message ?? '', /is being deleted/);
+    // Its delete event ends the wait at once, whatever the schedule.
+    state.cached = undefined;
+    state.afterApply = applied('11');
+    await op.reconcile();
+    assert.deepEqual(op.deploymentApplies, [{ force: false, uid: undefined }]);
+  });
+
+  it('forces its applies only over its own Deployment, and only on its uid', async () => {
+    const own = applied('10', allReady);
+    own.metadata.uid = 'd-1';
+    own.spec = { ...own.spec, replicas: 5 };
+    const op = fakeOperator({ echo, cached: own, afterApply: applied('11', allReady) });
+    await op.reconcile();
+    assert.deepEqual(op.deploymentApplies, [{ force: true, uid: 'd-1' }]);
+    assert.deepEqual(op.requests, [], 'the cache held it: no read');
+  });
+
+  it('re-creates its own Deployment on an immutable selector, deleting only that uid', async () => {
+    const own = applied('10', allReady);
+    own.metadata.uid = 'd-1';
+    own.spec = { ...own.spec, selector: { matchLabels: { app: 'old' } } };
+    const state: FakeState = {
+      echo,
+      cached: own,
+      refuse: invalid('spec.selector', 'field is immutable'),
+    };
+    const op = fakeOperator(state);
+    await op.reconcile().catch(() => undefined);
+    const del = op.requests.find((r) => r.method === 'DELETE');
+    assert.deepEqual(del?.body, { propagationPolicy: 'Background', preconditions: { uid: 'd-1' } });
+    assert.deepEqual(op.deploymentApplies.at(-1), { force: false, uid: undefined }, 'created anew');
+  });
+
+  it('adopts an orphan labelled as its own, claiming it before it deletes it', async () => {
+    const orphan = applied('10', allReady);
+    orphan.metadata.uid = 'd-1';
+    delete (orphan.metadata as { ownerReferences?: unknown }).ownerReferences;
+    const adopt = fakeOperator({ echo, cached: orphan, afterApply: applied('11', allReady) });
+    await adopt.reconcile();
+    assert.deepEqual(adopt.deploymentApplies, [{ force: true, uid: 'd-1' }], 'adopted by apply');
+
+    orphan.spec = { ...orphan.spec, selector: { matchLabels: { app: 'old' } } };
+    const state: FakeState = {
+      echo,
+      cached: orphan,
+      refuse: invalid('spec.selector', 'field is immutable'),
+    };
+    const op = fakeOperator(state);
+    await op.reconcile().catch(() => undefined);
+    assert.deepEqual(writes(op), ['PATCH', 'DELETE'], 'claimed, then deleted');
+    assert.deepEqual(op.requests[0]?.body, {
+      metadata: {
+        uid: 'd-1',
+        ownerReferences: [
+          {
+            apiVersion: 'example.com/v1',
+            kind: 'Echo',
+            name: 'web',
+            uid: 'uid-1',
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
+      },
+    });
+  });
+
+  it('says in Ready why the API server refused an apply, once, instead of throwing', async () => {
+    // Today's break: a 403 (OwnerReferencesPermissionEnforcement without echoes/finalizers) was
+    // thrown before the status was written.
+    const forbidden = new ApiError(
+      403,
+      {
+        kind: 'Status',
+        code: 403,
+        reason: 'Forbidden',
+        message:
+          'deployments.apps "web" is forbidden: cannot set blockOwnerDeletion if an ownerReference refers to a resource you can\'t set finalizers on',
+      },
+      'PATCH',
+      DEPLOYMENT,
+    );
+    const state: FakeState = { echo, cached: undefined, refuse: forbidden };
+    const op = fakeOperator(state);
+    const result = await op.reconcile();
+    assert.equal(ready(state.echo)?.reason, 'ApplyFailed');
+    assert.match(ready(state.echo)?.message ?? '', /cannot set blockOwnerDeletion/);
+    assert.equal(op.events.length, 1);
+    assert.deepEqual(result, { requeueAfterMs: 60_000 });
+    await op.reconcile();
+    assert.equal(op.deploymentApplies.length, 1, 'not retried before its backoff');
+  });
+
+  it('keys its backoff by uid: an Echo created again under the same name starts afresh', async () => {
+    // Today's break: keyed by name and generation, the new Echo inherited the old one's backoff.
+    const state: FakeState = {
+      echo,
+      cached: undefined,
+      refuse: invalid('spec.template.spec.containers[0].image', 'Required value'),
+    };
+    const op = fakeOperator(state);
+    await op.reconcile();
+    assert.equal(op.deploymentApplies.length, 1);
+    delete state.refuse;
+    state.afterApply = applied('11');
+    state.echo = { ...echo, metadata: { ...echo.metadata, uid: 'uid-2', resourceVersion: '8' } };
+    await op.reconcile();
+    assert.equal(op.deploymentApplies.length, 2, 'the new Echo applies at once');
+  });
+
+  it('lets a throttled or failing server retry through the work queue', async () => {
+    const unavailable = new ApiError(
+      503,
+      { kind: 'Status', code: 503, reason: 'ServiceUnavailable', message: 'later' },
+      'PATCH',
+      DEPLOYMENT,
+    );
+    const op = fakeOperator({ echo, cached: undefined, refuse: unavailable });
+    await assert.rejects(op.reconcile(), /503/);
   });
 });

@@ -102,6 +102,30 @@ describe('desiredStatus', () => {
     assert.equal(condition(s, 'Ready')?.message, '1/3 replicas ready, 3 updated: too slow');
   });
 
+  it('reports a ReplicaSet the Deployment controller cannot create, by its reason on each version', () => {
+    for (const reason of ['ReplicaSetCreateError', 'FailedRSCreate']) {
+      const refused = deployment(1, {
+        replicas: 0,
+        readyReplicas: 0,
+        updatedReplicas: 0,
+        conditions: [
+          {
+            type: 'Progressing',
+            status: 'False',
+            reason,
+            message: 'Failed to create new replica set "web-5d8f": exceeded quota: rs',
+          },
+        ],
+      });
+      const s = desiredStatus(echo(1), refused, t1);
+      assert.equal(condition(s, 'Ready')?.status, 'False');
+      assert.equal(condition(s, 'Ready')?.reason, reason);
+      assert.match(condition(s, 'Ready')?.message ?? '', /0\/1 replicas ready.*exceeded quota: rs/);
+      assert.equal(condition(s, 'Progressing')?.status, 'False');
+      assert.equal(statusEvent(undefined, s)?.type, 'Warning');
+    }
+  });
+
   const quotaMessage =
     'pods "web-5d8f-x2" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1';
   const replicaFailure = (reason = 'FailedCreate', message = quotaMessage) =>
@@ -216,16 +240,32 @@ describe('statusEvent', () => {
     });
   });
 
-  it("is nothing for the operator's own reasons, told by Events of their own or none", () => {
+  it('is nothing for a rollout under way or a Deployment still to come', () => {
     const ready = desiredStatus(echo(3, rolling), deployment(3), t2);
     assert.equal(statusEvent(undefined, rolling), undefined);
     assert.equal(statusEvent(rolling, ready), undefined);
+    const waiting = desiredStatus(echo(3, ready), undefined, t2, {
+      kind: 'Waiting',
+      message: 'Deployment web is being deleted',
+    });
+    assert.equal(statusEvent(ready, waiting), undefined);
+  });
+
+  it("tells the operator's own blockers once, as the Deployment's failures are told", () => {
+    const ready = desiredStatus(echo(3, rolling), deployment(3), t2);
     const owned = desiredStatus(echo(3, ready), undefined, t2, {
       kind: 'OwnedByAnother',
       owner: 'ConfigMap x',
     });
-    assert.equal(statusEvent(ready, owned), undefined);
-    assert.equal(statusEvent(owned, ready), undefined);
+    assert.deepEqual(statusEvent(ready, owned), {
+      type: 'Warning',
+      reason: 'DeploymentOwnedByAnother',
+      note: 'Deployment web is controlled by ConfigMap x; the operator leaves it alone',
+    });
+    assert.equal(statusEvent(owned, owned), undefined);
+    const taken = desiredStatus(echo(3, owned), undefined, t2, { kind: 'NameTaken' });
+    assert.equal(statusEvent(owned, taken)?.reason, 'DeploymentNameTaken');
+    assert.equal(statusEvent(taken, ready)?.reason, 'Recovered');
   });
 });
 
