@@ -1,6 +1,8 @@
 // The operator's HTTP endpoints: /metrics, /healthz (the process serves), /readyz (caches
 // synced), and a plain 404 elsewhere. `?verbose` lists the individual checks, as the Kubernetes components do.
-import type { Server } from 'node:http';
+// Any pod in the cluster may reach this port (the chart's NetworkPolicy is off by default), and an
+// exception out of the listener would end the process: no request, however malformed, may throw.
+import type { OutgoingHttpHeaders, RequestListener, Server, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 
@@ -12,13 +14,57 @@ const { createServer } = createRequire(import.meta.url)('node:http') as typeof i
 /** True passes; false fails; a string fails and says why (what is failing, named). */
 export type Check = () => boolean | string;
 
+type Exposition = Promise<{ contentType: string; body: string }>;
+
 export interface HttpServerOptions {
   port: number;
+  /** The IP address to listen on; empty or absent: every interface. */
+  bindAddress?: string;
   /** Named readiness checks: all must pass for /readyz to answer 200. */
   readiness: Record<string, Check>;
   /** Renders the metrics exposition for an Accept header. */
-  metrics: (accept: string | undefined) => Promise<{ contentType: string; body: string }>;
+  metrics: (accept: string | undefined) => Exposition;
+  /** Tighter bounds than `httpLimits`, for tests. */
+  limits?: Partial<HttpLimits>;
 }
+
+export interface HttpLimits {
+  maxHeaderSize: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  connectionsCheckingIntervalMs: number;
+  keepAliveTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  maxMetricsRenders: number;
+}
+
+/** The bounds of a port that only the kubelet's probes and Prometheus need. */
+export const httpLimits: HttpLimits = {
+  // Probes and scrapes send a few hundred bytes of headers; Node allows 16 KiB. Past it: 431.
+  maxHeaderSize: 8 * 1024,
+  // A probe gives up after 1 s by default and a scrape after 10 s: a client still sending its
+  // headers after 5 s is holding the connection, not using it (408, closed).
+  headersTimeoutMs: 5_000,
+  // The whole request; none here has a body (413), so this only backs the headers' bound.
+  requestTimeoutMs: 10_000,
+  // How often Node looks for connections past those two: its 30 s default would let a connection
+  // outstay them six times over.
+  connectionsCheckingIntervalMs: 1_000,
+  // Node's default, and no longer: Prometheus comes back once a scrape interval (15 s or more), so
+  // a longer wait would only hold idle connections.
+  keepAliveTimeoutMs: 5_000,
+  // A connection with no progress either way, such as a client that stops reading its answer;
+  // Node's default is never.
+  idleTimeoutMs: 30_000,
+  // A kubelet and a Prometheus or two hold a few connections; the bound caps the memory a flood
+  // of them can take (a socket, a parser and buffers each). Past it a connection is closed at once.
+  maxConnections: 256,
+  // Renders of /metrics at once. Scrapes sending the same Accept header share one (one per format
+  // in practice); past the bound 503, so varied Accept headers cannot queue renders on the event
+  // loop that renews the lease.
+  maxMetricsRenders: 4,
+};
 
 export interface RunningServer {
   port: number;
@@ -26,54 +72,28 @@ export interface RunningServer {
 }
 
 export async function startHttpServer(options: HttpServerOptions): Promise<RunningServer> {
-  const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const verbose = url.searchParams.has('verbose');
-    const reply = (code: number, body: string): void => {
-      res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8' }).end(body);
-    };
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      reply(405, 'method not allowed\n');
-      return;
-    }
-    switch (url.pathname) {
-      case '/healthz':
-      case '/livez':
-        reply(200, verbose ? '[+]ping ok\nhealthz check passed\n' : 'ok');
-        return;
-      case '/readyz': {
-        const results = Object.entries(options.readiness).map(
-          ([name, check]) => [name, check()] as const,
-        );
-        const ok = results.every(([, result]) => result === true);
-        const detail = results.map(([name, result]) =>
-          result === true
-            ? `[+]${name} ok`
-            : `[-]${name} failed${typeof result === 'string' ? `: ${result}` : ''}`,
-        );
-        if (verbose || !ok)
-          reply(ok ? 200 : 503, `${detail.join('\n')}\nreadyz check ${ok ? 'passed' : 'failed'}\n`);
-        else reply(200, 'ok');
-        return;
-      }
-      case '/metrics':
-        options.metrics(req.headers.accept).then(
-          ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
-          (err: unknown) => {
-            reply(500, `metrics: ${err instanceof Error ? err.message : String(err)}\n`);
-          },
-        );
-        return;
-      default:
-        reply(
-          404,
-          `404 not found: ${url.pathname}\nendpoints: /metrics, /healthz, /livez, /readyz\n`,
-        );
-    }
-  });
+  const limits = { ...httpLimits, ...options.limits };
+  // Requests the parser refuses (malformed, headers too large, too slow) never reach the handler:
+  // Node's default clientError handling answers 400, 431 or 408 and closes the connection.
+  const listener = handler(options, limits.maxMetricsRenders);
+  const server: Server = createServer(
+    {
+      maxHeaderSize: limits.maxHeaderSize,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      connectionsCheckingInterval: limits.connectionsCheckingIntervalMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+    },
+    listener,
+  );
+  // A client asking before it sends a body gets its 413 at once, not Node's 100 Continue.
+  server.on('checkContinue', listener);
+  server.setTimeout(limits.idleTimeoutMs);
+  server.maxConnections = limits.maxConnections;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, () => {
+    const host = options.bindAddress ? { host: options.bindAddress } : {};
+    server.listen({ port: options.port, ...host }, () => {
       resolve();
     });
   });
@@ -86,5 +106,130 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         });
         server.closeAllConnections();
       }),
+  };
+}
+
+function handler(options: HttpServerOptions, maxMetricsRenders: number): RequestListener {
+  const metrics = sharedRenders(options.metrics, maxMetricsRenders);
+  return (req, res) => {
+    try {
+      const reply = (code: number, body: string, headers: OutgoingHttpHeaders = {}): void => {
+        res.writeHead(code, { ...headers, 'content-type': 'text/plain; charset=utf-8' }).end(body);
+      };
+      // A body is never read: the connection closes after the answer instead.
+      const hasBody =
+        req.headers['transfer-encoding'] !== undefined ||
+        Number(req.headers['content-length'] ?? 0) !== 0;
+      if (hasBody) res.setHeader('connection', 'close');
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        reply(405, 'method not allowed\n', { allow: 'GET, HEAD' });
+        return;
+      }
+      if (hasBody) {
+        reply(413, 'this server takes no request body\n');
+        return;
+      }
+      const target = requestTarget(req.url ?? '/');
+      if (!target) {
+        reply(400, 'bad request target: a path such as /healthz\n');
+        return;
+      }
+      const verbose = target.query.has('verbose');
+      switch (target.path) {
+        case '/healthz':
+        case '/livez':
+          reply(200, verbose ? '[+]ping ok\nhealthz check passed\n' : 'ok');
+          return;
+        case '/readyz': {
+          const [code, body] = readyz(options.readiness, verbose);
+          reply(code, body);
+          return;
+        }
+        case '/metrics': {
+          const rendering = metrics(req.headers.accept);
+          if (!rendering) {
+            reply(503, 'metrics: too many renders at once\n', { 'retry-after': '1' });
+            return;
+          }
+          rendering
+            .then(({ contentType, body }) => {
+              res.writeHead(200, { 'content-type': contentType }).end(body);
+            })
+            .catch((err: unknown) => {
+              fail(res, 'metrics', err);
+            });
+          return;
+        }
+        default:
+          reply(
+            404,
+            `404 not found: ${target.path}\nendpoints: /metrics, /healthz, /livez, /readyz\n`,
+          );
+      }
+    } catch (err) {
+      fail(res, 'internal error', err);
+    }
+  };
+}
+
+/** 500 naming the error; a connection whose answer had begun is closed instead. */
+function fail(res: ServerResponse, what: string, err: unknown): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res
+    .writeHead(500, { 'content-type': 'text/plain; charset=utf-8' })
+    .end(`${what}: ${err instanceof Error ? err.message : String(err)}\n`);
+}
+
+/**
+ * The path and query of a request target, or undefined when it is neither origin-form nor
+ * absolute-form. Never throws.
+ */
+function requestTarget(raw: string): { path: string; query: URLSearchParams } | undefined {
+  // Origin-form, read as sent: a URL parse would take `//x:99999` for a host and a port, and throw.
+  if (raw.startsWith('/')) {
+    const q = raw.indexOf('?');
+    return q < 0
+      ? { path: raw, query: new URLSearchParams() }
+      : { path: raw.slice(0, q), query: new URLSearchParams(raw.slice(q + 1)) };
+  }
+  // Absolute-form, which an HTTP/1.1 server must take too (RFC 9112, section 3.2.2).
+  const url = URL.parse(raw);
+  return url && (url.protocol === 'http:' || url.protocol === 'https:')
+    ? { path: url.pathname, query: url.searchParams }
+    : undefined;
+}
+
+function readyz(readiness: Record<string, Check>, verbose: boolean): [number, string] {
+  const results = Object.entries(readiness).map(([name, check]) => [name, check()] as const);
+  const ok = results.every(([, result]) => result === true);
+  if (ok && !verbose) return [200, 'ok'];
+  const detail = results.map(([name, result]) =>
+    result === true
+      ? `[+]${name} ok`
+      : `[-]${name} failed${typeof result === 'string' ? `: ${result}` : ''}`,
+  );
+  return [ok ? 200 : 503, `${detail.join('\n')}\nreadyz check ${ok ? 'passed' : 'failed'}\n`];
+}
+
+/**
+ * Scrapes sending the same Accept header share the render in flight, whatever their number;
+ * undefined when `max` different ones are already rendering.
+ */
+function sharedRenders(
+  render: HttpServerOptions['metrics'],
+  max: number,
+): (accept: string | undefined) => Exposition | undefined {
+  const inFlight = new Map<string, Exposition>();
+  return (accept) => {
+    const key = accept ?? '';
+    const shared = inFlight.get(key);
+    if (shared) return shared;
+    if (inFlight.size >= max) return undefined;
+    const rendering = render(accept).finally(() => inFlight.delete(key));
+    inFlight.set(key, rendering);
+    return rendering;
   };
 }
