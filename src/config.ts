@@ -1,5 +1,6 @@
 // Command-line flags, each with an environment fallback (flag > environment > default), parsed
 // with node:util's parseArgs. A bad value is a ConfigError: main prints it and exits 2.
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { timingsProblem, type LeaderElectionTimings } from './runtime/leader-election.ts';
 
@@ -10,6 +11,8 @@ export type OtlpProtocol = 'grpc' | 'http/json';
 export interface Config {
   /** HTTP port of /metrics and the health endpoints. */
   port: number;
+  /** The IP address that port listens on; empty means every interface. */
+  bindAddress: string;
   /** `info`, or per-module levels: `info,controller=debug,kube=warn`. */
   logFilter: string;
   logFormat: LogFormat;
@@ -51,6 +54,13 @@ const flags = {
     env: 'ECHO_OPERATOR_PORT',
     default: '8080',
     description: 'HTTP port for /metrics, /healthz and /readyz',
+  },
+  // Empty, not 0.0.0.0: Node then listens on IPv6 and IPv4 both, so an IPv6-only pod's kubelet and
+  // Prometheus still reach it.
+  'bind-address': {
+    env: 'ECHO_OPERATOR_BIND_ADDRESS',
+    default: '',
+    description: 'IP address the HTTP port listens on, e.g. 127.0.0.1 (every interface when empty)',
   },
   'log-filter': {
     env: 'ECHO_OPERATOR_LOG_FILTER',
@@ -223,6 +233,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     kind: 'run',
     config: {
       port: integer('port', value('port'), 0, 65535),
+      bindAddress: ipAddress('bind-address', value('bind-address')),
       logFilter: value('log-filter'),
       logFormat,
       otlpEndpoint,
@@ -273,6 +284,14 @@ function integer(flag: string, raw: string, min: number, max: number): number {
     );
   }
   return n;
+}
+
+/** An IPv4 or IPv6 address, or empty. */
+function ipAddress(flag: string, raw: string): string {
+  if (raw && !isIP(raw)) {
+    throw new ConfigError(`--${flag} must be an IP address such as 127.0.0.1 or ::, not "${raw}"`);
+  }
+  return raw;
 }
 
 /** `90`, `90s`, `15m`, `1h` → seconds; at least one second. */

@@ -273,6 +273,7 @@ async function run(config: Config, loggers: Loggers, tracing?: Tracing): Promise
   };
   const http = await startHttpServer({
     port: config.port,
+    bindAddress: config.bindAddress,
     readiness,
     metrics: (accept) => metrics.render(accept),
   });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, duration, parseConfig, type Config } from '../../src/config.ts';
+import { ConfigError, duration, parseConfig, usage, type Config } from '../../src/config.ts';
 
 const run = (argv: string[], env: NodeJS.ProcessEnv = {}): Config => {
   const parsed = parseConfig(argv, env, 'host-1');
@@ -13,6 +13,7 @@ describe('parseConfig', () => {
     const c = run([]);
     assert.deepEqual(c, {
       port: 8080,
+      bindAddress: '',
       logFilter: 'info',
       logFormat: 'text',
       otlpEndpoint: '',
@@ -63,6 +64,15 @@ describe('parseConfig', () => {
     assert.equal(run(['--concurrency=2'], env).concurrency, 2);
   });
 
+  it('listens where --bind-address or its environment says: an IPv4 or IPv6 address', () => {
+    assert.equal(run([], { ECHO_OPERATOR_BIND_ADDRESS: '127.0.0.1' }).bindAddress, '127.0.0.1');
+    assert.equal(
+      run(['--bind-address=::1'], { ECHO_OPERATOR_BIND_ADDRESS: '0.0.0.0' }).bindAddress,
+      '::1',
+    );
+    assert.equal(run(['--bind-address='], { ECHO_OPERATOR_BIND_ADDRESS: '::' }).bindAddress, '');
+  });
+
   it('leaves KUBECONFIG to the kubeconfig loader: a list of files, not one path', () => {
     const env = { KUBECONFIG: '/a/config:/b/config' };
     assert.equal(run([], env).kubeconfig, '');
@@ -72,11 +82,18 @@ describe('parseConfig', () => {
   it('answers --help and --version', () => {
     assert.equal(parseConfig(['--help'], {}, 'h').kind, 'help');
     assert.equal(parseConfig(['--version'], {}, 'h').kind, 'version');
+    assert.match(
+      usage('1.0.0'),
+      /--bind-address {17}IP address the HTTP port listens on.*\n {33}env ECHO_OPERATOR_BIND_ADDRESS\n/,
+    );
   });
 
   it('refuses bad values with a message naming the flag', () => {
     const cases: [string[], RegExp][] = [
       [['--port=http'], /--port must be a whole number/],
+      [['--bind-address=localhost'], /--bind-address must be an IP address such as 127.0.0.1/],
+      [['--bind-address=0.0.0.0:8080'], /not "0.0.0.0:8080"/],
+      [['--bind-address=[::1]'], /--bind-address must be an IP address/],
       [['--concurrency=0'], /--concurrency must be a whole number from 1/],
       [['--log-format=xml'], /--log-format must be text or json/],
       [['--trace-sample-ratio=2'], /--trace-sample-ratio must be a number from 0 to 1/],
