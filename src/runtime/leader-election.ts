@@ -1,6 +1,6 @@
 // Leader election on a coordination.k8s.io/v1 Lease, with client-go's rules: a candidate takes the
 // lease when it is free or its holder has not renewed it within its duration (timed by the
-// candidate's own clock, from when it last saw the lease change); every write carries the
+// candidate's own monotonic clock, from when it last saw the lease change); every write carries the
 // resourceVersion it read, so two candidates never both win; the leader renews every retry period
 // and gives up when a round of renewals has failed for the renew deadline; on a graceful stop it
 // empties the lease so a standby takes over at its next try instead of waiting for expiry.
@@ -54,6 +54,21 @@ export function timingsProblem(t: LeaderElectionTimings): string | undefined {
   return undefined;
 }
 
+/**
+ * This replica's clocks at one instant. Durations (a lease's expiry, the renew deadline) are timed
+ * on the monotonic one, as client-go times them: a step of the wall clock (NTP) must neither keep
+ * a leader past its lease nor let a standby take a live one. The wall clock only dates what is
+ * written in the lease (acquireTime, renewTime), as client-go dates them.
+ */
+export interface Clocks {
+  /** performance.now() */
+  monotonic: number;
+  /** Date.now() */
+  wall: number;
+}
+
+const readClocks = (): Clocks => ({ monotonic: performance.now(), wall: Date.now() });
+
 /** Kubernetes MicroTime: RFC 3339 with six fractional digits. */
 export function microTime(ms: number): string {
   return new Date(ms).toISOString().replace(/Z$/, '000Z');
@@ -62,26 +77,28 @@ export function microTime(ms: number): string {
 export interface Observation {
   /** The lease as last read or written. */
   spec: LeaseSpec;
-  /** This replica's clock when it last saw the lease change: expiry is timed from here. */
+  /** This replica's monotonic clock when it last saw the lease change: expiry is timed from here. */
   observedAt: number;
 }
 
 /**
  * The lease this replica should write to hold leadership, or undefined when another live holder
- * has it. Pure: `observation` is the lease as read, `now` this replica's clock.
+ * has it. Pure: `observation` is the lease as read, `now` this replica's clocks.
  */
 export function claim(
   observation: Observation,
   identity: string,
-  now: number,
+  now: Clocks,
   leaseDurationSeconds: number,
 ): LeaseSpec | undefined {
   const { spec, observedAt } = observation;
   const holder = spec.holderIdentity ?? '';
   const validFor = (spec.leaseDurationSeconds ?? leaseDurationSeconds) * 1000;
-  if (holder !== '' && holder !== identity && observedAt + validFor > now) return undefined;
+  if (holder !== '' && holder !== identity && observedAt + validFor > now.monotonic) {
+    return undefined;
+  }
   const renewing = holder === identity;
-  const taken = newLease(identity, now, leaseDurationSeconds);
+  const taken = newLease(identity, now.wall, leaseDurationSeconds);
   return {
     ...taken,
     acquireTime: renewing && spec.acquireTime ? spec.acquireTime : taken.acquireTime,
@@ -195,14 +212,14 @@ export class LeaderElector {
     while (!signal.aborted) {
       await pause(retryPeriodMs, signal);
       if (stopped(signal)) break;
-      const deadline = Date.now() + renewDeadlineMs;
+      const deadline = performance.now() + renewDeadlineMs;
       let outcome: TryOutcome = 'failed';
-      while (outcome === 'failed' && !stopped(signal) && Date.now() < deadline) {
+      while (outcome === 'failed' && !stopped(signal) && performance.now() < deadline) {
         // Not cut by the stop: a renewal the API server applied but whose answer was dropped
         // would leave release() a stale resourceVersion, refused.
-        outcome = await this.tryAcquireOrRenew(UNSTOPPED, deadline - Date.now());
+        outcome = await this.tryAcquireOrRenew(UNSTOPPED, deadline - performance.now());
         if (outcome === 'failed')
-          await pause(Math.min(retryPeriodMs, deadline - Date.now()), signal);
+          await pause(Math.min(retryPeriodMs, deadline - performance.now()), signal);
       }
       if (stopped(signal)) break;
       if (outcome !== 'holding') {
@@ -229,12 +246,13 @@ export class LeaderElector {
   private async tryAcquireOrRenew(stop: AbortSignal, timeoutMs: number): Promise<TryOutcome> {
     const { identity, leaseDurationMs } = this.options;
     const seconds = Math.ceil(leaseDurationMs / 1000);
-    const signal = AbortSignal.any([stop, AbortSignal.timeout(timeoutMs)]);
+    // AbortSignal.timeout takes whole milliseconds; the monotonic clock has fractions.
+    const signal = AbortSignal.any([stop, AbortSignal.timeout(Math.ceil(timeoutMs))]);
     try {
       // The leader renews straight from what it last wrote, one request per renewal; only if that
       // fails (someone else wrote the lease) does it read the lease first.
       if (this.leading && this.observed) {
-        const next = claim(this.observed, identity, Date.now(), seconds);
+        const next = claim(this.observed, identity, readClocks(), seconds);
         if (next) {
           try {
             await this.write(next, this.observed.resourceVersion, signal);
@@ -256,7 +274,7 @@ export class LeaderElector {
       }
       this.observe(lease);
       this.lastTryOk = true;
-      const next = claim(this.observed as Observation, identity, Date.now(), seconds);
+      const next = claim(this.observed as Observation, identity, readClocks(), seconds);
       if (!next) return 'held-by-another';
       await this.write(next, lease.metadata.resourceVersion, signal);
       return 'holding';
@@ -278,7 +296,7 @@ export class LeaderElector {
     if (changed) {
       this.observed = {
         spec: lease.spec,
-        observedAt: Date.now(),
+        observedAt: performance.now(),
         ...(lease.metadata.resourceVersion
           ? { resourceVersion: lease.metadata.resourceVersion }
           : {}),

@@ -1,9 +1,11 @@
 // The lease rules of leader election, as pure decisions: when a candidate may take the lease, what
-// it writes, what a graceful release leaves, and which timings are refused; and the stop of a
-// leader against a fake API server: a renewal under way at the stop is finished, not cut.
+// it writes, what a graceful release leaves, and which timings are refused; and electors against a
+// fake API server: a renewal under way at the stop is finished, not cut, and a step of the wall
+// clock changes nobody's leadership.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import type { RequestOptions } from '../../../src/kube/client.ts';
+import { describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { KubeClient, RequestOptions } from '../../../src/kube/client.ts';
 import { ApiError } from '../../../src/kube/errors.ts';
 import {
   DEFAULT_TIMINGS,
@@ -12,10 +14,14 @@ import {
   microTime,
   released,
   timingsProblem,
+  type Clocks,
   type LeaseSpec,
 } from '../../../src/runtime/leader-election.ts';
 
 const T0 = Date.parse('2026-11-25T12:00:00Z');
+/** The clocks `ms` after the lease was seen (at monotonic 0, wall T0). */
+const at = (ms: number): Clocks => ({ monotonic: ms, wall: T0 + ms });
+const seen = (spec: LeaseSpec) => ({ spec, observedAt: 0 });
 const held = (holder: string, extra: LeaseSpec = {}): LeaseSpec => ({
   holderIdentity: holder,
   leaseDurationSeconds: 15,
@@ -31,15 +37,25 @@ describe('leader election rules', () => {
   });
 
   it('leaves a lease to a holder that renewed it within its duration, timed from when it was seen', () => {
-    const observation = { spec: held('a'), observedAt: T0 };
-    assert.equal(claim(observation, 'b', T0 + 14_999, 15), undefined);
+    assert.equal(claim(seen(held('a')), 'b', at(14_999), 15), undefined);
     // The holder's renewTime is not trusted (clocks differ): only the candidate's own observation.
-    const seenLate = { spec: held('a', { renewTime: microTime(T0 - 3_600_000) }), observedAt: T0 };
-    assert.equal(claim(seenLate, 'b', T0 + 1000, 15), undefined);
+    const seenLate = seen(held('a', { renewTime: microTime(T0 - 3_600_000) }));
+    assert.equal(claim(seenLate, 'b', at(1000), 15), undefined);
+  });
+
+  it('times the lease on the monotonic clock, and dates what it writes by the wall clock', () => {
+    const ahead = { monotonic: 14_999, wall: T0 + 74_999 };
+    assert.equal(claim(seen(held('a')), 'b', ahead, 15), undefined, 'wall clock 60 s ahead');
+    const behind = { monotonic: 15_000, wall: T0 - 45_000 };
+    assert.equal(
+      claim(seen(held('a')), 'b', behind, 15)?.renewTime,
+      microTime(T0 - 45_000),
+      'wall clock 60 s behind',
+    );
   });
 
   it('takes an expired lease, counting a transition and a new acquire time', () => {
-    const next = claim({ spec: held('a'), observedAt: T0 }, 'b', T0 + 15_000, 15);
+    const next = claim(seen(held('a')), 'b', at(15_000), 15);
     assert.deepEqual(next, {
       holderIdentity: 'b',
       leaseDurationSeconds: 15,
@@ -58,18 +74,15 @@ describe('leader election rules', () => {
       renewTime: microTime(T0),
       leaseTransitions: 3,
     });
-    const next = claim({ spec, observedAt: T0 }, 'b', T0, 15);
+    const next = claim(seen(spec), 'b', at(0), 15);
     assert.equal(next?.holderIdentity, 'b');
     assert.equal(next.leaseTransitions, 3, 'taking a free lease is not a transition');
     const shortLease = held('a', { leaseDurationSeconds: 1 });
-    assert.equal(
-      claim({ spec: shortLease, observedAt: T0 }, 'b', T0 + 1000, 15)?.holderIdentity,
-      'b',
-    );
+    assert.equal(claim(seen(shortLease), 'b', at(1000), 15)?.holderIdentity, 'b');
   });
 
   it('renews its own lease keeping the acquire time and the transitions', () => {
-    const next = claim({ spec: held('a'), observedAt: T0 }, 'a', T0 + 2000, 15);
+    const next = claim(seen(held('a')), 'a', at(2000), 15);
     assert.deepEqual(next, {
       holderIdentity: 'a',
       leaseDurationSeconds: 15,
@@ -147,5 +160,148 @@ describe('LeaderElector stop', () => {
       ],
       'released from what the renewal wrote',
     );
+  });
+});
+
+/**
+ * A Lease API as the API server answers it: a PUT must carry the resourceVersion last written, or
+ * it is refused 409. `client(refuse)` is one replica's client; `refuse` may throw instead of an
+ * answer.
+ */
+function leaseApi(initial?: LeaseSpec) {
+  let version = 0;
+  let stored: { metadata: Record<string, string>; spec: LeaseSpec } | undefined;
+  const store = (spec: LeaseSpec): unknown => {
+    stored = {
+      metadata: { name: 'lease', namespace: 'ns', resourceVersion: String(++version), uid: 'u' },
+      spec,
+    };
+    return structuredClone(stored);
+  };
+  if (initial) store(initial);
+  return {
+    holder: (): string | undefined => stored?.spec.holderIdentity,
+    client: (refuse?: (opts: RequestOptions) => void): Pick<KubeClient, 'request'> => ({
+      request: <T>(opts: RequestOptions): Promise<T> => {
+        refuse?.(opts);
+        const body = opts.body as { metadata: { resourceVersion?: string }; spec: LeaseSpec };
+        if (opts.method === undefined) {
+          if (!stored) throw new ApiError(404, { reason: 'NotFound' }, 'get', 'leases');
+          return Promise.resolve(structuredClone(stored) as T);
+        }
+        if (opts.method === 'POST' && stored) {
+          throw new ApiError(409, { reason: 'AlreadyExists' }, 'create', 'leases');
+        }
+        if (
+          opts.method === 'PUT' &&
+          body.metadata.resourceVersion !== stored?.metadata.resourceVersion
+        ) {
+          throw new ApiError(409, { reason: 'Conflict' }, 'update', 'leases');
+        }
+        return Promise.resolve(store(body.spec) as T);
+      },
+    }),
+  };
+}
+
+/** Makes Date.now() read the real time plus what `step` has added, leaving performance.now(). */
+function steppableWallClock(t: TestContext): (ms: number) => void {
+  const real = Date.now.bind(Date);
+  let offset = 0;
+  t.mock.method(Date, 'now', () => real() + offset);
+  return (ms) => (offset += ms);
+}
+
+const elector = (client: Pick<KubeClient, 'request'>, identity: string): LeaderElector =>
+  new LeaderElector({
+    client,
+    namespace: 'ns',
+    name: 'lease',
+    identity,
+    leaseDurationMs: 1000,
+    renewDeadlineMs: 200,
+    retryPeriodMs: 10,
+  });
+
+/** What `promise` came to within `ms`, or 'pending'. */
+const within = <T>(promise: Promise<T>, ms: number): Promise<T | 'pending'> =>
+  Promise.race([promise, sleep(ms, 'pending' as const)]);
+
+describe('LeaderElector with the wall clock stepped by NTP', () => {
+  it('a standby does not take a live lease when the wall clock jumps 60 s ahead', async (t) => {
+    const step = steppableWallClock(t);
+    const api = leaseApi({ holderIdentity: 'a', leaseDurationSeconds: 15 });
+    const standby = elector(api.client(), 'b');
+    const stop = new AbortController();
+    const acquiring = standby.acquire(stop.signal);
+    while (standby.holder === undefined) await sleep(5);
+    step(60_000);
+    const outcome = await within(acquiring, 300);
+    stop.abort();
+    assert.equal(outcome, 'pending', 'the standby took the lease');
+    assert.equal(api.holder(), 'a');
+  });
+
+  it('a standby takes an abandoned lease once it expires when the wall clock jumps 60 s back', async (t) => {
+    const step = steppableWallClock(t);
+    const api = leaseApi({ holderIdentity: 'a', leaseDurationSeconds: 1 });
+    const standby = elector(api.client(), 'b');
+    const stop = new AbortController();
+    const acquiring = standby.acquire(stop.signal);
+    while (standby.holder === undefined) await sleep(5);
+    step(-60_000);
+    const outcome = await within(acquiring, 3000);
+    stop.abort();
+    assert.equal(outcome, true, 'no leader 3 s after a 1 s lease was last renewed');
+    assert.equal(api.holder(), 'b');
+  });
+
+  it('a leader keeps the lease through one failed renewal when the wall clock jumps 60 s ahead', async (t) => {
+    const step = steppableWallClock(t);
+    let failing = 0;
+    const api = leaseApi();
+    const leader = elector(
+      api.client(() => {
+        if (failing === 0) return;
+        if (--failing === 0) step(60_000);
+        throw new ApiError(500, { reason: 'InternalError' }, 'update', 'leases');
+      }),
+      'a',
+    );
+    assert.equal(await leader.acquire(new AbortController().signal), true);
+    const stop = new AbortController();
+    // One renewal fails (its PUT, then the GET it falls back to) as the clock jumps.
+    failing = 2;
+    const holding = leader.hold(stop.signal);
+    const outcome = await within(holding, 300);
+    stop.abort();
+    assert.equal(outcome, 'pending', 'the leader gave up');
+    assert.equal(await holding, 'stopped');
+    assert.equal(api.holder(), 'a');
+  });
+
+  it('a leader whose renewals fail gives up at its renew deadline when the wall clock jumps 60 s back', async (t) => {
+    const step = steppableWallClock(t);
+    let failing = false;
+    let failed = 0;
+    const api = leaseApi();
+    const leader = elector(
+      api.client(() => {
+        if (!failing) return;
+        if (++failed === 1) step(-60_000);
+        throw new ApiError(500, { reason: 'InternalError' }, 'update', 'leases');
+      }),
+      'a',
+    );
+    assert.equal(await leader.acquire(new AbortController().signal), true);
+    const stop = new AbortController();
+    // Every renewal fails from now on, the clock jumping back as the first one does.
+    failing = true;
+    const holding = leader.hold(stop.signal);
+    // Renew deadline 200 ms after the first renewal, 10 ms in.
+    const outcome = await within(holding, 2000);
+    stop.abort();
+    assert.equal(outcome, 'lost', 'still leading 2 s into a 200 ms renew deadline');
+    assert.equal(leader.isLeader, false);
   });
 });
