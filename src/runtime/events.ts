@@ -43,6 +43,7 @@ interface PendingEvent {
 
 export class EventRecorder {
   private readonly options: EventRecorderOptions;
+  /** When each event was last sent, on the monotonic clock: a step of the wall clock moves no window. */
   private readonly recent = new Map<string, number>();
   private readonly queue: PendingEvent[] = [];
   /** The event being sent, if any. */
@@ -61,7 +62,7 @@ export class EventRecorder {
     note: string,
   ): void {
     const key = `${regarding.uid}\0${type}\0${reason}\0${note}`;
-    const now = Date.now();
+    const now = performance.now();
     const last = this.recent.get(key);
     if (last !== undefined && now - last < (this.options.dedupWindowMs ?? 10 * 60_000)) return;
     this.recent.delete(key);
@@ -76,7 +77,7 @@ export class EventRecorder {
       );
       return;
     }
-    this.queue.push({ regarding, type, reason, action, note, time: new Date(now) });
+    this.queue.push({ regarding, type, reason, action, note, time: new Date() });
     this.sendNext();
   }
 

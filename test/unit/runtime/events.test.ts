@@ -89,6 +89,19 @@ describe('EventRecorder', () => {
     assert.equal(sent.length, 2);
   });
 
+  it('keeps its window when the wall clock steps ahead, and dates events by the wall clock', async (t) => {
+    const t0 = Date.parse('2026-11-25T12:00:00Z');
+    t.mock.timers.enable({ apis: ['Date'], now: t0 });
+    const { r, sent } = recorder(30_000);
+    r.record(regarding, 'Normal', 'R', 'A', 'n');
+    t.mock.timers.setTime(t0 + 60_000);
+    r.record(regarding, 'Normal', 'R', 'A', 'n');
+    r.record({ ...regarding, uid: 'u2' }, 'Normal', 'R', 'A', 'n');
+    await r.flush();
+    assert.equal(sent.length, 2, 'the repeat within the window dropped');
+    assert.equal((sent[1]?.body as { eventTime: string }).eventTime, '2026-11-25T12:01:00.000000Z');
+  });
+
   it('keeps names within 253 characters for the longest object names', async () => {
     const { r, sent } = recorder();
     r.record({ ...regarding, name: 'n'.repeat(253) }, 'Normal', 'R', 'A', 'n');

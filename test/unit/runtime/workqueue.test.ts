@@ -60,6 +60,22 @@ describe('WorkQueue', () => {
     assert.equal(q.length, 0, 'the later delayed adds were dropped');
   });
 
+  it('keeps the earliest delayed add when the wall clock steps between them', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const real = Date.now.bind(Date);
+    let step = 0;
+    t.mock.method(Date, 'now', () => real() + step);
+    const q = new WorkQueue();
+    q.addAfter('ahead', 10_000);
+    step = 60_000;
+    q.addAfter('ahead', 20);
+    q.addAfter('behind', 20);
+    step = 0;
+    q.addAfter('behind', 10_000);
+    t.mock.timers.tick(20);
+    assert.equal(q.length, 2, 'both due after 20 ms');
+  });
+
   it('backs off exponentially per key and resets on forget', async () => {
     const q = new WorkQueue(new ExponentialBackoff(10, 1000));
     const delays: number[] = [];
