@@ -15,7 +15,7 @@ import { toolsBinDir } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { isNotFound } from '../../src/kube/errors.ts';
-import { echoManifest, foreignDeployment, isReady } from '../support/fixtures.ts';
+import { OPERATOR_RULES, echoManifest, foreignDeployment, isReady } from '../support/fixtures.ts';
 import { CHART, MONITORING_CRDS, helm } from '../support/helm.ts';
 import {
   adminClient,
@@ -102,6 +102,11 @@ describe('Helm chart, end to end', () => {
     const kinds = render('--values', all).map((o) => o.kind);
     for (const kind of ['ServiceMonitor', 'PrometheusRule', 'NetworkPolicy', 'ConfigMap', 'Role'])
       assert.ok(kinds.includes(kind), `the all-values render has a ${kind}`);
+  });
+
+  it('grants the rules the other suites run the operator with', () => {
+    const role = render().find((o) => o.kind === 'ClusterRole');
+    assert.deepEqual(role?.rules, OPERATOR_RULES);
   });
 
   it('has alert rules promtool accepts', () => {
@@ -265,13 +270,13 @@ describe('Helm chart, end to end', () => {
       await echoReady('hello', 1);
     });
 
-    it('takes over a pre-existing Deployment, recreating it when its selector differs', async () => {
+    it('leaves alone a Deployment it does not control, and takes the name once it is gone', async () => {
       await admin.request({
         method: 'POST',
         path: `/apis/apps/v1/namespaces/${work.name}/deployments`,
         body: foreignDeployment('adopted', { app: 'legacy' }),
       });
-      const before = await getDeployment('adopted');
+      const theirs = await getDeployment('adopted');
       kubectlWithInput(
         JSON.stringify(echoManifest('adopted', 2)),
         'apply',
@@ -280,8 +285,21 @@ describe('Helm chart, end to end', () => {
         '-f',
         '-',
       );
-      const after = await deploymentHas('adopted', 2);
-      assert.notEqual(after.metadata.uid, before.metadata.uid, 'deleted and created again');
+      const ready = '{.status.conditions[?(@.type=="Ready")].reason}';
+      await eventually('the Echo to say the name is taken', () =>
+        Promise.resolve(
+          kubectl('get', 'echo', 'adopted', '-n', work.name, '-o', `jsonpath=${ready}`) ===
+            'DeploymentNameTaken'
+            ? true
+            : undefined,
+        ),
+      );
+      const untouched = await getDeployment('adopted');
+      assert.equal(untouched.metadata.uid, theirs.metadata.uid, 'not deleted');
+      assert.equal(untouched.metadata.generation, theirs.metadata.generation, 'not changed');
+      kubectl('delete', 'deployment', 'adopted', '-n', work.name, '--wait=true');
+      const ours = await deploymentHas('adopted', 2);
+      assert.notEqual(ours.metadata.uid, theirs.metadata.uid);
       await echoReady('adopted', 2);
     });
 

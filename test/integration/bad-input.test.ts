@@ -174,7 +174,7 @@ describe('bad input', () => {
     await readyEcho('disowned', 1);
   });
 
-  it('is refused a selector edit, and replaces a Deployment recreated with another', async () => {
+  it('is refused a selector edit, and re-creates an orphan labelled as its own with another', async () => {
     await createEcho('reselected', 2);
     const echo = await readyEcho('reselected', 2);
     const original = await getDeployment('reselected');
@@ -198,10 +198,19 @@ describe('bad input', () => {
     let foreign: Deployment;
     try {
       await admin.request({ method: 'DELETE', path: `${deployments()}/reselected` });
+      // Labelled as the operator's and controlled by nobody (as an older release might leave it):
+      // adopted, then, its selector being immutable, deleted and created again.
+      const hand = foreignDeployment('reselected', other) as { metadata: object };
       foreign = await admin.request<Deployment>({
         method: 'POST',
         path: deployments(),
-        body: foreignDeployment('reselected', other),
+        body: {
+          ...hand,
+          metadata: {
+            ...hand.metadata,
+            labels: { 'app.kubernetes.io/managed-by': 'echo-operator' },
+          },
+        },
       });
     } finally {
       running = await startOperator([ns.name]);

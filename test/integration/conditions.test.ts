@@ -21,6 +21,7 @@ describe('Echo conditions through rollouts and failures', () => {
   let admin: KubeClient;
   let plain: Namespace;
   let quota: Namespace;
+  let replicaSetQuota: Namespace;
   let restricted: Namespace;
   let running: RunningOperator;
 
@@ -31,6 +32,7 @@ describe('Echo conditions through rollouts and failures', () => {
     );
   const inPlain = api(() => plain);
   const inQuota = api(() => quota);
+  const inReplicaSetQuota = api(() => replicaSetQuota);
   const inRestricted = api(() => restricted);
 
   /** Waits until the Echo's Ready condition has `reason`, and returns the Echo. */
@@ -71,19 +73,20 @@ describe('Echo conditions through rollouts and failures', () => {
     admin = adminClient();
     plain = await createNamespace(admin, 'conditions');
     quota = await createNamespace(admin, 'quota');
+    replicaSetQuota = await createNamespace(admin, 'rs-quota');
     restricted = await createNamespace(admin, 'restricted', {
       'pod-security.kubernetes.io/enforce': 'restricted',
       'pod-security.kubernetes.io/enforce-version': 'latest',
     });
     // A short hold of a rollout's progress: the slow rollout below has it written within a second.
-    running = await startOperator([plain.name, quota.name, restricted.name], {
+    running = await startOperator([plain.name, quota.name, replicaSetQuota.name, restricted.name], {
       progressStatusDelayMs: PROGRESS_HOLD_MS,
     });
   });
 
   after(async () => {
     await running.stop();
-    for (const ns of [plain, quota, restricted]) await ns.remove();
+    for (const ns of [plain, quota, replicaSetQuota, restricted]) await ns.remove();
     await admin.close();
   });
 
@@ -202,6 +205,39 @@ describe('Echo conditions through rollouts and failures', () => {
     await inQuota.patch(`${quotas}/q`, { spec: { hard: { pods: '3' } } });
     await inQuota.readyEcho('quota', 3);
     await eventsAre(quota, 'quota', ['Warning FailedCreate', 'Normal Recovered']);
+  });
+
+  it('names a ReplicaSet the Deployment controller cannot create, with one Warning', async () => {
+    // A quota on ReplicaSets (or an admission webhook) refuses the Deployment's ReplicaSet: the
+    // Deployment says Progressing=False, ReplicaSetCreateError (FailedRSCreate before 1.36).
+    const quotas = `/api/v1/namespaces/${replicaSetQuota.name}/resourcequotas`;
+    await admin.request({
+      method: 'POST',
+      path: quotas,
+      body: { metadata: { name: 'rs' }, spec: { hard: { 'count/replicasets.apps': '0' } } },
+    });
+    await eventually('the quota counted', async () => {
+      const q = await admin.request<{ status?: { used?: Record<string, string> } }>({
+        path: `${quotas}/rs`,
+      });
+      return q.status?.used?.['count/replicasets.apps'] === '0' ? true : undefined;
+    });
+    await inReplicaSetQuota.createEcho('refused', 1);
+    const failing = await readyReason(inReplicaSetQuota, 'refused', 'ReplicaSetCreateError');
+    const ready = condition(failing, 'Ready');
+    assert.equal(ready?.status, 'False');
+    assert.match(ready.message, /^0\/1 replicas ready, 0 updated: .*exceeded quota: rs/);
+    assert.equal(condition(failing, 'Progressing')?.reason, 'ReplicaSetCreateError');
+    await eventsAre(replicaSetQuota, 'refused', ['Warning ReplicaSetCreateError']);
+
+    await inReplicaSetQuota.patch(`${quotas}/rs`, {
+      spec: { hard: { 'count/replicasets.apps': '1' } },
+    });
+    await inReplicaSetQuota.readyEcho('refused', 1);
+    await eventsAre(replicaSetQuota, 'refused', [
+      'Warning ReplicaSetCreateError',
+      'Normal Recovered',
+    ]);
   });
 
   it('runs in a namespace enforcing PodSecurity restricted, and names a sidecar it refuses', async () => {

@@ -140,20 +140,90 @@ describe('echo operator', () => {
     );
   });
 
-  it('takes over a pre-existing Deployment of the same name', async () => {
+  /** The operator's Events about the Echo `name`, by reason. */
+  const eventsAbout = async (name: string): Promise<string[]> => {
+    const events = await admin.request<{
+      items: { reason: string; type: string; regarding: { name: string; kind: string } }[];
+    }>({ path: `/apis/events.k8s.io/v1/namespaces/${ns.name}/events` });
+    return events.items
+      .filter((e) => e.regarding.kind === 'Echo' && e.regarding.name === name)
+      .map((e) => `${e.type} ${e.reason}`);
+  };
+  const readyReason = async (name: string): Promise<string | undefined> =>
+    (await getEcho(name)).status?.conditions?.find((c) => c.type === 'Ready')?.reason;
+
+  // The outside review's reproduction: `kubectl create deployment web --image=nginx`, then an Echo
+  // named web. The Deployment is not labelled as the operator's, so its cache never holds it.
+  for (const [title, labels] of [
+    ['with another selector', { app: 'nginx' }],
+    [
+      'whose selector happens to be the Echo’s',
+      { 'app.kubernetes.io/name': 'echo', 'app.kubernetes.io/instance': 'nginx-same' },
+    ],
+  ] as const) {
+    const name = Object.keys(labels).length === 1 ? 'nginx-other' : 'nginx-same';
+    it(`never deletes or takes over a user's Deployment ${title}; takes the name once it goes`, async () => {
+      interface Written {
+        metadata: { uid: string; generation: number; managedFields: { manager: string }[] };
+      }
+      const theirs = await admin.request<Written>({
+        method: 'POST',
+        path: deployments(),
+        body: foreignDeployment(name, labels),
+      });
+      await createEcho(name, 2);
+      await eventually('the Echo to say the name is taken', async () =>
+        (await readyReason(name)) === 'DeploymentNameTaken' ? true : undefined,
+      );
+      const ready = (await getEcho(name)).status?.conditions?.find((c) => c.type === 'Ready');
+      assert.equal(ready?.status, 'False');
+      assert.match(
+        ready?.message ?? '',
+        new RegExp(`Deployment ${name} exists and is not this Echo's`),
+      );
+      // Long enough for a retry or two (5 s, then 10 s): still untouched, still told once.
+      await sleep(6000);
+      const d = await admin.request<Written>({ path: `${deployments()}/${name}` });
+      assert.equal(d.metadata.uid, theirs.metadata.uid, 'not deleted');
+      assert.equal(d.metadata.generation, theirs.metadata.generation, 'its spec not changed');
+      assert.deepEqual(
+        d.metadata.managedFields.map((f) => f.manager).filter((m) => m === 'echoes.example.com'),
+        [],
+        'no field written by the operator',
+      );
+      assert.deepEqual(await eventsAbout(name), ['Warning DeploymentNameTaken']);
+
+      await admin.request({ method: 'DELETE', path: `${deployments()}/${name}` });
+      const echo = await readyEcho(name, 2);
+      const ours = await getDeployment(name);
+      assert.notEqual(ours.metadata.uid, theirs.metadata.uid);
+      assert.equal(ours.metadata.ownerReferences?.[0]?.uid, echo.metadata.uid);
+      assert.deepEqual(await eventsAbout(name), [
+        'Warning DeploymentNameTaken',
+        'Normal Recovered',
+      ]);
+    });
+  }
+
+  it('adopts the Deployment an Echo deleted with --cascade=orphan left behind', async () => {
+    await createEcho('orphaned', 1);
+    await readyEcho('orphaned', 1);
+    const left = await getDeployment('orphaned');
     await admin.request({
-      method: 'POST',
-      path: deployments(),
-      body: foreignDeployment('adopt', { legacy: 'yes' }),
+      method: 'DELETE',
+      path: `${echoes()}/orphaned`,
+      body: { propagationPolicy: 'Orphan' },
     });
-    await createEcho('adopt', 2);
-    const echo = await readyEcho('adopt', 2);
-    const d = await getDeployment('adopt');
-    assert.equal(d.metadata.ownerReferences?.[0]?.uid, echo.metadata.uid);
-    assert.deepEqual(d.spec.selector.matchLabels, {
-      'app.kubernetes.io/name': 'echo',
-      'app.kubernetes.io/instance': 'adopt',
+    await eventually('the garbage collector to orphan the Deployment', async () => {
+      const d = await getDeployment('orphaned');
+      return (d.metadata.ownerReferences ?? []).length === 0 ? true : undefined;
     });
+    await eventually('the Echo to be gone', () => gone(`${echoes()}/orphaned`));
+    await createEcho('orphaned', 1);
+    const echo = await readyEcho('orphaned', 1);
+    const adopted = await getDeployment('orphaned');
+    assert.equal(adopted.metadata.uid, left.metadata.uid, 'the same Deployment, adopted');
+    assert.equal(adopted.metadata.ownerReferences?.[0]?.uid, echo.metadata.uid);
   });
 
   it('handles names longer than a label value allows', async () => {

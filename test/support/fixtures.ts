@@ -50,10 +50,11 @@ export function isReady(echo: Echo, replicas: number): boolean {
 export const OPERATOR_RULES = [
   { apiGroups: ['example.com'], resources: ['echoes'], verbs: ['list', 'watch'] },
   { apiGroups: ['example.com'], resources: ['echoes/status'], verbs: ['patch'] },
+  { apiGroups: ['example.com'], resources: ['echoes/finalizers'], verbs: ['update'] },
   {
     apiGroups: ['apps'],
     resources: ['deployments'],
-    verbs: ['list', 'watch', 'create', 'patch', 'delete'],
+    verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
   },
   { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
 ];
