@@ -40,7 +40,7 @@ export interface HttpLimits {
 }
 
 /** The bounds of a port that only the kubelet's probes and Prometheus need. */
-export const httpLimits: HttpLimits = {
+const httpLimits: HttpLimits = {
   // Probes and scrapes send a few hundred bytes of headers; Node allows 16 KiB. Past it: 431.
   maxHeaderSize: 8 * 1024,
   // A probe gives up after 1 s by default and a scrape after 10 s: a client still sending its
