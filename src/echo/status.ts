@@ -83,13 +83,17 @@ function judgeBlocked(name: string, blocker: Blocker): Judgement {
 }
 
 /**
- * `Progressing` reasons that say the Deployment is stuck: a ReplicaSet it cannot create (a quota on
- * ReplicaSets, an admission webhook: `ReplicaSetCreateError` since 1.36, `FailedRSCreate` before)
- * and a rollout past its `progressDeadlineSeconds`.
+ * `Progressing` reasons for a ReplicaSet the Deployment controller cannot create (a quota on
+ * ReplicaSets, an admission webhook): `ReplicaSetCreateError` since 1.36, `FailedRSCreate` before.
  */
-export const STALLED_REASONS: ReadonlySet<string> = new Set([
+const REPLICA_SET_REFUSED: ReadonlySet<string> = new Set([
   'ReplicaSetCreateError',
   'FailedRSCreate',
+]);
+
+/** `Progressing` reasons that say the Deployment is stuck: those, and a rollout past its deadline. */
+export const STALLED_REASONS: ReadonlySet<string> = new Set([
+  ...REPLICA_SET_REFUSED,
   'ProgressDeadlineExceeded',
 ]);
 
@@ -97,12 +101,20 @@ export const STALLED_REASONS: ReadonlySet<string> = new Set([
  * What keeps the Deployment from its replicas, in its own words: pods it cannot create
  * (`ReplicaFailure`: a quota, a LimitRange, PodSecurity admission), a ReplicaSet it cannot create,
  * or a rollout past its `progressDeadlineSeconds`. Only conditions about the current spec count:
- * an older generation's are stale.
+ * an older generation's are stale; but a ReplicaSet refused is reported without moving
+ * `observedGeneration` (the controller's sync stops there), and is about the current spec.
  */
 function deploymentFailure(
   deployment: ObservedDeployment,
 ): { reason: string; message: string } | undefined {
   const s = deployment.status;
+  const refused = s?.conditions?.find(
+    (c) =>
+      c.type === 'Progressing' && c.status === 'False' && REPLICA_SET_REFUSED.has(c.reason ?? ''),
+  );
+  if (refused?.reason) {
+    return { reason: refused.reason, message: refused.message ?? 'no ReplicaSet could be created' };
+  }
   if ((s?.observedGeneration ?? 0) < (deployment.metadata.generation ?? 0)) return undefined;
   const failed = s?.conditions?.find((c) => c.type === 'ReplicaFailure' && c.status === 'True');
   if (failed) {

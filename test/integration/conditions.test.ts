@@ -133,8 +133,9 @@ describe('Echo conditions through rollouts and failures', () => {
   });
 
   it("writes a slow rollout's progress once it has lasted the hold, then its outcome", async () => {
-    // A Deployment of the Echo's name and selector already there, whose pods no node takes (its
-    // nodeSelector is another manager's): the Echo takes it over, and its rollout cannot end.
+    // A Deployment of the Echo's name and selector already there, labelled as the operator's and
+    // controlled by nobody, whose pods no node takes (its nodeSelector is another manager's): the
+    // Echo adopts it, and its rollout cannot end.
     const labels = { 'app.kubernetes.io/name': 'echo', 'app.kubernetes.io/instance': 'slow' };
     await admin.request({
       method: 'POST',
@@ -143,7 +144,7 @@ describe('Echo conditions through rollouts and failures', () => {
       body: {
         apiVersion: 'apps/v1',
         kind: 'Deployment',
-        metadata: { name: 'slow' },
+        metadata: { name: 'slow', labels: { 'app.kubernetes.io/managed-by': 'echo-operator' } },
         spec: {
           replicas: 2,
           selector: { matchLabels: labels },

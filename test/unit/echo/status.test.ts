@@ -104,7 +104,10 @@ describe('desiredStatus', () => {
 
   it('reports a ReplicaSet the Deployment controller cannot create, by its reason on each version', () => {
     for (const reason of ['ReplicaSetCreateError', 'FailedRSCreate']) {
+      // As the Deployment controller leaves it: the refusal stops its sync before the status is
+      // written with the generation it saw (2 here).
       const refused = deployment(1, {
+        observedGeneration: 1,
         replicas: 0,
         readyReplicas: 0,
         updatedReplicas: 0,
