@@ -18,6 +18,7 @@ import { SpanKind, type Span } from '@opentelemetry/api';
 import { Pool, type Dispatcher } from './undici.ts';
 import { VERSION } from '../version.ts';
 import { inSpan, type Tracer } from '../telemetry/tracing.ts';
+import { CredentialCache } from './credential-cache.ts';
 import { ApiError, parseStatus } from './errors.ts';
 import { loadConnection, type Connection, type Credentials } from './kubeconfig.ts';
 import { LineSplitter } from './lines.ts';
@@ -149,7 +150,9 @@ interface Exchange {
 }
 
 /** What `send` made of one attempt: the body of a 2xx, or the error and what it was. */
-type Attempted = { text: string } | { failure: Error; outcome: AttemptOutcome & { code?: number } };
+type Attempted =
+  | { text: string }
+  | { failure: Error; outcome: AttemptOutcome & { code?: number }; sent: Credentials };
 
 export class KubeClient {
   readonly server: URL;
@@ -162,7 +165,7 @@ export class KubeClient {
   > &
     ClientOptions;
   private readonly retryPolicy: RetryPolicy;
-  private credentials: Promise<Credentials> | undefined;
+  private readonly credentials: CredentialCache;
   /** The CONNECT tunnel every connection goes through, when the kubeconfig names a proxy. */
   private readonly tunnel: Tunnel | undefined;
   private readonly allowH2: boolean;
@@ -171,6 +174,7 @@ export class KubeClient {
   constructor(connection: Connection, options: ClientOptions = {}) {
     this.connection = connection;
     this.server = connection.server;
+    this.credentials = new CredentialCache(() => connection.credentials());
     this.options = {
       requestTimeoutMs: 60_000,
       pingIntervalMs: 15_000,
@@ -293,14 +297,16 @@ export class KubeClient {
     const info = describeRequest('GET', opts.path, Object.fromEntries(query));
     const started = performance.now();
     let code = 0;
+    let sent: Credentials;
     let res: Dispatcher.ResponseData;
     try {
+      sent = await this.credentials.get();
       res = await this.pool.request({
         method: 'GET',
         path,
         headers: {
           accept: opts.protobuf ? PROTOBUF_WATCH_ACCEPT : 'application/json',
-          ...(await this.requestHeaders()),
+          ...this.requestHeaders(sent),
         },
         signal: opts.signal ?? null,
         // 0: none. A healthy watch may be quiet for minutes; its caller knows how long.
@@ -316,7 +322,7 @@ export class KubeClient {
         durationSeconds: (performance.now() - started) / 1000,
       });
     }
-    if (code === 401) this.credentials = undefined;
+    if (code === 401) this.credentials.refused(sent);
     const protobuf = isProtobuf(res.headers['content-type']) ? opts.protobuf : undefined;
     if (code !== 200) {
       const status = protobuf
@@ -442,8 +448,9 @@ export class KubeClient {
       const result = await this.attempt(exchange, attempt, headersTimeout);
       if ('text' in result) return result.text;
       if (result.outcome.code === 401 && attempt === 1) {
-        // Credentials may have rotated under us: reload them once before giving up.
-        this.credentials = undefined;
+        // Credentials may have rotated under us: retry once with fresh ones, loaded now unless
+        // another request already has.
+        this.credentials.refused(result.sent);
         continue;
       }
       const delay = retryDelayMs(
@@ -467,7 +474,8 @@ export class KubeClient {
   /** One HTTP exchange of a request, reported to the observer and the span whatever its end. */
   private async attempt(x: Exchange, attempt: number, headersTimeout: number): Promise<Attempted> {
     const started = performance.now();
-    const headers = await this.requestHeaders();
+    const sent = await this.credentials.get();
+    const headers = this.requestHeaders(sent);
     headers.accept = 'application/json';
     if (x.contentType) headers['content-type'] = x.contentType;
     let code = 0;
@@ -487,6 +495,7 @@ export class KubeClient {
       const retryAfter = res.headers['retry-after'];
       return {
         failure: new ApiError(code, parseStatus(text, code), x.info.verb, x.info.pathTemplate),
+        sent,
         outcome: {
           method: x.method,
           code,
@@ -495,7 +504,7 @@ export class KubeClient {
       };
     } catch (error) {
       if (!(error instanceof Error)) throw error;
-      return { failure: error, outcome: { method: x.method, error } };
+      return { failure: error, outcome: { method: x.method, error }, sent };
     } finally {
       x.span?.setAttributes({
         'http.response.status_code': code,
@@ -511,27 +520,12 @@ export class KubeClient {
   }
 
   /** Who is asking, impersonation and credentials, for every request. */
-  private async requestHeaders(): Promise<Record<string, string | string[]>> {
+  private requestHeaders(credentials: Credentials): Record<string, string | string[]> {
     return {
       'user-agent': this.options.userAgent,
       ...this.connection.headers,
-      ...(await this.authHeaders()),
+      ...credentials.headers,
     };
-  }
-
-  private async authHeaders(): Promise<Record<string, string>> {
-    const current = this.credentials;
-    if (current) {
-      const creds = await current;
-      if (creds.expiresAt > Date.now()) return creds.headers;
-    }
-    const next = this.connection.credentials();
-    this.credentials = next;
-    // A failure (an exec plugin that timed out, say) is not remembered: the next request tries again.
-    next.catch(() => {
-      if (this.credentials === next) this.credentials = undefined;
-    });
-    return (await next).headers;
   }
 }
 

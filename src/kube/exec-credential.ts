@@ -1,7 +1,7 @@
 // client.authentication.k8s.io exec credential plugins (`aws eks get-token`,
 // gke-gcloud-auth-plugin, kubelogin, ...): the command prints an ExecCredential whose token is
 // used until its expirationTimestamp, or until the API server answers 401.
-import { execFile } from 'node:child_process';
+import { execFile, type ExecFileException } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -166,7 +166,14 @@ export function parseExecCredential(stdout: string, plugin: ExecPlugin): Credent
 
 const run = promisify(execFile);
 
-/** Runs the plugin each time the credentials it gave expire (or were refused). */
+/**
+ * Runs the plugin each time the credentials it gave expire (or were refused). A failure is told by
+ * the command and how it ended only: its arguments and environment may hold secrets
+ * (`--client-secret`), and the error reaches logs, spans and readiness messages. What it writes to
+ * stderr may echo them, so it goes to the operator's stderr as it comes, never into the error, as
+ * client-go does (its error has the exit code only): whoever reads the container's output still
+ * sees the plugin's own explanation.
+ */
 export function execCredentials(plugin: ExecPlugin): () => Promise<Credentials> {
   return async () => {
     let stdout: string;
@@ -177,12 +184,28 @@ export function execCredentials(plugin: ExecPlugin): () => Promise<Credentials> 
       });
       // Not interactive: a plugin that reads its input gets end-of-file, not a wait.
       running.child.stdin?.end();
+      running.child.stderr?.pipe(process.stderr, { end: false });
       ({ stdout } = await running);
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code === 'ENOENT') throw notFound(plugin.command, plugin.installHint);
-      throw new KubeconfigError(`exec credential plugin ${plugin.command} failed: ${e.message}`);
+      // Node's error quotes the command line and stderr, in its message and its fields: none of
+      // it is passed on.
+      throw runFailure(plugin, err as ExecFileException);
     }
     return parseExecCredential(stdout, plugin);
   };
+}
+
+function runFailure(plugin: ExecPlugin, e: ExecFileException): KubeconfigError {
+  if (e.code === 'ENOENT') return notFound(plugin.command, plugin.installHint);
+  const why =
+    typeof e.code === 'number'
+      ? `failed with exit code ${String(e.code)}`
+      : e.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER'
+        ? 'printed more than 1 MiB'
+        : e.killed
+          ? `did not finish within ${String(PLUGIN_TIMEOUT_MS / 1000)} s`
+          : e.signal
+            ? `was stopped by ${e.signal}`
+            : `could not run (${e.code ?? e.name})`;
+  return new KubeconfigError(`exec credential plugin ${plugin.command} ${why}`);
 }
