@@ -25,6 +25,7 @@ export class CredentialCache {
     const held = this.current;
     if (held) {
       const credentials = await held.loading;
+      // The wall clock: an expiry is a date its issuer set (an ExecCredential's expirationTimestamp).
       if (credentials.expiresAt > Date.now()) return credentials;
       // The first request to see them expired loads again; the others wait for that load.
       if (this.current === held) this.current = undefined;
