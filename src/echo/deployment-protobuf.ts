@@ -2,7 +2,7 @@
 // in the form JSON would give them, then trimmed as a JSON event is. The rest (managedFields, the
 // server's defaults of the pod template, timestamps) is skipped unread. Field numbers are those of
 // k8s.io/api apps/v1, core/v1 and apimachinery meta/v1 `generated.proto`.
-import { decodeMessage, ProtoReader, type Schema } from '../kube/protobuf.ts';
+import { decodeMessage, ProtobufError, ProtoReader, type Schema } from '../kube/protobuf.ts';
 import { objectKey } from '../runtime/informer.ts';
 import type { CachedDeployment } from './cache.ts';
 import { APPLIED_HASH_ANNOTATION } from './desired.ts';
@@ -102,8 +102,12 @@ const DEPLOYMENT_STATUS: Schema = {
 };
 
 /** A timestamp as JSON gives it: `2026-12-07T13:00:00Z`. */
-const rfc3339 = (seconds: number): string =>
-  new Date(seconds * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+function rfc3339(seconds: number): string {
+  const time = new Date(seconds * 1000);
+  if (Number.isNaN(time.getTime()))
+    throw new ProtobufError(`timestamp out of range: ${String(seconds)} s`);
+  return time.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
 
 /**
  * A Deployment from its protobuf bytes, as much of it as `trimDeployment` keeps. The spec is left
