@@ -35,7 +35,13 @@ const FULLNAME = 'echo-echo-operator';
 interface K8sObject {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace?: string; generation?: number; uid?: string };
+  metadata: {
+    name: string;
+    namespace?: string;
+    generation?: number;
+    uid?: string;
+    ownerReferences?: { uid: string }[];
+  };
   [key: string]: unknown;
 }
 
@@ -303,6 +309,33 @@ describe('Helm chart, end to end', () => {
       await echoReady('adopted', 2);
     });
 
+    it('adopts an orphan labelled as its own, and re-creates it when its selector differs', async () => {
+      const hand = foreignDeployment('relabelled', { app: 'legacy' }) as { metadata: object };
+      const orphan = await admin.request<Deployment>({
+        method: 'POST',
+        path: `/apis/apps/v1/namespaces/${work.name}/deployments`,
+        body: {
+          ...hand,
+          metadata: {
+            ...hand.metadata,
+            labels: { 'app.kubernetes.io/managed-by': 'echo-operator' },
+          },
+        },
+      });
+      kubectlWithInput(
+        JSON.stringify(echoManifest('relabelled', 1)),
+        'apply',
+        '-n',
+        work.name,
+        '-f',
+        '-',
+      );
+      const echo = await echoReady('relabelled', 1);
+      const ours = await getDeployment('relabelled');
+      assert.notEqual(ours.metadata.uid, orphan.metadata.uid, 'deleted and created again');
+      assert.equal(ours.metadata.ownerReferences?.[0]?.uid, echo.metadata.uid);
+    });
+
     it('lets the garbage collector remove the Deployment of a deleted Echo', async () => {
       kubectl('delete', 'echo', 'adopted', '-n', work.name);
       await eventually(
@@ -378,13 +411,16 @@ describe('Helm chart, end to end', () => {
         }),
       );
       // Server-side apply is a patch in the audit log, and a create to RBAC when the object is new:
-      // the next test shows that need by taking `create` away.
+      // the next test shows that need by taking `create` away. `update` on echoes/finalizers is
+      // no request: the OwnerReferencesPermissionEnforcement admission plugin, on in this cluster,
+      // checks it for every apply setting blockOwnerDeletion, which none refused shows.
       // `list` is granted too, for an API server that refuses WatchList (the informers then list
       // page by page); this one serves it, so the informers start with a watch and list nothing.
       const granted = [
         'watch example.com/echoes',
         'patch example.com/echoes/status',
         'watch apps/deployments',
+        'get apps/deployments',
         'patch apps/deployments',
         'delete apps/deployments',
         'create events.k8s.io/events',
