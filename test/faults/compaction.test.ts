@@ -1,7 +1,8 @@
 // The operator misses changes while it is stopped, and etcd compacts the history it would resume
 // from: its watches must come back with 410 Gone, the informers relist, and the relist must
 // bring every change (a new Echo, a new replica count, a deleted Deployment) without a write for
-// the Echoes that did not change.
+// the Echoes that did not change. The Deployment watch is in protobuf: its 410 arrives as a
+// protobuf ERROR event, which must be read as the Status it is, not as bytes it cannot decode.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -67,6 +68,14 @@ function settled(port: number): Promise<Scrape> {
 async function echoVersions(admin: KubeClient, ns: string): Promise<Map<string, string>> {
   const list = await admin.request<{ items: Echo[] }>({ path: echoesPath(ns) });
   return new Map(list.items.map((e) => [e.metadata.name, e.metadata.resourceVersion]));
+}
+
+/** The log lines that name `informer`, for a failure message. */
+function logOf(stdout: string, informer: string): string {
+  return stdout
+    .split('\n')
+    .filter((line) => line.includes(`"informer":"${informer}"`) || line.includes(`${informer}: `))
+    .join('\n');
 }
 
 /** Posts to etcd's JSON gateway (gRPC over HTTP). */
@@ -185,18 +194,36 @@ describe('etcd compaction while the operator is stopped', () => {
       );
       t.diagnostic(`writes during the catch-up: ${JSON.stringify(Object.fromEntries(made))}`);
 
+      const grew = (metric: string, informer: string): number =>
+        after.value(metric, { informer }) - before.value(metric, { informer });
       for (const informer of ['echoes', 'deployments']) {
-        const relists =
-          after.value('echo_operator_informer_relists_total', { informer }) -
-          before.value('echo_operator_informer_relists_total', { informer });
         assert.ok(
-          relists >= 1,
+          grew('echo_operator_informer_relists_total', informer) >= 1,
           `${informer}: resumed from a compacted revision, got 410, relisted`,
         );
       }
       assert.match(p.stdout(), /watch failed, retrying/, 'the reset cut the watches');
       for (const informer of ['echoes', 'deployments'])
         assert.match(p.stdout(), new RegExp(`"informer":"${informer}".*410 Gone\\): relisting`));
+      // The protobuf 410 is a relist, at once: no fall back to JSON, and no failure (which would
+      // fail /readyz and back off) beyond the cut itself.
+      assert.doesNotMatch(p.stdout(), /could not decode the API server's protobuf/);
+      assert.equal(
+        grew('echo_operator_informer_failures_total', 'deployments'),
+        1,
+        `deployments: the cut was the only failure\n${logOf(p.stdout(), 'deployments')}`,
+      );
+      assert.ok((await fetch(`http://127.0.0.1:${String(port)}/readyz`)).ok, '/readyz passes');
+      /** When the first log line about the Deployment informer matching `pattern` was written. */
+      const loggedAt = (pattern: RegExp): number => {
+        const lines = logOf(p.stdout(), 'deployments').split('\n');
+        const line = lines.find((l) => pattern.test(l)) ?? '{}';
+        return Date.parse((JSON.parse(line) as { time?: string }).time ?? '');
+      };
+      t.diagnostic(
+        `deployments: cut → relisting ${seconds(loggedAt(/relisting/) - loggedAt(/watch failed/))} ` +
+          '(the backoff after the cut; none after the 410)',
+      );
       assert.equal(made.get('apply deployments.apps'), 3, 'one apply per changed Echo');
       // Status follows each changed Deployment's rollout, pod by pod: a few writes per changed
       // Echo. None went to the others: their resourceVersions did not move.
