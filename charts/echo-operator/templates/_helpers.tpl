@@ -83,16 +83,43 @@ which the schema refuses too but can be skipped. Included once, by deployment.ya
 {{- $renew := include "echo-operator.seconds" $election.renewDeadline | int -}}
 {{- $retry := include "echo-operator.seconds" $election.retryPeriod | int -}}
 {{- if le $lease $renew -}}
-{{- fail (printf "leaderElection.leaseDuration (%s) must be longer than leaderElection.renewDeadline (%s)" $election.leaseDuration $election.renewDeadline) -}}
+{{- fail (printf "leaderElection.leaseDuration (%s) must be longer than leaderElection.renewDeadline (%s)" (include "echo-operator.duration" $election.leaseDuration) (include "echo-operator.duration" $election.renewDeadline)) -}}
 {{- end -}}
 {{- if le (mul $renew 10) (mul $retry 12) -}}
-{{- fail (printf "leaderElection.renewDeadline (%s) must be longer than 1.2 × leaderElection.retryPeriod (%s)" $election.renewDeadline $election.retryPeriod) -}}
+{{- fail (printf "leaderElection.renewDeadline (%s) must be longer than 1.2 × leaderElection.retryPeriod (%s)" (include "echo-operator.duration" $election.renewDeadline) (include "echo-operator.duration" $election.retryPeriod)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 
+{{/*
+A duration value as the operator's flag takes it: a string as given; a number (--set 90, or a
+values file, where Helm reads numbers as floats: 3e+06) as whole seconds.
+*/}}
+{{- define "echo-operator.duration" -}}
+{{- if kindIs "string" . }}{{ . }}{{ else }}{{ int64 . }}{{ end -}}
+{{- end -}}
+
 {{/* A duration as the operator reads it (90, 90s, 15m, 1h) in seconds. */}}
 {{- define "echo-operator.seconds" -}}
-{{- $unit := regexFind "[smh]$" . -}}
-{{- mul (trimSuffix $unit . | int) (get (dict "" 1 "s" 1 "m" 60 "h" 3600) $unit) -}}
+{{- $duration := include "echo-operator.duration" . -}}
+{{- $unit := regexFind "[smh]$" $duration -}}
+{{- mul (trimSuffix $unit $duration | int64) (get (dict "" 1 "s" 1 "m" 60 "h" 3600) $unit) -}}
+{{- end -}}
+
+{{/*
+Fails on an operator duration longer than Node's timers hold (2^31 - 1 ms, about 24.8 days): the
+operator would take it, and Node would fire the timer every millisecond instead.
+*/}}
+{{- define "echo-operator.validateDurations" -}}
+{{- $durations := dict "operator.resyncPeriod" .Values.operator.resyncPeriod -}}
+{{- with .Values.leaderElection -}}
+{{- $_ := set $durations "leaderElection.leaseDuration" .leaseDuration -}}
+{{- $_ := set $durations "leaderElection.renewDeadline" .renewDeadline -}}
+{{- $_ := set $durations "leaderElection.retryPeriod" .retryPeriod -}}
+{{- end -}}
+{{- range $name, $value := $durations -}}
+{{- if gt (include "echo-operator.seconds" $value | int64) 2147483 -}}
+{{- fail (printf "%s (%s) must be at most 596h: Node's timers hold no more than 24.8 days" $name (include "echo-operator.duration" $value)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
