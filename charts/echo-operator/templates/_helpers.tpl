@@ -1,22 +1,63 @@
-{{/* The release's full name, at most 63 characters (a DNS label). */}}
+{{/* The chart's name, or nameOverride: the app.kubernetes.io/name label. */}}
+{{- define "echo-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The release's full name, at most 63 characters (a DNS label): fullnameOverride, else the release
+name with the chart's name (or nameOverride) unless it already contains it.
+*/}}
 {{- define "echo-operator.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
+{{/*
+A label value: at most 63 characters, `+` (semver build metadata, invalid in a label) as `_`,
+as Helm's scaffold does, and starting and ending with a letter or digit.
+*/}}
+{{- define "echo-operator.labelValue" -}}
+{{- . | replace "+" "_" | trunc 63 | trimAll "-_." -}}
+{{- end -}}
+
 {{- define "echo-operator.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "echo-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "echo-operator.labels" -}}
 {{ include "echo-operator.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ include "echo-operator.labelValue" .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+helm.sh/chart: {{ include "echo-operator.labelValue" (printf "%s-%s" .Chart.Name .Chart.Version) | quote }}
+{{- end -}}
+
+{{/*
+The pod's labels: the selector labels win over podLabels (a pod the selector misses is refused),
+and podLabels over the other common labels.
+*/}}
+{{- define "echo-operator.podLabels" -}}
+{{- $selector := include "echo-operator.selectorLabels" . | fromYaml -}}
+{{- toYaml (merge $selector (deepCopy .Values.podLabels) (include "echo-operator.labels" . | fromYaml)) -}}
+{{- end -}}
+
+{{/* The image: repository@digest when a digest is set (the tag is then ignored), else repository:tag. */}}
+{{- define "echo-operator.image" -}}
+{{- with .Values.image -}}
+{{- if .digest -}}
+{{- printf "%s@%s" .repository .digest -}}
+{{- else -}}
+{{- printf "%s:%s" .repository (.tag | default $.Chart.AppVersion | toString) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "echo-operator.serviceAccountName" -}}
