@@ -164,3 +164,14 @@ operator would take it, and Node would fire the timer every millisecond instead.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* A Prometheus duration (1h30m, 15s, 500ms, 1d) in milliseconds. */}}
+{{- define "echo-operator.promMillis" -}}
+{{- $ms := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|[smhdwy])" (toString .) -1 -}}
+{{- $unit := regexFind "(ms|[smhdwy])$" . -}}
+{{- $total = add $total (mul (trimSuffix $unit . | int64) (get $ms $unit)) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
