@@ -23,6 +23,8 @@ KUBECTL = $(TOOLS_BIN)/kubectl --kubeconfig=$(CURDIR)/.cluster/kubeconfig \
 	--cache-dir=$(CURDIR)/.cluster/kube-cache
 HELM = HELM_PLUGINS=$(TOOLS_BIN)/../helm-plugins $(TOOLS_BIN)/helm
 CHART := charts/echo-operator
+# A parent chart with the chart as a subchart (its `global` and dependency condition included).
+UMBRELLA := test/chart/umbrella
 # A hung test fails after 5 minutes instead of holding CI until its own timeout.
 TEST_FLAGS ?= --test-reporter=spec --test-timeout=300000
 UNIT_TESTS := test/unit/**/*.test.ts
@@ -110,10 +112,13 @@ test: setup tools lint test-chart build ## Every suite: lint, chart, unit, integ
 		"$(UNIT_TESTS)" "$(INTEGRATION_TESTS)" "$(FAULT_TESTS)" "$(E2E_TESTS)" "$(BENCH_TESTS)"
 
 .PHONY: test-chart
-test-chart: setup tools ## The chart: helm lint with defaults and with every value set, helm-unittest suites
+test-chart: setup tools ## The chart: helm lint with defaults and with every value set, helm-unittest suites, as a subchart
 	$(HELM) lint --strict --quiet $(CHART)
 	$(HELM) lint --strict --quiet $(CHART) --values $(CHART)/tests/values/all.yaml
 	$(HELM) unittest --color=false $(CHART)
+	$(HELM) dependency build $(UMBRELLA) >/dev/null
+	$(HELM) lint --strict --quiet $(UMBRELLA)
+	$(HELM) template platform $(UMBRELLA) --namespace platform >/dev/null
 
 .PHONY: test-unit
 test-unit: $(NODE_DEPS) ## Unit tests: pure logic, no server
