@@ -46,7 +46,7 @@ and podLabels over the other common labels.
 */}}
 {{- define "echo-operator.podLabels" -}}
 {{- $selector := include "echo-operator.selectorLabels" . | fromYaml -}}
-{{- toYaml (merge $selector (deepCopy .Values.podLabels) (include "echo-operator.labels" . | fromYaml)) -}}
+{{- toYaml (merge $selector (deepCopy (.Values.podLabels | default dict)) (include "echo-operator.labels" . | fromYaml)) -}}
 {{- end -}}
 
 {{/* The image: repository@digest when a digest is set (the tag is then ignored), else repository:tag. */}}
