@@ -177,10 +177,7 @@ describe('echo operator', () => {
       );
       const ready = (await getEcho(name)).status?.conditions?.find((c) => c.type === 'Ready');
       assert.equal(ready?.status, 'False');
-      assert.match(
-        ready?.message ?? '',
-        new RegExp(`Deployment ${name} exists and is not this Echo's`),
-      );
+      assert.match(ready.message, new RegExp(`Deployment ${name} exists and is not this Echo's`));
       // Long enough for a retry or two (5 s, then 10 s): still untouched, still told once.
       await sleep(6000);
       const d = await admin.request<Written>({ path: `${deployments()}/${name}` });
