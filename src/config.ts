@@ -294,13 +294,22 @@ function ipAddress(flag: string, raw: string): string {
   return raw;
 }
 
-/** `90`, `90s`, `15m`, `1h` → seconds; at least one second. */
+/**
+ * The longest a Node timer waits (2^31 - 1 ms, about 596 h): a longer one fires after 1 ms, so a
+ * resync period past it would resync in a tight loop.
+ */
+const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/** `90`, `90s`, `15m`, `1h` → seconds; at least one second, at most what a timer can wait. */
 export function duration(flag: string, raw: string): number {
   const m = /^(\d+)(s|m|h)?$/.exec(raw.trim());
   const unit = { s: 1, m: 60, h: 3600 };
   const seconds = m ? Number(m[1]) * unit[(m[2] ?? 's') as keyof typeof unit] : NaN;
   if (!Number.isFinite(seconds) || seconds < 1) {
     throw new ConfigError(`--${flag} must be a duration such as 30s, 10m or 1h, not "${raw}"`);
+  }
+  if (seconds > MAX_TIMER_SECONDS) {
+    throw new ConfigError(`--${flag} must be at most 596h, not "${raw}"`);
   }
   return seconds;
 }

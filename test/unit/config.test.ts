@@ -128,4 +128,9 @@ describe('duration', () => {
     assert.equal(duration('x', '2h'), 7200);
     assert.throws(() => duration('x', '0s'), ConfigError);
   });
+
+  it("refuses what Node's timers cannot wait, which would fire at once instead", () => {
+    assert.equal(duration('x', '596h'), 596 * 3600);
+    assert.throws(() => duration('x', '597h'), /--x must be at most 596h, not "597h"/);
+  });
 });
