@@ -149,7 +149,7 @@ image: setup tools ## Build the container image into dist/image without a daemon
 bench: setup tools build ## Benchmark our operator (BENCH_FLAGS="--n 5000"; node bench/cli.ts --help lists them)
 	node bench/cli.ts $(BENCH_FLAGS)
 
-# The Go controller-runtime operator that ours is measured against (issue 12), built as its README says.
+# The Go controller-runtime operator that ours is measured against, built as its README says.
 dist/go-peer: $(wildcard $(GO_PEER)/*.go $(GO_PEER)/go.mod $(GO_PEER)/go.sum)
 	@test -f $(GO_PEER)/go.mod || { echo "no Go peer in $(GO_PEER): set PEERS=<dir with go-controller-runtime/>" >&2; exit 1; }
 	CGO_ENABLED=0 go build -C $(GO_PEER) -o $(CURDIR)/dist/go-peer .
