@@ -3,7 +3,13 @@
 // changed. So an Echo in steady state costs no API call at all, resyncs included.
 import { trace } from '@opentelemetry/api';
 import type { KubeClient } from '../kube/client.ts';
-import { ApiError, isInvalid, isNamespaceTerminating, isNotFound } from '../kube/errors.ts';
+import {
+  ApiError,
+  isForbidden,
+  isInvalid,
+  isNamespaceTerminating,
+  isNotFound,
+} from '../kube/errors.ts';
 import type { Reconcile, ReconcileResult } from '../runtime/controller.ts';
 import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -153,6 +159,8 @@ interface DeploymentOutcome {
   observed: ObservedDeployment | undefined;
   blocker?: Blocker;
   requeueAfterMs?: number;
+  /** Thrown once the status says so: a failure for the work queue's backoff and error count. */
+  failure?: ApiError;
 }
 
 /** An Echo that cannot have its Deployment yet, and when to look again. */
@@ -227,7 +235,7 @@ class EchoReconciler {
     this.options.onDesiredReplicas?.(key, echo.spec.replicas);
     const generation = echo.metadata.generation ?? 0;
     trace.getActiveSpan()?.setAttribute('k8s.object.generation', generation);
-    const { observed, blocker, requeueAfterMs } = await this.reconcileDeployment(
+    const { observed, blocker, requeueAfterMs, failure } = await this.reconcileDeployment(
       key,
       echo,
       generation,
@@ -235,6 +243,7 @@ class EchoReconciler {
     );
     const status = desiredStatus(echo, observed, this.now(), blocker);
     const heldForMs = await this.writeStatus(key, echo, status, signal);
+    if (failure !== undefined) throw failure;
     const after = Math.min(requeueAfterMs ?? Infinity, heldForMs ?? Infinity);
     if (after !== Infinity) return { requeueAfterMs: after };
     if (compared !== undefined && !blocker) this.settled.set(echo, compared);
@@ -315,6 +324,9 @@ class EchoReconciler {
     } catch (err) {
       const blocker = refusal(err);
       if (!blocker) throw err;
+      // Forbidden (RBAC, an admission plugin or webhook) is the installation's to fix, and may be
+      // any minute: it fails the reconcile, counted and retried on the work queue's backoff.
+      if (isForbidden(err)) return { observed, blocker, failure: err };
       return this.block(key, echo, REFUSED_RETRY, blocker, { observed });
     }
   }

@@ -305,7 +305,7 @@ describe('operator process', () => {
         rules: [
           { apiGroups: ['example.com'], resources: ['echoes'], verbs: ['get', 'list', 'watch'] },
           { apiGroups: ['example.com'], resources: ['echoes/status'], verbs: ['patch'] },
-          { apiGroups: ['apps'], resources: ['deployments'], verbs: ['list', 'watch'] },
+          { apiGroups: ['apps'], resources: ['deployments'], verbs: ['get', 'list', 'watch'] },
           { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
         ],
       },

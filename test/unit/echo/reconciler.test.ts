@@ -525,7 +525,7 @@ describe('echoReconciler and Deployments it does not control', () => {
     });
   });
 
-  it('says in Ready why the API server refused an apply, once, instead of throwing', async () => {
+  it('says in Ready why the API server refused an apply, once, before failing the reconcile', async () => {
     // Today's break: a 403 (OwnerReferencesPermissionEnforcement without echoes/finalizers) was
     // thrown before the status was written.
     const forbidden = new ApiError(
@@ -542,13 +542,28 @@ describe('echoReconciler and Deployments it does not control', () => {
     );
     const state: FakeState = { echo, cached: undefined, refuse: forbidden };
     const op = fakeOperator(state);
-    const result = await op.reconcile();
+    await assert.rejects(op.reconcile(), forbidden, 'counted and retried by the work queue');
     assert.equal(ready(state.echo)?.reason, 'ApplyFailed');
     assert.match(ready(state.echo)?.message ?? '', /cannot set blockOwnerDeletion/);
-    assert.equal(op.events.length, 1);
-    assert.deepEqual(result, { requeueAfterMs: 60_000 });
+    await assert.rejects(op.reconcile(), forbidden);
+    assert.equal(op.deploymentApplies.length, 2, 'retried as the work queue says');
+    assert.equal(op.events.length, 1, 'told once');
+  });
+
+  it('holds an apply refused as invalid for a minute, doubling, instead of failing', async () => {
+    const state: FakeState = {
+      echo,
+      cached: undefined,
+      refuse: invalid('spec.template.spec.containers[0].image', 'Required value'),
+    };
+    const op = fakeOperator(state);
+    assert.deepEqual(await op.reconcile(), { requeueAfterMs: 60_000 });
+    assert.equal(ready(state.echo)?.reason, 'ApplyFailed');
     await op.reconcile();
     assert.equal(op.deploymentApplies.length, 1, 'not retried before its backoff');
+    op.clock.ms += 60_000;
+    assert.deepEqual(await op.reconcile(), { requeueAfterMs: 120_000 });
+    assert.equal(op.events.length, 1);
   });
 
   it('keys its backoff by uid: an Echo created again under the same name starts afresh', async () => {
