@@ -29,14 +29,19 @@ const READ_ECHOES: PolicyRule[] = [
 const DEPLOYMENTS_READ: PolicyRule = {
   apiGroups: ['apps'],
   resources: ['deployments'],
-  verbs: ['list', 'watch'],
+  // get: a Deployment the cache does not hold is read before one is created.
+  verbs: ['get', 'list', 'watch'],
 };
-const DEPLOYMENTS_WRITE: PolicyRule = {
-  apiGroups: ['apps'],
-  resources: ['deployments'],
-  // Server-side apply of an object that does not exist yet is a create.
-  verbs: ['create', 'patch', 'delete'],
-};
+const DEPLOYMENTS_WRITE: PolicyRule[] = [
+  {
+    apiGroups: ['apps'],
+    resources: ['deployments'],
+    // Server-side apply of an object that does not exist yet is a create.
+    verbs: ['create', 'patch', 'delete'],
+  },
+  // An owner reference with blockOwnerDeletion, under OwnerReferencesPermissionEnforcement.
+  { apiGroups: ['example.com'], resources: ['echoes/finalizers'], verbs: ['update'] },
+];
 
 const APPLY_DEPLOYMENT = 'PATCH /apis/apps/v1/namespaces/{namespace}/deployments/{name}';
 
@@ -93,7 +98,7 @@ describe('tracing and logs', () => {
     await grantRole(admin, allowed.name, account, [
       ...READ_ECHOES,
       DEPLOYMENTS_READ,
-      DEPLOYMENTS_WRITE,
+      ...DEPLOYMENTS_WRITE,
     ]);
     await grantRole(admin, denied.name, account, [...READ_ECHOES, DEPLOYMENTS_READ]);
     const kubeconfig = await serviceAccountKubeconfig(admin, allowed.name, 'operator');
