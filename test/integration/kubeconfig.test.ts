@@ -572,7 +572,9 @@ describe('kubeconfig, through the operator process', () => {
         body: {
           metadata: { name: 'readers' },
           rules: OPERATOR_RULES.map((rule) =>
-            rule.resources.includes('deployments') ? { ...rule, verbs: ['list', 'watch'] } : rule,
+            rule.resources.includes('deployments')
+              ? { ...rule, verbs: ['get', 'list', 'watch'] }
+              : rule,
           ),
         },
       });
