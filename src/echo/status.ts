@@ -84,7 +84,9 @@ function judgeBlocked(name: string, blocker: Blocker): Judgement {
 
 /**
  * `Progressing` reasons for a ReplicaSet the Deployment controller cannot create (a quota on
- * ReplicaSets, an admission webhook): `ReplicaSetCreateError` since 1.36, `FailedRSCreate` before.
+ * ReplicaSets, an admission webhook): `ReplicaSetCreateError` in every supported release (1.33 to
+ * 1.37 checked, in the Deployment controller's source and by make test-compat); `FailedRSCreate`,
+ * the name of that Go constant, is accepted too, for a controller that writes the name.
  */
 const REPLICA_SET_REFUSED: ReadonlySet<string> = new Set([
   'ReplicaSetCreateError',
