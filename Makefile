@@ -33,6 +33,12 @@ FAULT_TESTS := test/faults/**/*.test.ts
 E2E_TESTS := test/e2e/**/*.test.ts
 # The benchmark harness at N=20 and the memory gate: so neither can rot.
 BENCH_TESTS := test/bench/*.test.ts
+# The older and newer Kubernetes releases supported beside the default (hack/tools/versions.env),
+# and what runs against each: the operator, its conditions (reasons that changed in 1.36), the
+# informers' start (WatchList, or pages where the server refuses it), kubeconfigs, the chart.
+KUBERNETES_COMPAT_VERSIONS := $(shell source hack/tools/versions.env && echo "$$KUBERNETES_COMPAT_VERSIONS")
+COMPAT_TESTS := test/integration/operator.test.ts test/integration/conditions.test.ts \
+	test/integration/watch-list.test.ts test/integration/kubeconfig.test.ts test/e2e/chart.test.ts
 
 ##@ Setup
 
@@ -107,9 +113,18 @@ lint: $(NODE_DEPS) ## Type check, lint and check formatting
 ##@ Tests
 
 .PHONY: test
-test: setup tools lint test-chart build ## Every suite: lint, chart, unit, integration, faults, e2e and the benchmark's smoke run
+test: setup tools lint test-chart build ## Every suite: lint, chart, unit, integration, faults, e2e, the benchmark's smoke run, then the compatibility suite
 	node --test $(TEST_FLAGS) --test-global-setup=test/support/global-setup.ts \
 		"$(UNIT_TESTS)" "$(INTEGRATION_TESTS)" "$(FAULT_TESTS)" "$(E2E_TESTS)" "$(BENCH_TESTS)"
+	@$(MAKE) --no-print-directory test-compat
+
+.PHONY: test-compat
+test-compat: setup tools ## The compatibility suite on each of KUBERNETES_COMPAT_VERSIONS (oldest and newest supported), one cluster each
+	@for version in $(KUBERNETES_COMPAT_VERSIONS); do \
+		echo "== Kubernetes $$version: $(COMPAT_TESTS)"; \
+		ECHO_KUBERNETES_VERSION=$$version node --test $(TEST_FLAGS) \
+			--test-global-setup=test/support/global-setup.ts $(COMPAT_TESTS) || exit 1; \
+	done
 
 .PHONY: test-chart
 test-chart: setup tools ## The chart: helm lint with defaults and with every value set, helm-unittest suites, as a subchart

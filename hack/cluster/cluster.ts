@@ -32,6 +32,13 @@ export interface ClusterOptions {
   auditLog?: boolean;
   /** Fake Nodes served by kwok. */
   nodes?: number;
+  /**
+   * The Kubernetes release of kube-apiserver, kube-controller-manager, kube-scheduler and kubectl,
+   * e.g. `v1.33.13`: the default version's or one of `KUBERNETES_COMPAT_VERSIONS` in
+   * hack/tools/versions.env (built by hack/tools/build.sh). By default `$ECHO_KUBERNETES_VERSION`,
+   * else the default version (`KUBERNETES_VERSION`). etcd and kwok are the same for every release.
+   */
+  kubernetesVersion?: string;
   /** Extra kube-apiserver flags, after the launcher's own (a later flag wins). */
   apiserverArgs?: string[];
   log?: (message: string) => void;
@@ -170,6 +177,7 @@ class Launch {
   readonly state: ClusterState;
   private readonly options: ClusterOptions;
   private readonly bin = toolsBinDir();
+  private readonly kubeBin: string;
   private readonly started = Date.now();
   private readonly ports: { etcdPeer: number; controllerManager: number; scheduler: number };
 
@@ -182,6 +190,9 @@ class Launch {
       number,
     ];
     this.options = options;
+    this.kubeBin = kubernetesBinDir(
+      options.kubernetesVersion ?? process.env.ECHO_KUBERNETES_VERSION,
+    );
     this.ports = { etcdPeer, controllerManager, scheduler };
     this.state = {
       dir,
@@ -226,7 +237,7 @@ class Launch {
     // per cluster keeps kubectl from trusting what an earlier cluster on the same port served.
     await writeFile(
       join(dir, 'env'),
-      `export KUBECONFIG=${kubeconfig}\nexport KUBECACHEDIR=${join(dir, 'kube-cache')}\nexport PATH=${this.bin}:$PATH\n`,
+      `export KUBECONFIG=${kubeconfig}\nexport KUBECACHEDIR=${join(dir, 'kube-cache')}\nexport PATH=${this.kubeBin === this.bin ? '' : `${this.kubeBin}:`}${this.bin}:$PATH\n`,
     );
   }
 
@@ -241,7 +252,7 @@ class Launch {
     const detached = this.options.detached ?? false;
     const p = startProcess({
       name,
-      command: join(this.bin, name),
+      command: join(name.startsWith('kube-') ? this.kubeBin : this.bin, name),
       args,
       logFile: join(this.state.dir, 'logs', `${name}.log`),
       detached,
@@ -395,6 +406,21 @@ export function toolsBinDir(): string {
   }
   binDir = dir;
   return dir;
+}
+
+/**
+ * Where the Kubernetes binaries of a release are: bin/ for the default version (or none given),
+ * `<cache>/kubernetes-bin/<version>/` for another one that hack/tools/build.sh built.
+ */
+export function kubernetesBinDir(version: string | undefined): string {
+  const bin = toolsBinDir();
+  if (!version) return bin;
+  const dir = join(bin, '..', 'kubernetes-bin', version);
+  if (existsSync(join(dir, 'kube-apiserver'))) return dir;
+  throw new Error(
+    `no Kubernetes ${version} binaries in ${dir}: the versions built are KUBERNETES_VERSION and ` +
+      `KUBERNETES_COMPAT_VERSIONS in hack/tools/versions.env (hack/tools/build.sh compat builds the latter)`,
+  );
 }
 
 async function waitFor(

@@ -5,7 +5,10 @@
 #   hack/tools/build.sh            build every missing tool, print the bin directory
 #   hack/tools/build.sh cluster    only what the local control plane runs (etcd, kube-*, kubectl,
 #                                  kwok): all that `make run` needs, so a newcomer waits for no more
+#   hack/tools/build.sh compat     only the Kubernetes releases of the compatibility suite
+#                                  (KUBERNETES_COMPAT_VERSIONS), into <cache>/kubernetes-bin/<version>
 #   hack/tools/build.sh --sync     rewrite the wrapper modules (go.mod, go.sum) from versions.env
+#   hack/tools/build.sh --sync-compat  rewrite only the compatibility versions' wrappers
 #   hack/tools/build.sh --print-dir  print the bin directory without building
 #
 # Why wrapper modules: k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
@@ -25,10 +28,6 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local
 # the same binaries, built faster.
 go_build_flags=(-trimpath -gcflags=all=-dwarf=false)
 
-kube_minor=${KUBERNETES_VERSION#v1.}
-kube_minor=${kube_minor%%.*}
-staging_version=v0.${KUBERNETES_VERSION#v1.}
-
 started=$SECONDS
 log() { printf '[tools %4ds] %s\n' "$((SECONDS - started))" "$*" >&2; }
 
@@ -36,25 +35,45 @@ wrapper_require() { # module version: the version a wrapper's go.mod requires
   (cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
 }
 
-sync_wrappers() {
-  local gomodcache kube_mod
+# kube_wrapper dir version: a wrapper module for k8s.io/kubernetes at that version, with every
+# staging module replaced by its published v0.X.Y.
+kube_wrapper() {
+  local dir=$1 version=$2 gomodcache kube_mod
   gomodcache=$(go env GOMODCACHE)
-  log "kubernetes wrapper: k8s.io/kubernetes $KUBERNETES_VERSION, staging modules at $staging_version"
-  go mod download k8s.io/kubernetes@"$KUBERNETES_VERSION"
-  kube_mod="$gomodcache/cache/download/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod"
+  log "$dir wrapper: k8s.io/kubernetes $version, staging modules at v0.${version#v1.}"
+  go mod download k8s.io/kubernetes@"$version"
+  kube_mod="$gomodcache/cache/download/k8s.io/kubernetes/@v/$version.mod"
+  mkdir -p "$here/$dir"
   {
-    printf 'module echo-operator/hack/tools/kubernetes\n\ngo 1.26.0\n\n'
+    printf 'module echo-operator/hack/tools/%s\n\ngo 1.26.0\n\n' "$dir"
     printf 'tool (\n'
     for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
       printf '\tk8s.io/kubernetes/cmd/%s\n' "$cmd"
     done
-    printf ')\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$KUBERNETES_VERSION"
+    printf ')\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$version"
     # The staging list comes from the real go.mod, so new staging modules are never missed.
     sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$kube_mod" |
-      while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$staging_version"; done
+      while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "v0.${version#v1.}"; done
     printf ')\n'
-  } >"$here/kubernetes/go.mod"
-  (cd "$here/kubernetes" && rm -f go.sum && go mod tidy)
+  } >"$here/$dir/go.mod"
+  (cd "$here/$dir" && rm -f go.sum && go mod tidy)
+}
+
+# The wrapper of a compatibility version: one per minor, hack/tools/kubernetes-1.<minor>.
+compat_dir() { # version
+  local minor=${1#v1.}
+  echo "kubernetes-1.${minor%%.*}"
+}
+
+# The compatibility versions' wrappers are not aligned with etcd and kwok: each keeps the module
+# versions its own Kubernetes release selects, as that release's binaries were built and tested.
+sync_compat_wrappers() {
+  local v
+  for v in $KUBERNETES_COMPAT_VERSIONS; do kube_wrapper "$(compat_dir "$v")" "$v"; done
+}
+
+sync_wrappers() {
+  kube_wrapper kubernetes "$KUBERNETES_VERSION"
 
   log "etcd wrapper: go.etcd.io/etcd/server/v3 $ETCD_VERSION"
   simple_wrapper etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
@@ -77,6 +96,7 @@ sync_wrappers() {
   simple_wrapper crane github.com/google/go-containerregistry "$CRANE_VERSION" \
     github.com/google/go-containerregistry/cmd/crane
   align_control_plane
+  sync_compat_wrappers
 }
 
 # etcd, Kubernetes and kwok share hundreds of packages (grpc, otel, client-go, apimachinery); a package
@@ -131,6 +151,7 @@ helm-unittest github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VERSION
 prometheus github.com/prometheus/prometheus $PROMETHEUS_VERSION
 jaeger github.com/jaegertracing/jaeger $JAEGER_VERSION
 crane github.com/google/go-containerregistry $CRANE_VERSION
+$(for v in $KUBERNETES_COMPAT_VERSIONS; do echo "$(compat_dir "$v") k8s.io/kubernetes $v"; done)
 EOF
 }
 
@@ -171,7 +192,8 @@ build_tool() {
     mv "$tmp" "$dest"
     log "$name $version: built in $((SECONDS - t0))s"
   fi
-  for f in "$dest"/bin/*; do ln -sfn "$f" "$bin_dir/$(basename "$f")"; done
+  # The compatibility versions' binaries stay out of bin/, which holds one version of each tool.
+  [[ ${link_bin:-true} == false ]] || for f in "$dest"/bin/*; do ln -sfn "$f" "$bin_dir/$(basename "$f")"; done
 }
 
 post_build() { # name dir: extra files a tool needs next to its binary
@@ -218,24 +240,49 @@ fetch_monitoring_crds() {
   ln -sfn "$dest" "$cache_root/monitoring-crds"
 }
 
-only_cluster=false
+only_cluster=false only_compat=false
 case ${1:-} in
   --sync) sync_wrappers; exit 0 ;;
+  --sync-compat) sync_compat_wrappers; exit 0 ;;
   --print-dir) echo "$bin_dir"; exit 0 ;;
   cluster) only_cluster=true ;;
+  compat) only_compat=true ;;
   "") ;;
-  *) echo "usage: $0 [cluster|--sync|--print-dir]" >&2; exit 2 ;;
+  *) echo "usage: $0 [cluster|compat|--sync|--sync-compat|--print-dir]" >&2; exit 2 ;;
 esac
 
 command -v go >/dev/null || { echo "go is required (Go 1.26+) to build the control plane tools" >&2; exit 1; }
 check_pins
 mkdir -p "$bin_dir"
 
-kube_ldflags="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
-kube_ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kube_minor"
-kube_ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
-kube_ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
-kube_ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$kube_minor"
+kube_ldflags() { # version: what `kube-apiserver --version` and `kubectl version` report
+  local minor=${1#v1.}
+  minor=${minor%%.*}
+  echo "-X k8s.io/component-base/version.gitVersion=$1" \
+    "-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+    "-X k8s.io/component-base/version.gitTreeState=clean" \
+    "-X k8s.io/client-go/pkg/version.gitVersion=$1" \
+    "-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+}
+
+# build_kubernetes version wrapper-dir: kube-apiserver, kube-controller-manager, kube-scheduler and
+# kubectl in one go build, linked from <cache>/kubernetes-bin/<version>/ whatever the version (the
+# default version's also from bin/, beside etcd and kwok).
+build_kubernetes() {
+  build_tool kubernetes "$1" "$2" "$(kube_ldflags "$1")" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  mkdir -p "$cache_root/kubernetes-bin"
+  ln -sfn "$(tool_dest kubernetes "$1" "$2")/bin" "$cache_root/kubernetes-bin/$1"
+}
+
+# The older and newest Kubernetes releases that the compatibility suite (make test-compat) runs
+# against. Nothing else needs them: only a full build or `build.sh compat` builds them.
+build_compat() {
+  local v
+  for v in $KUBERNETES_COMPAT_VERSIONS; do prefetch_modules "kubernetes:$v:$(compat_dir "$v")"; done
+  for v in $KUBERNETES_COMPAT_VERSIONS; do link_bin=false build_kubernetes "$v" "$(compat_dir "$v")"; done
+}
 
 # Module downloads are network-bound: fetched in the background for every wrapper, they overlap the
 # compiles instead of stalling each one in turn. Compiles run one tool at a time (side by side they
@@ -248,14 +295,17 @@ prefetch_modules() { # tool-name:version:wrapper-dir...: only for tools not cach
   done
 }
 
+if $only_compat; then
+  build_compat
+  log "compatibility versions ready in $cache_root/kubernetes-bin"
+  exit 0
+fi
 prefetch_modules "kubernetes:$KUBERNETES_VERSION:kubernetes" "kwok:$KWOK_VERSION:kwok"
 # The standard library compiles while the first tool's modules download (its packages are then
 # in the build cache under the same flags); only worth it when that tool is not cached.
 [[ -d $(tool_dest etcd "$ETCD_VERSION" etcd) ]] || (cd "$here/etcd" && go build "${go_build_flags[@]}" std >/dev/null 2>&1 &)
 build_tool etcd "$ETCD_VERSION" etcd "" etcd=go.etcd.io/etcd/server/v3
-build_tool kubernetes "$KUBERNETES_VERSION" kubernetes "$kube_ldflags" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+build_kubernetes "$KUBERNETES_VERSION" kubernetes
 build_tool kwok "$KWOK_VERSION" kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
   sigs.k8s.io/kwok/cmd/kwok
 ln -sfn "$(tool_dest kwok "$KWOK_VERSION" kwok)/stages" "$cache_root/kwok-stages"
@@ -270,8 +320,15 @@ metrics_parse_hash=$(sha256sum "$here/prometheus/metrics-parse/main.go" | cut -c
 prefetch_modules "helm-unittest:$HELM_UNITTEST_VERSION:helm-unittest" \
   "prometheus:$PROMETHEUS_VERSION-$metrics_parse_hash:prometheus" "jaeger:$JAEGER_VERSION:jaeger" \
   "crane:$CRANE_VERSION:crane"
-build_tool helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-  helm.sh/helm/v3/cmd/helm
+# The Kubernetes version helm assumes without a cluster (helm template, lint: what a chart's
+# kubeVersion is checked against), set as helm's Makefile does from its client-go: else v1.20.0,
+# which the chart's kubeVersion refuses. Part of the cache key, so a build without it is replaced.
+helm_kube_minor=$(wrapper_require helm k8s.io/client-go | cut -d. -f2)
+build_tool helm "$HELM_VERSION-kube1.$helm_kube_minor" helm \
+  "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION$(for pkg in chartutil lint/rules; do
+    printf ' -X helm.sh/helm/v3/pkg/%s.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/%s.k8sVersionMinor=%s' \
+      "$pkg" "$pkg" "$helm_kube_minor"
+  done)" helm.sh/helm/v3/cmd/helm
 build_tool helm-unittest "$HELM_UNITTEST_VERSION" helm-unittest "" \
   github.com/helm-unittest/helm-unittest/cmd/helm-unittest
 # metrics-parse is our own source: its hash is part of the cache key, so an edit rebuilds it.
@@ -280,6 +337,7 @@ build_tool prometheus "$PROMETHEUS_VERSION-$metrics_parse_hash" prometheus "" \
 build_tool jaeger "$JAEGER_VERSION" jaeger "" github.com/jaegertracing/jaeger/cmd/jaeger
 build_tool crane "$CRANE_VERSION" crane "" github.com/google/go-containerregistry/cmd/crane
 fetch_monitoring_crds
+build_compat
 # A stable name for the plugin directory, wherever the versioned one is.
 ln -sfn "$(tool_dest helm-unittest "$HELM_UNITTEST_VERSION" helm-unittest)/plugin" "$cache_root/helm-plugins"
 

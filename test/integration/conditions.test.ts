@@ -210,7 +210,7 @@ describe('Echo conditions through rollouts and failures', () => {
 
   it('names a ReplicaSet the Deployment controller cannot create, with one Warning', async () => {
     // A quota on ReplicaSets (or an admission webhook) refuses the Deployment's ReplicaSet: the
-    // Deployment says Progressing=False, ReplicaSetCreateError (FailedRSCreate before 1.36).
+    // Deployment says Progressing=False, ReplicaSetCreateError (1.33 to 1.37 alike).
     const quotas = `/api/v1/namespaces/${replicaSetQuota.name}/resourcequotas`;
     await admin.request({
       method: 'POST',

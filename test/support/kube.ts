@@ -6,7 +6,11 @@ import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'yaml';
-import { toolsBinDir, writeKubeconfig, type LocalCluster } from '../../hack/cluster/cluster.ts';
+import {
+  kubernetesBinDir,
+  writeKubeconfig,
+  type LocalCluster,
+} from '../../hack/cluster/cluster.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { isConflict } from '../../src/kube/errors.ts';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
@@ -150,6 +154,18 @@ export async function createNamespace(
   };
 }
 
+/**
+ * Whether the API server serves WatchList (a watch that sends the initial state): its `WatchList`
+ * feature gate, as its /metrics reports it. Off by default in 1.33 (and before 1.32), where the
+ * informers list in pages instead.
+ */
+export async function servesWatchList(admin: KubeClient): Promise<boolean> {
+  const metrics = await admin.text({ path: '/metrics' });
+  const gate = /^kubernetes_feature_enabled\{name="WatchList",[^}]*\} ([01])$/m.exec(metrics);
+  if (!gate) throw new Error('the API server reports no WatchList feature gate in /metrics');
+  return gate[1] === '1';
+}
+
 /** Polls `probe` until it returns a value other than undefined, or fails with `what` after the timeout. */
 export async function eventually<T>(
   what: string,
@@ -183,7 +199,8 @@ export function kubectl(...args: string[]): string {
 export function kubectlWithInput(input: string | undefined, ...args: string[]): string {
   const kubeconfig = clusterKubeconfig();
   return execFileSync(
-    join(toolsBinDir(), 'kubectl'),
+    // The kubectl of the cluster's own release (ECHO_KUBERNETES_VERSION: the compatibility suite).
+    join(kubernetesBinDir(process.env.ECHO_KUBERNETES_VERSION), 'kubectl'),
     [
       `--kubeconfig=${kubeconfig}`,
       `--cache-dir=${join(dirname(kubeconfig), 'kube-cache')}`,
