@@ -1,23 +1,15 @@
 // Whose is the Deployment of an Echo's name? Pure, like desired.ts: the answer decides whether the
 // operator may write to it at all, so every case is unit-tested.
+import type { ObjectMetadata } from '../runtime/informer.ts';
 import { API_VERSION, KIND, type Echo } from './api.ts';
 import { MANAGED_BY } from './desired.ts';
 
 /** What ownership needs of a Deployment: the cache's trimmed copy or a full object read. */
 export interface DeploymentIdentity {
-  metadata: {
-    name: string;
-    uid?: string;
-    labels?: Record<string, string>;
-    deletionTimestamp?: string;
-    ownerReferences?: {
-      apiVersion: string;
-      kind: string;
-      name: string;
-      uid: string;
-      controller?: boolean;
-    }[];
-  };
+  metadata: Pick<
+    ObjectMetadata,
+    'name' | 'uid' | 'labels' | 'deletionTimestamp' | 'ownerReferences'
+  >;
 }
 
 /**
