@@ -16,7 +16,7 @@ import { diesWithParent, freePorts } from '../hack/cluster/process.ts';
 import { desiredDeployment } from '../src/echo/desired.ts';
 import type { Echo } from '../src/echo/api.ts';
 import { KubeClient } from '../src/kube/client.ts';
-import { objectKey } from '../src/runtime/informer.ts';
+import { objectKey } from '../src/kube/object.ts';
 import { callsOf, type Rejected, type VerbCounts } from './audit.ts';
 import { ProcessStats, type RssSample } from './process-stats.ts';
 import { lastOf, ScenarioClock, type Shortfall } from './deadline.ts';

@@ -2,7 +2,8 @@
 // the harness's own, and records when each object first meets a condition. Latencies come from
 // watch events, never from polling, so the harness's own load on the API server stays flat.
 import type { KubeClient } from '../src/kube/client.ts';
-import { Informer, objectKey, type KubeObject } from '../src/runtime/informer.ts';
+import { Informer } from '../src/runtime/cache/informer.ts';
+import { objectKey, type KubeObject } from '../src/kube/object.ts';
 
 export interface BenchDeployment extends KubeObject {
   spec?: { replicas?: number };

@@ -2,7 +2,8 @@
 // informer of Echoes and one of Deployments until both are synced, then its figures on stdout.
 //   node bench/watchlist-child.ts list|watchlist KUBECONFIG NAMESPACE
 import { KubeClient } from '../src/kube/client.ts';
-import { Informer, type KubeObject } from '../src/runtime/informer.ts';
+import { Informer } from '../src/runtime/cache/informer.ts';
+import type { KubeObject } from '../src/kube/object.ts';
 
 /** The child: both informers until synced, then its figures on stdout. */
 async function child(kubeconfig: string, ns: string, watchList: boolean): Promise<void> {

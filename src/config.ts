@@ -2,11 +2,10 @@
 // with node:util's parseArgs. A bad value is a ConfigError: main prints it and exits 2.
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import type { OtlpProtocol } from './telemetry/tracing-sdk.ts';
 import { timingsProblem, type LeaderElectionTimings } from './runtime/leader-election.ts';
 
 export type LogFormat = 'text' | 'json';
-/** OTLP transports: gRPC (port 4317) or protobuf-free JSON over HTTP (port 4318). */
-export type OtlpProtocol = 'grpc' | 'http/json';
 
 export interface Config {
   /** HTTP port of /metrics and the health endpoints. */

@@ -14,11 +14,11 @@ import {
   type EchoController,
 } from './echo/controller.ts';
 import { connectionsFor, KubeClient } from './kube/client.ts';
-import { loadConnection } from './kube/kubeconfig.ts';
+import { loadConnection } from './kube/kubeconfig/kubeconfig.ts';
 import { ApiError } from './kube/errors.ts';
 import { RequestCounts } from './kube/request-counts.ts';
 import { startHttpServer, type Check } from './http/server.ts';
-import { DEFAULT_BACKOFF, retryDelay } from './runtime/informer.ts';
+import { DEFAULT_BACKOFF, retryDelay } from './runtime/backoff.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import type { EventRecorder } from './runtime/events.ts';
 import {
@@ -28,7 +28,7 @@ import {
   type Logger,
   type Loggers,
 } from './telemetry/logger.ts';
-import { Metrics } from './telemetry/metrics.ts';
+import { Metrics } from './runtime/metrics.ts';
 import type { Tracing } from './telemetry/tracing-sdk.ts';
 import { VERSION } from './version.ts';
 

@@ -3,7 +3,7 @@
 // then given the Echo CRD by server-side apply. The Makefile starts src/main.ts after this, which
 // reads the same kubeconfig the same way.
 import { KubeClient } from '../../src/kube/client.ts';
-import { KubeconfigError, loadConnection } from '../../src/kube/kubeconfig.ts';
+import { KubeconfigError, loadConnection } from '../../src/kube/kubeconfig/kubeconfig.ts';
 import { errorText } from '../../src/telemetry/logger.ts';
 import { installCrd } from './crd.ts';
 

@@ -3,7 +3,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { newController, type ManagedController, type RuntimeOptions } from '../runtime/builder.ts';
 import { API_VERSION, GROUP, KIND, PLURAL, type Echo } from './api.ts';
-import { trimDeployment, trimEcho, type CachedDeployment } from './cache.ts';
+import { trimDeployment, trimEcho, type CachedDeployment } from './projection.ts';
 import { MANAGED_BY_SELECTOR } from './desired.ts';
 import { decodeDeployment } from './deployment-protobuf.ts';
 import { echoReconciler } from './reconciler.ts';

@@ -1,10 +1,15 @@
-// The Deployment cache's watch in protobuf: each event decoded into only the fields cache.ts keeps,
+// The Deployment cache's watch in protobuf: each event decoded into only the fields projection.ts keeps,
 // in the form JSON would give them, then trimmed as a JSON event is. The rest (managedFields, the
 // server's defaults of the pod template, timestamps) is skipped unread. Field numbers are those of
 // k8s.io/api apps/v1, core/v1 and apimachinery meta/v1 `generated.proto`.
-import { decodeMessage, ProtobufError, ProtoReader, type Schema } from '../kube/protobuf.ts';
-import { objectKey } from '../runtime/informer.ts';
-import type { CachedDeployment } from './cache.ts';
+import {
+  decodeMessage,
+  ProtobufError,
+  ProtoReader,
+  type Schema,
+} from '../kube/protobuf/protobuf.ts';
+import { objectKey } from '../kube/object.ts';
+import type { CachedDeployment } from './projection.ts';
 import { APPLIED_HASH_ANNOTATION } from './desired.ts';
 
 const LABELS = { json: 'labels', type: 'map' } as const;
@@ -31,7 +36,7 @@ const OBJECT_META: Schema = {
   13: { json: 'ownerReferences', type: OWNER_REFERENCE, repeated: true },
 };
 
-/** Kept whole, as cache.ts keeps a container's ports: every field of core/v1 ContainerPort. */
+/** Kept whole, as projection.ts keeps a container's ports: every field of core/v1 ContainerPort. */
 const CONTAINER_PORT: Schema = {
   1: { json: 'name', type: 'string', omitEmpty: true },
   2: { json: 'hostPort', type: 'int', omitEmpty: true },
@@ -60,7 +65,7 @@ const POD_SECURITY_CONTEXT: Schema = {
   10: { json: 'seccompProfile', type: { 1: { json: 'type', type: 'string' } } },
 };
 
-/** The spec fields drift is judged on (cache.ts SPEC_SHAPE; a unit test holds the two together). */
+/** The spec fields drift is judged on (projection.ts SPEC_SHAPE; a unit test holds the two together). */
 export const DEPLOYMENT_SPEC: Schema = {
   1: { json: 'replicas', type: 'int' },
   2: { json: 'selector', type: { 1: { json: 'matchLabels', type: 'map' } } },

@@ -1,6 +1,6 @@
 // Whose is the Deployment of an Echo's name? Pure, like desired.ts: the answer decides whether the
 // operator may write to it at all, so every case is unit-tested.
-import type { ObjectMetadata } from '../runtime/informer.ts';
+import type { ObjectMetadata } from '../kube/object.ts';
 import { API_VERSION, KIND, type Echo } from './api.ts';
 import { MANAGED_BY } from './desired.ts';
 

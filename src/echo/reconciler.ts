@@ -12,10 +12,10 @@ import {
 } from '../kube/errors.ts';
 import type { Reconcile, ReconcileResult } from '../runtime/controller.ts';
 import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
-import type { Informer } from '../runtime/informer.ts';
+import type { Informer } from '../runtime/cache/informer.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { API_VERSION, KIND, PLURAL, type Echo, type EchoStatus } from './api.ts';
-import type { CachedDeployment } from './cache.ts';
+import type { CachedDeployment } from './projection.ts';
 import {
   APPLIED_HASH_ANNOTATION,
   FIELD_MANAGER,

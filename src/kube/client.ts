@@ -1,6 +1,6 @@
 // The Kubernetes HTTP client: one keep-alive HTTP/2 connection for every request, credentials from
-// a kubeconfig or the pod's ServiceAccount (kubeconfig.ts), typed errors, retries as client-go
-// makes them within one deadline per request (retry.ts), and every response reported to an
+// a kubeconfig or the pod's ServiceAccount (kubeconfig/), typed errors, retries as client-go
+// makes them within one deadline per request (transport/retry.ts), and every response reported to an
 // observer for metrics.
 //
 // Why not the typed APIs of @kubernetes/client-node: they open a new connection per request, their
@@ -15,13 +15,14 @@
 // and it has no deadline across attempts. The decisions it would make are in retry.ts instead.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SpanKind, type Span } from '@opentelemetry/api';
-import { Pool, type Dispatcher } from './undici.ts';
+import { Pool, type Dispatcher } from './transport/undici.ts';
 import { VERSION } from '../version.ts';
 import { inSpan, type Tracer } from '../telemetry/tracing.ts';
-import { CredentialCache } from './credential-cache.ts';
+import { CredentialCache } from './kubeconfig/credential-cache.ts';
 import { ApiError, parseStatus } from './errors.ts';
-import { loadConnection, type Connection, type Credentials } from './kubeconfig.ts';
-import { LineSplitter } from './lines.ts';
+import { loadConnection } from './kubeconfig/kubeconfig.ts';
+import type { Connection, Credentials } from './kubeconfig/types.ts';
+import { LineSplitter } from './transport/lines.ts';
 import {
   decodeStatus,
   decodeWatchEvent,
@@ -29,8 +30,9 @@ import {
   PROTOBUF_MEDIA_TYPE,
   PROTOBUF_WATCH_ACCEPT,
   unwrap,
-} from './protobuf.ts';
-import { tunnel, type Tunnel } from './proxy.ts';
+} from './protobuf/protobuf.ts';
+import { tunnel, type Tunnel } from './transport/proxy.ts';
+import type { WatchEvent } from './object.ts';
 import { APPLY_PATCH, describeRequest, type RequestInfo } from './request-info.ts';
 import {
   headersTimeoutMs,
@@ -38,7 +40,7 @@ import {
   startsBeforeDeadline,
   type AttemptOutcome,
   type RetryPolicy,
-} from './retry.ts';
+} from './transport/retry.ts';
 
 export interface RequestOptions {
   method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -47,12 +49,6 @@ export interface RequestOptions {
   body?: unknown;
   contentType?: string;
   signal?: AbortSignal;
-}
-
-export interface WatchEvent<T> {
-  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-  /** The object; a metav1.Status for ERROR; only metadata.resourceVersion for BOOKMARK. */
-  object: T;
 }
 
 export interface WatchOptions<T> extends RequestOptions {

@@ -14,13 +14,9 @@ import {
   type Reconcile,
 } from './controller.ts';
 import { EventRecorder } from './events.ts';
-import {
-  InformerGroup,
-  objectKey,
-  type InformerEvent,
-  type InformerObserver,
-  type KubeObject,
-} from './informer.ts';
+import { InformerGroup } from './cache/informer-group.ts';
+import { objectKey, type KubeObject } from '../kube/object.ts';
+import type { InformerEvent, InformerObserver } from './cache/informer.ts';
 import { WorkQueue, type QueueObserver } from './workqueue.ts';
 
 /** A namespaced resource type as the API server serves it. */

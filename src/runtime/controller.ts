@@ -3,7 +3,8 @@
 // requeue; every primary object is re-queued each resync period. Knows nothing of Echo.
 import type { Span } from '@opentelemetry/api';
 import { inSpan, recordError, type Tracer } from '../telemetry/tracing.ts';
-import type { Informer, KubeObject } from './informer.ts';
+import type { Informer } from './cache/informer.ts';
+import type { KubeObject } from '../kube/object.ts';
 import type { WorkQueue } from './workqueue.ts';
 
 /**

@@ -12,10 +12,12 @@ import {
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
-import type { OtlpProtocol } from '../config.ts';
 import type { Tracer } from './tracing.ts';
 
 const SERVICE_NAME = 'echo-operator';
+
+/** OTLP transports: gRPC (port 4317) or protobuf-free JSON over HTTP (port 4318). */
+export type OtlpProtocol = 'grpc' | 'http/json';
 
 export interface TracingOptions {
   endpoint: string;

@@ -10,7 +10,7 @@ import { LocalCluster } from '../../hack/cluster/cluster.ts';
 import { installCrd } from '../../hack/cluster/crd.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
-import { loadConnection } from '../../src/kube/kubeconfig.ts';
+import { loadConnection } from '../../src/kube/kubeconfig/kubeconfig.ts';
 import { informerAttemptsWithin, keyAttemptsWithin } from '../support/backoff.ts';
 import { echoManifest, isReady, OPERATOR_RULES } from '../support/fixtures.ts';
 import {

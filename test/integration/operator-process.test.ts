@@ -15,8 +15,8 @@ import { installCrd } from '../../hack/cluster/crd.ts';
 import { startOperator } from '../support/operator.ts';
 import { logsPort, startMain, whenReady } from '../support/main-process.ts';
 import { freePorts } from '../../hack/cluster/process.ts';
-import { DEFAULT_BACKOFF, retryDelay } from '../../src/runtime/informer.ts';
-import { WatchSilentError } from '../../src/runtime/watchdog.ts';
+import { DEFAULT_BACKOFF, retryDelay } from '../../src/runtime/backoff.ts';
+import { WatchSilentError } from '../../src/runtime/cache/watchdog.ts';
 
 /** The operator's "waiting: the Echo CRD …" log lines: when, and the wait it decided on. */
 function crdWaits(stdout: string): { at: number; retryInSeconds: number }[] {

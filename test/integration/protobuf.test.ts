@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Echo } from '../../src/echo/api.ts';
-import { trimDeployment, type CachedDeployment } from '../../src/echo/cache.ts';
+import { trimDeployment, type CachedDeployment } from '../../src/echo/projection.ts';
 import { decodeDeployment } from '../../src/echo/deployment-protobuf.ts';
 import {
   APPLIED_HASH_ANNOTATION,
@@ -14,7 +14,7 @@ import {
   FIELD_MANAGER,
 } from '../../src/echo/desired.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
-import { Informer } from '../../src/runtime/informer.ts';
+import { Informer } from '../../src/runtime/cache/informer.ts';
 import { echoManifest } from '../support/fixtures.ts';
 import { adminClient, createNamespace, eventually } from '../support/kube.ts';
 

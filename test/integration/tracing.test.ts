@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
-import { loadConnection } from '../../src/kube/kubeconfig.ts';
+import { loadConnection } from '../../src/kube/kubeconfig/kubeconfig.ts';
 import { echoManifest, isReady } from '../support/fixtures.ts';
 import { startJaeger, tag, type Jaeger, type JaegerSpan } from '../../hack/cluster/jaeger.ts';
 import {

@@ -4,7 +4,8 @@
 // (1.33, WatchList off by default: the fallback runs) and on the newest (WatchList served).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Informer, type KubeObject } from '../../src/runtime/informer.ts';
+import { Informer } from '../../src/runtime/cache/informer.ts';
+import type { KubeObject } from '../../src/kube/object.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { adminClient, createNamespace, eventually, servesWatchList } from '../support/kube.ts';
 

@@ -7,13 +7,10 @@ import { dirname } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeClient } from '../../src/kube/client.ts';
-import {
-  DEFAULT_BACKOFF,
-  Informer,
-  retryDelay,
-  type KubeObject,
-} from '../../src/runtime/informer.ts';
-import { ShortWatchError, WatchSilentError } from '../../src/runtime/watchdog.ts';
+import { DEFAULT_BACKOFF, retryDelay } from '../../src/runtime/backoff.ts';
+import { Informer } from '../../src/runtime/cache/informer.ts';
+import type { KubeObject } from '../../src/kube/object.ts';
+import { ShortWatchError, WatchSilentError } from '../../src/runtime/cache/watchdog.ts';
 import { informerAttemptsWithin } from '../support/backoff.ts';
 import {
   adminClient,

@@ -1,8 +1,8 @@
 // What the operator's retry limits allow over a stretch of time, computed from the limiters in
 // src/ themselves: for tests that bound a count of retries by the window it was measured over, so
 // that a slower machine (a longer window) moves the bound with the count.
-import { DEFAULT_BACKOFF, retryDelay } from '../../src/runtime/informer.ts';
-import { ExponentialBackoff, TokenBucket } from '../../src/runtime/workqueue.ts';
+import { DEFAULT_BACKOFF, retryDelay } from '../../src/runtime/backoff.ts';
+import { ExponentialBackoff, TokenBucket } from '../../src/runtime/backoff.ts';
 
 /**
  * The most attempts a retry loop can make within `ms` when it waits at least `wait(retry)` before

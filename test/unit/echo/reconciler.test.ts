@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Echo } from '../../../src/echo/api.ts';
 import { desiredDeployment } from '../../../src/echo/desired.ts';
-import type { CachedDeployment } from '../../../src/echo/cache.ts';
+import type { CachedDeployment } from '../../../src/echo/projection.ts';
 import { echoReconciler } from '../../../src/echo/reconciler.ts';
 import type { KubeClient } from '../../../src/kube/client.ts';
 import { ApiError } from '../../../src/kube/errors.ts';

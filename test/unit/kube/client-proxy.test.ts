@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { createPki } from '../../../hack/cluster/pki.ts';
 import { KubeClient } from '../../../src/kube/client.ts';
-import { loadConnection } from '../../../src/kube/kubeconfig.ts';
+import { loadConnection } from '../../../src/kube/kubeconfig/kubeconfig.ts';
 import { startConnectProxy, type ConnectProxy } from '../../support/connect-proxy.ts';
 
 interface Seen {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { collectionPath, ownerKeys, primaryKeys } from '../../../src/runtime/builder.ts';
-import type { KubeObject } from '../../../src/runtime/informer.ts';
+import type { KubeObject } from '../../../src/kube/object.ts';
 
 const WIDGET = { apiVersion: 'example.com/v1', kind: 'Widget' };
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate } from 'node:timers/promises';
-import { ExponentialBackoff, TokenBucket, WorkQueue } from '../../../src/runtime/workqueue.ts';
+import { ExponentialBackoff, TokenBucket } from '../../../src/runtime/backoff.ts';
+import { WorkQueue } from '../../../src/runtime/workqueue.ts';
 
 /**
  * Lets every promise callback queued so far run. The queue hands a key to a waiting worker, and

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { defaultUserAgent } from '../../../src/kube/client.ts';
+import { defaultUserAgent } from '../../../../src/kube/client.ts';
 import {
   backoffMs,
   headersTimeoutMs,
@@ -10,7 +10,7 @@ import {
   startsBeforeDeadline,
   type AttemptOutcome,
   type RetryPolicy,
-} from '../../../src/kube/retry.ts';
+} from '../../../../src/kube/transport/retry.ts';
 
 const policy: RetryPolicy = {
   maxAttempts: 10,

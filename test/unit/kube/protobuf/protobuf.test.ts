@@ -11,10 +11,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { decodeDeployment, DEPLOYMENT_SPEC } from '../../../src/echo/deployment-protobuf.ts';
-import { desiredDeployment } from '../../../src/echo/desired.ts';
-import { KubeClient, type WatchEvent } from '../../../src/kube/client.ts';
-import { ApiError, isGone } from '../../../src/kube/errors.ts';
+import { decodeDeployment, DEPLOYMENT_SPEC } from '../../../../src/echo/deployment-protobuf.ts';
+import { desiredDeployment } from '../../../../src/echo/desired.ts';
+import { KubeClient } from '../../../../src/kube/client.ts';
+import type { WatchEvent } from '../../../../src/kube/object.ts';
+import { ApiError, isGone } from '../../../../src/kube/errors.ts';
 import {
   decodeMessage,
   decodeStatus,
@@ -26,7 +27,7 @@ import {
   ProtoReader,
   unwrap,
   type Schema,
-} from '../../../src/kube/protobuf.ts';
+} from '../../../../src/kube/protobuf/protobuf.ts';
 
 const fuzz = {
   numRuns: Number(process.env.FUZZ_RUNS ?? 1000),

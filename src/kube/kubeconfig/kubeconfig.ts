@@ -3,7 +3,7 @@
 // rules, the pod's ServiceAccount, ~/.kube/config), impersonation, proxies, exec credential
 // plugins. Credentials that change (token files, exec plugins, the in-cluster token) are read
 // again when they expire. What the operator does not support is refused by name
-// (kubeconfig-fields.ts); docs/kubeconfig.md lists every field.
+// (fields.ts); docs/kubeconfig.md lists every field.
 //
 // Why not @kubernetes/client-node's KubeConfig: importing it loads the whole generated API (about
 // 85 MB of resident memory, twice what the rest of the operator needs); this is the part we use.
@@ -11,7 +11,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { parse } from 'yaml';
-import { KubeconfigError } from './errors.ts';
+import { KubeconfigError } from '../errors.ts';
 import { execCredentials, execPlugin, type ExecCluster } from './exec-credential.ts';
 import { impersonationHeaders, type Headers } from './impersonation.ts';
 import {
@@ -23,37 +23,11 @@ import {
   extension,
   namedEntry,
   type User,
-} from './kubeconfig-fields.ts';
-import { proxyFor } from './proxy.ts';
+} from './fields.ts';
+import { proxyFor } from '../transport/proxy.ts';
+import type { Connection, Credentials, TlsOptions } from './types.ts';
 
-export { KubeconfigError } from './errors.ts';
-
-export interface TlsOptions {
-  ca?: Buffer;
-  cert?: Buffer;
-  key?: Buffer;
-  servername?: string;
-  rejectUnauthorized: boolean;
-}
-
-export interface Credentials {
-  headers: Record<string, string>;
-  /** Epoch ms after which the credentials are read again. */
-  expiresAt: number;
-}
-
-export interface Connection {
-  server: URL;
-  tls: TlsOptions;
-  /** Authorization headers, fresh: files re-read and exec plugins re-run once they expire. */
-  credentials: () => Promise<Credentials>;
-  /** Sent with every request (impersonation); a list is one header field per value. */
-  headers?: Headers;
-  /** The proxy to reach the server through with HTTP CONNECT; none means directly. */
-  proxy?: URL;
-  /** Where the connection came from, for messages: a file and context, or "in-cluster". */
-  source: string;
-}
+export { KubeconfigError } from '../errors.ts';
 
 /** How long read credentials stay valid (client-go re-reads token files every minute). */
 export const CREDENTIAL_TTL_MS = 60_000;

@@ -1,9 +1,9 @@
 // What the informer caches keep of each object: only the fields the reconciler reads, so the
 // caches stay small (managedFields, annotations, server defaults and the rest are dropped as each
 // object arrives).
-import type { KubeObject } from '../runtime/informer.ts';
-import { StringPool } from '../runtime/string-pool.ts';
-import type { Echo } from './api.ts';
+import type { KubeObject } from '../kube/object.ts';
+import { StringPool } from '../runtime/cache/string-pool.ts';
+import { API_VERSION, KIND, type Echo } from './api.ts';
 import { APPLIED_HASH_ANNOTATION, desiredDeployment } from './desired.ts';
 import { STALLED_REASONS, type ObservedDeployment } from './status.ts';
 
@@ -18,8 +18,8 @@ type Condition = NonNullable<NonNullable<ObservedDeployment['status']>['conditio
  * (the pod's DNS policy, scheduler, termination message path, strategy...) need not be cached.
  */
 const SPEC_SHAPE = desiredDeployment({
-  apiVersion: 'example.com/v1',
-  kind: 'Echo',
+  apiVersion: API_VERSION,
+  kind: KIND,
   metadata: { name: 'shape', namespace: 'shape', uid: 'shape', resourceVersion: '1' },
   spec: { replicas: 1 },
 }).spec;

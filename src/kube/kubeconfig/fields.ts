@@ -2,7 +2,7 @@
 // support is refused by name, never skipped: a kubeconfig that asks for something the client
 // would not do (an auth provider, an unknown option) must not half-work. Types are checked too,
 // as client-go's strict decoding does (`insecure-skip-tls-verify: "yes"` is an error, not false).
-import { KubeconfigError } from './errors.ts';
+import { KubeconfigError } from '../errors.ts';
 
 type FieldType = 'string' | 'boolean' | 'strings' | 'string-lists' | 'mapping' | 'list';
 type Fields = Record<string, FieldType>;

@@ -17,9 +17,9 @@ import {
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
 import { stringify } from 'yaml';
-import { KubeClient, type ClientOptions } from '../../../src/kube/client.ts';
-import { loadConnection } from '../../../src/kube/kubeconfig.ts';
-import { createLoggers, errorText } from '../../../src/telemetry/logger.ts';
+import { KubeClient, type ClientOptions } from '../../../../src/kube/client.ts';
+import { loadConnection } from '../../../../src/kube/kubeconfig/kubeconfig.ts';
+import { createLoggers, errorText } from '../../../../src/telemetry/logger.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'exec-credential-test-'));
 after(() => {

@@ -12,9 +12,9 @@ import {
   type RegistryContentType,
 } from 'prom-client';
 import type { ResponseEvent } from '../kube/client.ts';
-import type { ControllerObserver, ReconcileOutcome } from '../runtime/controller.ts';
-import type { InformerObserver } from '../runtime/informer.ts';
-import type { QueueObserver, WorkQueue } from '../runtime/workqueue.ts';
+import type { ControllerObserver, ReconcileOutcome } from './controller.ts';
+import type { InformerObserver } from './cache/informer.ts';
+import type { QueueObserver, WorkQueue } from './workqueue.ts';
 
 const PREFIX = 'echo_operator_';
 /** controller-runtime's reconcile buckets: 5 ms to 60 s. */

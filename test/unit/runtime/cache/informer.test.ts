@@ -3,17 +3,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RequestOptions, WatchEvent, WatchOptions } from '../../../src/kube/client.ts';
-import { ApiError } from '../../../src/kube/errors.ts';
-import { ProtobufError } from '../../../src/kube/protobuf.ts';
-import {
-  DEFAULT_BACKOFF,
-  Informer,
-  retryDelay,
-  type InformerEvent,
-  type KubeObject,
-} from '../../../src/runtime/informer.ts';
-import { ShortWatchError, WatchSilentError } from '../../../src/runtime/watchdog.ts';
+import type { RequestOptions, WatchOptions } from '../../../../src/kube/client.ts';
+import type { WatchEvent } from '../../../../src/kube/object.ts';
+import { ApiError } from '../../../../src/kube/errors.ts';
+import { ProtobufError } from '../../../../src/kube/protobuf/protobuf.ts';
+import { DEFAULT_BACKOFF, retryDelay } from '../../../../src/runtime/backoff.ts';
+import { Informer, type InformerEvent } from '../../../../src/runtime/cache/informer.ts';
+import type { KubeObject } from '../../../../src/kube/object.ts';
+import { ShortWatchError, WatchSilentError } from '../../../../src/runtime/cache/watchdog.ts';
 
 interface Pod extends KubeObject {
   spec?: { n: number };

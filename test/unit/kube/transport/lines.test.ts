@@ -1,7 +1,11 @@
 // Watch lines cut from chunks as the network delivers them.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LineSplitter, LineTooLongError, MAX_LINE_LENGTH } from '../../../src/kube/lines.ts';
+import {
+  LineSplitter,
+  LineTooLongError,
+  MAX_LINE_LENGTH,
+} from '../../../../src/kube/transport/lines.ts';
 
 describe('LineSplitter', () => {
   it('joins an object split across many chunks, once its newline arrives', () => {

@@ -4,7 +4,7 @@
 // go of the credentials only when they are still the ones the refused request sent: if another
 // request has already replaced them, the refusal is no reason to load again, nor to drop a load
 // under way.
-import type { Credentials } from './kubeconfig.ts';
+import type { Credentials } from './types.ts';
 
 interface Load {
   loading: Promise<Credentials>;

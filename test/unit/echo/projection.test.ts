@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Echo } from '../../../src/echo/api.ts';
-import { trimDeployment, type CachedDeployment } from '../../../src/echo/cache.ts';
+import { trimDeployment, type CachedDeployment } from '../../../src/echo/projection.ts';
 import { deploymentDrift, desiredDeployment } from '../../../src/echo/desired.ts';
 
 const echo: Echo = {

@@ -11,7 +11,7 @@
 // The bytes come from the network: every length is checked before it is trusted, and a field is
 // read only with the wire type its reader expects. Anything else is a ProtobufError, which the
 // informer answers by watching in JSON.
-import type { WatchEvent } from './client.ts';
+import type { WatchEvent } from '../object.ts';
 
 /** Protobuf wire types. */
 const VARINT = 0;

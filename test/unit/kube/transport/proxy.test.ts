@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { bypassesProxy, proxyFor } from '../../../src/kube/proxy.ts';
+import { bypassesProxy, proxyFor } from '../../../../src/kube/transport/proxy.ts';
 
 describe('bypassesProxy: Go’s NO_PROXY rules', () => {
   const cases: [host: string, port: string, noProxy: string, direct: boolean][] = [

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { escapeHeaderKey, impersonationHeaders } from '../../../src/kube/impersonation.ts';
+import {
+  escapeHeaderKey,
+  impersonationHeaders,
+} from '../../../../src/kube/kubeconfig/impersonation.ts';
 
 describe('impersonationHeaders', () => {
   it('sends one header per group and per extra value, the uid with the user', () => {

@@ -1,7 +1,7 @@
 // How the informer judges the end of a watch: the pure decision.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { watchEndIsFailure } from '../../../src/runtime/watchdog.ts';
+import { watchEndIsFailure } from '../../../../src/runtime/cache/watchdog.ts';
 
 describe('watchEndIsFailure', () => {
   it('counts a watch closed within a second with no event as a failure', () => {

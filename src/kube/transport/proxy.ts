@@ -11,8 +11,8 @@
 // event to move off a connection the API server sent GOAWAY on.
 import { BlockList, Socket, isIP } from 'node:net';
 import { Pool, buildConnector, type Connector } from './undici.ts';
-import { KubeconfigError } from './errors.ts';
-import type { TlsOptions } from './kubeconfig.ts';
+import { KubeconfigError } from '../errors.ts';
+import type { TlsOptions } from '../kubeconfig/types.ts';
 
 const loopback = new BlockList();
 loopback.addSubnet('127.0.0.0', 8, 'ipv4');

@@ -5,9 +5,9 @@ import { execFile, type ExecFileException } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
-import { KubeconfigError } from './errors.ts';
-import { checkExecEnv, type ExecConfig } from './kubeconfig-fields.ts';
-import type { Credentials } from './kubeconfig.ts';
+import { KubeconfigError } from '../errors.ts';
+import { checkExecEnv, type ExecConfig } from './fields.ts';
+import type { Credentials } from './types.ts';
 
 const API_VERSIONS = ['client.authentication.k8s.io/v1', 'client.authentication.k8s.io/v1beta1'];
 /** How long a plugin may run: it may call a cloud API, but must not hold the operator for ever. */

@@ -1,8 +1,8 @@
 // Impersonation, from a kubeconfig user's `as`, `as-uid`, `as-groups` and `as-user-extra`: the
 // Impersonate-* headers client-go sends with every request. The API server checks that the real
 // user may impersonate, then authorizes the request as the impersonated one.
-import { KubeconfigError } from './errors.ts';
-import type { User } from './kubeconfig-fields.ts';
+import { KubeconfigError } from '../errors.ts';
+import type { User } from './fields.ts';
 
 /** Request headers; a list is one header field per value. */
 export type Headers = Record<string, string | string[]>;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { WorkQueue } from '../../../src/runtime/workqueue.ts';
-import { Metrics } from '../../../src/telemetry/metrics.ts';
+import { Metrics } from '../../../src/runtime/metrics.ts';
 
 function metrics(): { m: Metrics; queue: WorkQueue } {
   const queue = new WorkQueue();

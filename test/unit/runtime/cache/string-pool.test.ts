@@ -2,7 +2,7 @@
 // is what the memory gate (test/bench/memory-gate.test.ts) measures: heap per cached object.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { StringPool } from '../../../src/runtime/string-pool.ts';
+import { StringPool } from '../../../../src/runtime/cache/string-pool.ts';
 
 describe('StringPool', () => {
   it('keeps one entry per distinct string, however often it is interned', () => {

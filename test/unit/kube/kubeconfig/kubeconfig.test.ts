@@ -6,13 +6,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { KubeClient } from '../../../src/kube/client.ts';
+import { KubeClient } from '../../../../src/kube/client.ts';
 import {
   CREDENTIAL_TTL_MS,
   KubeconfigError,
   configSource,
   loadConnection,
-} from '../../../src/kube/kubeconfig.ts';
+} from '../../../../src/kube/kubeconfig/kubeconfig.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kubeconfig-test-'));
 after(() => {
