@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'charts/', '.cluster/', 'coverage/', 'dist/'] },
+  { ignores: ['node_modules/', 'charts/', '.cluster/', 'coverage/', 'dist/', 'test/.samples/'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   ...tseslint.configs.stylisticTypeChecked,

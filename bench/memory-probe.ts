@@ -4,8 +4,9 @@
 //
 //   node --expose-gc bench/memory-probe.ts --kubeconfig FILE --namespace NS
 import { parseArgs } from 'node:util';
-import { KubeClient } from '../src/kube/client.ts';
-import { echoController } from '../src/echo/controller.ts';
+import { REPORTING_CONTROLLER, echoController } from '../src/echo/controller.ts';
+import { loadConnection } from '../src/kube/kubeconfig/kubeconfig.ts';
+import { Manager } from '../src/runtime/manager.ts';
 import { createLoggers } from '../src/telemetry/logger.ts';
 
 const { values } = parseArgs({
@@ -26,25 +27,27 @@ const heapAfterGc = (): number => {
   return process.memoryUsage().heapUsed;
 };
 
-const client = KubeClient.fromFile(values.kubeconfig);
-const operator = echoController({
-  client,
+// A Manager that only fills its caches: no controller runs, so nothing but the caches is held.
+const manager = new Manager({
+  connection: loadConnection({ path: values.kubeconfig }),
   namespaces: [values.namespace],
+  instance: 'memory-probe',
+  reportingController: REPORTING_CONTROLLER,
   concurrency: 1,
   resyncMs: 3600_000,
-  instance: 'memory-probe',
   log: createLoggers('warn', process.stderr).module,
 });
+const operator = manager.add(echoController());
 const stop = new AbortController();
 const before = heapAfterGc();
-const informers = Promise.all(operator.informers.map((i) => i.run(stop.signal)));
+const informers = manager.fillCaches(stop.signal);
 await operator.whenSynced();
 const after = heapAfterGc();
 const { echoes, deployments } = operator.caches;
 const objects = echoes.size + deployments.size;
 stop.abort();
 await informers;
-await client.close();
+await manager.client.close();
 console.log(
   JSON.stringify({
     echoes: echoes.size,

@@ -13,6 +13,8 @@ export const VERSION = 'v1';
 export const KIND = 'Echo';
 export const PLURAL = 'echoes';
 export const API_VERSION = `${GROUP}/${VERSION}`;
+/** The Echo resource, for the builder and the typed resource handle. */
+export const ECHOES = { apiVersion: API_VERSION, kind: KIND, plural: PLURAL } as const;
 
 /** Upper bound on spec.replicas: a guard against typos (10000 for 10), not a scaling limit. */
 export const MAX_REPLICAS = 1000;

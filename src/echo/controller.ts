@@ -1,53 +1,50 @@
 // The Echo controller, declared: it reconciles Echoes and owns the Deployments they control. The
-// runtime's builder does the wiring (informers, work queue, leader gating, resync, Events).
+// runtime's Manager builds and runs it (informers, work queue, leader gating, resync, Events).
 import { isDeepStrictEqual } from 'node:util';
-import { newController, type ManagedController, type RuntimeOptions } from '../runtime/builder.ts';
-import { API_VERSION, GROUP, KIND, PLURAL, type Echo } from './api.ts';
-import { trimDeployment, trimEcho, type CachedDeployment } from './projection.ts';
-import { MANAGED_BY_SELECTOR } from './desired.ts';
+import { DEPLOYMENTS } from '../kube/resource.ts';
+import { newController, type ControllerDeclaration } from '../runtime/builder.ts';
+import { ECHOES, GROUP, PLURAL, type Echo } from './api.ts';
 import { decodeDeployment } from './deployment-protobuf.ts';
+import { MANAGED_BY_SELECTOR } from './desired.ts';
+import { echoMetrics } from './metrics.ts';
+import { trimDeployment, trimEcho, type CachedDeployment } from './projection.ts';
 import { echoReconciler } from './reconciler.ts';
 
 export const CONTROLLER_NAME = 'echo';
+export const REPORTING_CONTROLLER = `${GROUP}/echo-operator`;
 
-const ECHOES = { apiVersion: API_VERSION, kind: KIND, plural: PLURAL } as const;
-const DEPLOYMENTS = { apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments' } as const;
-
-export interface EchoControllerOptions extends RuntimeOptions {
-  /** Counts delete-and-recreate fallbacks (an immutable field changed). */
-  onRecreate?: () => void;
-  /** Told each Echo's spec.replicas as it is reconciled, and undefined once it is gone. */
-  onDesiredReplicas?: (key: string, replicas: number | undefined) => void;
+export interface EchoControllerOptions {
   /** How long a rollout's progress waits to be written (echoReconciler's option). */
   progressStatusDelayMs?: number;
 }
 
-export type EchoController = ManagedController<{ echoes: Echo; deployments: CachedDeployment }>;
+// A type, not an interface: the builder's cache map needs its implicit index signature.
+// eslint-disable-next-line @typescript-eslint/consistent-type-definitions
+export type EchoCaches = { echoes: Echo; deployments: CachedDeployment };
 
-export function echoController(options: EchoControllerOptions): EchoController {
-  const { onRecreate, onDesiredReplicas, progressStatusDelayMs } = options;
-  return newController(
-    { name: CONTROLLER_NAME, reportingController: `${GROUP}/echo-operator` },
-    options,
-  )
+export function echoController(
+  options: EchoControllerOptions = {},
+): ControllerDeclaration<EchoCaches, Echo> {
+  const { progressStatusDelayMs } = options;
+  return newController({ name: CONTROLLER_NAME, reportingController: REPORTING_CONTROLLER })
     .for(ECHOES, { transform: trimEcho, changed: echoChanged, notServed: crdMissing })
     .owns(DEPLOYMENTS, {
       labelSelector: MANAGED_BY_SELECTOR,
       transform: trimDeployment,
       protobuf: decodeDeployment,
     })
-    .complete(({ caches, recorder }) =>
-      echoReconciler({
-        client: options.client,
+    .complete(({ caches, client, recorder, log, metrics }) => {
+      const series = metrics && echoMetrics(metrics);
+      return echoReconciler({
+        client,
         echoes: caches.echoes,
         deployments: caches.deployments,
         recorder,
-        log: options.log('reconciler'),
-        ...(onRecreate ? { onRecreate } : {}),
-        ...(onDesiredReplicas ? { onDesiredReplicas } : {}),
+        log: log('reconciler'),
+        ...(series ? { onRecreate: series.recreated, onDesiredReplicas: series.desired } : {}),
         ...(progressStatusDelayMs === undefined ? {} : { progressStatusDelayMs }),
-      }),
-    );
+      });
+    });
 }
 
 /**

@@ -1,20 +1,21 @@
-// Reconciles one Echo: reads the Echo and its Deployment from the caches (never a GET), applies
-// the desired Deployment only when the cache shows a difference, and writes status only when it
-// changed. So an Echo in steady state costs no API call at all, resyncs included.
+// Reconciles one Echo: reads its Deployment from the cache, applies the desired Deployment only
+// when the cache shows a difference, writes status only when it changed, and tells the runtime
+// what next (done, requeue after, blocked). So an Echo in steady state costs no API call at all.
 import { trace } from '@opentelemetry/api';
 import type { KubeClient } from '../kube/client.ts';
-import {
-  ApiError,
-  isForbidden,
-  isInvalid,
-  isNamespaceTerminating,
-  isNotFound,
-} from '../kube/errors.ts';
-import type { Reconcile, ReconcileResult } from '../runtime/controller.ts';
-import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
+import { DEPLOYMENTS, resource, type Resource } from '../kube/resource.ts';
+import { ApiError, isForbidden, isInvalid, isNamespaceTerminating } from '../kube/errors.ts';
 import type { Informer } from '../runtime/cache/informer.ts';
+import {
+  Result,
+  type ReconcileContext,
+  type Reconciler,
+  type RetrySchedule,
+} from '../runtime/controller.ts';
+import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { API_VERSION, KIND, PLURAL, type Echo, type EchoStatus } from './api.ts';
+import { API_VERSION, ECHOES, KIND, type Echo, type EchoStatus } from './api.ts';
+import { ProgressPacing } from './progress.ts';
 import type { CachedDeployment } from './projection.ts';
 import {
   APPLIED_HASH_ANNOTATION,
@@ -35,9 +36,9 @@ import {
 } from './status.ts';
 
 export interface EchoReconcilerOptions {
-  client: KubeClient;
-  /** Read for every decision; told of every write (assume), so the next read reflects it. */
-  echoes: Pick<Informer<Echo>, 'get' | 'assume'>;
+  client: Pick<KubeClient, 'request'>;
+  /** Told of every write (assume), so the next read reflects it. */
+  echoes: Pick<Informer<Echo>, 'assume'>;
   deployments: Pick<Informer<CachedDeployment>, 'get' | 'assume'>;
   recorder: EventRecorder;
   /** The time written into conditions. */
@@ -50,46 +51,10 @@ export interface EchoReconcilerOptions {
   onDesiredReplicas?: (key: string, replicas: number | undefined) => void;
   /**
    * How long a status that only reports a rollout under way waits for the next change to merge
-   * with (default PROGRESS_STATUS_DELAY_MS); outcomes are written at once.
+   * with (default PROGRESS_STATUS_DELAY_MS in progress.ts); outcomes are written at once.
    */
   progressStatusDelayMs?: number;
   log?: Logger;
-}
-
-/**
- * A rollout's progress is written at most this often per Echo; one that ends sooner costs a
- * single status write, its outcome.
- */
-export const PROGRESS_STATUS_DELAY_MS = 10_000;
-/**
- * Progress writes of all Echoes together, per second (past a burst): in a burst of rollouts, where
- * the API server is what everything waits on, their outcomes go first and progress waits.
- */
-const PROGRESS_WRITES_PER_SECOND = 1;
-const PROGRESS_WRITES_BURST = 10;
-
-/** Tokens for progress writes: taken when there is one, never owed. */
-class ProgressBudget {
-  private tokens = PROGRESS_WRITES_BURST;
-  private last = performance.now();
-
-  take(): boolean {
-    const now = performance.now();
-    this.tokens = Math.min(
-      PROGRESS_WRITES_BURST,
-      this.tokens + ((now - this.last) / 1000) * PROGRESS_WRITES_PER_SECOND,
-    );
-    this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
-
-/** A retry schedule: the first delay, doubling to the last. */
-interface RetrySchedule {
-  initialMs: number;
-  maxMs: number;
 }
 
 /** An apply the API server refused (invalid, forbidden): each retry is a write, refused again. */
@@ -100,9 +65,6 @@ const REFUSED_RETRY: RetrySchedule = { initialMs: 60_000, maxMs: 3600_000 };
  * holder going, which nothing announces when the holder is not labelled as the operator's.
  */
 const NAME_HELD_RETRY: RetrySchedule = { initialMs: 5_000, maxMs: 300_000 };
-
-const deploymentsPath = (namespace: string): string =>
-  `/apis/apps/v1/namespaces/${namespace}/deployments`;
 
 function reference(echo: Echo): ObjectReference {
   const { name, namespace, uid, resourceVersion } = echo.metadata;
@@ -158,232 +120,136 @@ export function applyEvent(
 interface DeploymentOutcome {
   observed: ObservedDeployment | undefined;
   blocker?: Blocker;
-  requeueAfterMs?: number;
+  /** The Echo cannot have its Deployment yet: when to look again, and what may end the wait. */
+  blocked?: { schedule: RetrySchedule; wakeOn: 'any' | 'primary' };
   /** Thrown once the status says so: a failure for the work queue's backoff and error count. */
   failure?: ApiError;
 }
 
-/** An Echo that cannot have its Deployment yet, and when to look again. */
-interface BlockedEcho {
-  /** The Echo object's uid and generation: a new Echo of the name, or a new spec, looks at once. */
-  uid: string;
-  generation: number;
-  blocker: Blocker;
-  /** When to look again, on the reconciler's clock. */
-  retryAt: number;
-  delayMs: number;
-  /**
-   * The cached Deployment's resourceVersion the blocker was judged on, when a change of it (the
-   * holder gone, say) should end the wait at once; undefined to wait for retryAt whatever happens.
-   */
-  judgedOn?: string | null;
+export function echoReconciler(options: EchoReconcilerOptions): Reconciler<Echo> {
+  return new EchoReconciler(options);
 }
 
-export function echoReconciler(options: EchoReconcilerOptions): Reconcile {
-  const reconciler = new EchoReconciler(options);
-  return async (key, signal) => {
-    try {
-      return await reconciler.reconcile(key, signal);
-    } catch (err) {
-      if (!isNamespaceTerminating(err)) throw err;
-      // The Echo goes with its namespace; retrying would only be refused again until then.
-      options.log?.debug({ echo: key }, 'its namespace is being deleted: nothing to do');
-      return undefined;
-    }
-  };
-}
-
-class EchoReconciler {
+class EchoReconciler implements Reconciler<Echo> {
   private readonly options: EchoReconcilerOptions;
   private readonly now: () => Date;
-  private readonly clock: () => number;
-  /**
-   * Echoes that cannot have their Deployment yet: another holds the name, or the API server
-   * refused the apply. Each is looked at again on a schedule of its own, not on every event or
-   * resync: a refused write is still a write.
-   */
-  private readonly blocked = new Map<string, BlockedEcho>();
-  /** Echoes whose status reports a rollout the cache has moved past: since when, in ms. */
-  private readonly heldSince = new Map<string, number>();
-  private readonly progressBudget = new ProgressBudget();
-  /**
-   * Each Echo object a reconcile found nothing to do for (no write, no requeue), with the
-   * resourceVersion of the Deployment it compared. A resync replays the caches: an Echo whose Echo
-   * and Deployment are still those objects would be decided the same way again, so it is skipped.
-   * Any change replaces one of the two objects (the caches never change one in place), and a write
-   * of this reconciler's own replaces them too. Weak: an Echo object replaced drops out.
-   */
-  private readonly settled = new WeakMap<Echo, string>();
+  private readonly deploymentsApi: Resource<CachedDeployment>;
+  private readonly echoesApi: Resource<Echo>;
+  private readonly progress: ProgressPacing;
 
   constructor(options: EchoReconcilerOptions) {
     this.options = options;
     this.now = options.now ?? (() => new Date());
-    this.clock = options.clock ?? (() => performance.now());
+    this.deploymentsApi = resource<CachedDeployment>(options.client, DEPLOYMENTS);
+    this.echoesApi = resource<Echo>(options.client, ECHOES);
+    this.progress = new ProgressPacing({
+      ...(options.progressStatusDelayMs === undefined
+        ? {}
+        : { delayMs: options.progressStatusDelayMs }),
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
   }
 
-  async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | undefined> {
-    const echo = this.options.echoes.get(key);
-    // Gone or going: the garbage collector removes the Deployment through its owner reference.
-    if (!echo || echo.metadata.deletionTimestamp) {
-      this.blocked.delete(key);
-      this.heldSince.delete(key);
-      this.options.onDesiredReplicas?.(key, undefined);
-      return undefined;
+  async reconcile(echo: Echo, { key, signal }: ReconcileContext): Promise<Result> {
+    try {
+      return await this.reconcileEcho(key, echo, signal);
+    } catch (err) {
+      if (!isNamespaceTerminating(err)) throw err;
+      // The Echo goes with its namespace; retrying would only be refused again until then.
+      this.options.log?.debug({ echo: key }, 'its namespace is being deleted: nothing to do');
+      return Result.done();
     }
-    const compared = this.options.deployments.get(key)?.metadata.resourceVersion;
-    if (compared !== undefined && this.settled.get(echo) === compared) return undefined;
+  }
+
+  deleted(key: string): void {
+    this.progress.forget(key);
+    this.options.onDesiredReplicas?.(key, undefined);
+  }
+
+  private async reconcileEcho(key: string, echo: Echo, signal: AbortSignal): Promise<Result> {
+    // Going: the garbage collector removes the Deployment through its owner reference.
+    if (echo.metadata.deletionTimestamp) {
+      this.deleted(key);
+      return Result.done();
+    }
     this.options.onDesiredReplicas?.(key, echo.spec.replicas);
-    const generation = echo.metadata.generation ?? 0;
-    trace.getActiveSpan()?.setAttribute('k8s.object.generation', generation);
-    const { observed, blocker, requeueAfterMs, failure } = await this.reconcileDeployment(
+    trace.getActiveSpan()?.setAttribute('k8s.object.generation', echo.metadata.generation ?? 0);
+    const { observed, blocker, blocked, failure } = await this.reconcileDeployment(
       key,
       echo,
-      generation,
       signal,
     );
     const status = desiredStatus(echo, observed, this.now(), blocker);
     const heldForMs = await this.writeStatus(key, echo, status, signal);
     if (failure !== undefined) throw failure;
-    const after = Math.min(requeueAfterMs ?? Infinity, heldForMs ?? Infinity);
-    if (after !== Infinity) return { requeueAfterMs: after };
-    if (compared !== undefined && !blocker) this.settled.set(echo, compared);
-    return undefined;
+    if (blocker && blocked) return Result.blocked(blocker.kind, blocked.schedule, blocked.wakeOn);
+    if (heldForMs !== undefined) return Result.requeueAfter(heldForMs);
+    return Result.done();
   }
 
   /**
    * Puts the Echo's Deployment in place when the cache shows a difference, but only one that is
    * the Echo's: its own (by controller uid), an orphan labelled as the operator's, or none at all,
    * which the cache alone cannot prove (it holds only labelled Deployments), so it is read first.
+   * A name held by another Deployment blocks the Echo: the runtime looks again on NAME_HELD_RETRY,
+   * or at once when a Deployment of its name changes in the cache (the holder gone).
    */
   private async reconcileDeployment(
     key: string,
     echo: Echo,
-    generation: number,
     signal: AbortSignal,
   ): Promise<DeploymentOutcome> {
     const cached = this.options.deployments.get(key);
-    const known = this.blocked.get(key);
-    if (known && (known.uid !== echo.metadata.uid || known.generation !== generation)) {
-      this.blocked.delete(key);
-    } else if (known && this.stillBlocked(known, cached)) {
-      return {
-        observed: ownership(echo, cached).kind === 'ours' ? cached : undefined,
-        blocker: known.blocker,
-        requeueAfterMs: Math.max(0, known.retryAt - this.clock()),
-      };
-    }
     const found = cached ?? (await this.read(echo, signal));
     const owner = ownership(echo, found);
     const { name } = echo.metadata;
+    const nameHeld = (blocker: Blocker): DeploymentOutcome => ({
+      observed: undefined,
+      blocker,
+      blocked: { schedule: NAME_HELD_RETRY, wakeOn: 'any' },
+    });
     switch (owner.kind) {
       case 'terminating':
-        return this.block(
-          key,
-          echo,
-          NAME_HELD_RETRY,
-          {
-            kind: 'Waiting',
-            message: `Deployment ${name} is being deleted; the Echo's is created once it is gone`,
-          },
-          { cached },
-        );
+        return nameHeld({
+          kind: 'Waiting',
+          message: `Deployment ${name} is being deleted; the Echo's is created once it is gone`,
+        });
       case 'previous':
-        return this.block(
-          key,
-          echo,
-          NAME_HELD_RETRY,
-          {
-            kind: 'Waiting',
-            message: `Deployment ${name} belongs to a deleted Echo of the same name (uid ${owner.uid}); the garbage collector deletes it, then the Echo's is created`,
-          },
-          { cached },
-        );
+        return nameHeld({
+          kind: 'Waiting',
+          message: `Deployment ${name} belongs to a deleted Echo of the same name (uid ${owner.uid}); the garbage collector deletes it, then the Echo's is created`,
+        });
       case 'foreign':
-        return this.block(
-          key,
-          echo,
-          NAME_HELD_RETRY,
+        return nameHeld(
           owner.controller
             ? { kind: 'OwnedByAnother', owner: owner.controller }
             : { kind: 'NameTaken' },
-          { cached },
         );
     }
     const desired = desiredDeployment(echo);
     const drift = deploymentDrift(desired, found);
     const observed = owner.kind === 'ours' ? found : undefined;
-    if (drift === undefined) {
-      this.blocked.delete(key);
-      return { observed };
-    }
+    if (drift === undefined) return { observed };
     this.options.log?.debug({ echo: key, drift, owner: owner.kind }, 'applying the Deployment');
     try {
-      const written = await this.putDeployment(echo, desired, found, owner.kind, drift, signal);
-      this.blocked.delete(key);
-      return { observed: written };
+      return {
+        observed: await this.putDeployment(echo, desired, found, owner.kind, drift, signal),
+      };
     } catch (err) {
       const blocker = refusal(err);
       if (!blocker) throw err;
       // Forbidden (RBAC, an admission plugin or webhook) is the installation's to fix, and may be
       // any minute: it fails the reconcile, counted and retried on the work queue's backoff.
       if (isForbidden(err)) return { observed, blocker, failure: err };
-      return this.block(key, echo, REFUSED_RETRY, blocker, { observed });
+      // Each retry is a write, refused again until the Echo changes: only its change ends the wait.
+      return { observed, blocker, blocked: { schedule: REFUSED_RETRY, wakeOn: 'primary' } };
     }
-  }
-
-  /** Whether `known` still holds: its time has not come and what it was judged on is unchanged. */
-  private stillBlocked(known: BlockedEcho, cached: CachedDeployment | undefined): boolean {
-    if (this.clock() >= known.retryAt) return false;
-    return (
-      known.judgedOn === undefined || known.judgedOn === (cached?.metadata.resourceVersion ?? null)
-    );
-  }
-
-  /**
-   * Records that the Echo cannot have its Deployment yet, and when to look again: the same blocker
-   * again waits twice as long. With `cached` given, a change of that cache entry (the holder gone)
-   * ends the wait at once.
-   */
-  private block(
-    key: string,
-    echo: Echo,
-    schedule: RetrySchedule,
-    blocker: Blocker,
-    options: {
-      cached?: CachedDeployment | undefined;
-      observed?: ObservedDeployment | undefined;
-    } = {},
-  ): DeploymentOutcome {
-    const known = this.blocked.get(key);
-    const delayMs =
-      known?.blocker.kind === blocker.kind
-        ? Math.min(known.delayMs * 2, schedule.maxMs)
-        : schedule.initialMs;
-    this.blocked.set(key, {
-      uid: echo.metadata.uid,
-      generation: echo.metadata.generation ?? 0,
-      blocker,
-      retryAt: this.clock() + delayMs,
-      delayMs,
-      ...('cached' in options
-        ? { judgedOn: options.cached?.metadata.resourceVersion ?? null }
-        : {}),
-    });
-    return { observed: options.observed, blocker, requeueAfterMs: delayMs };
   }
 
   /** The Deployment of the Echo's name as the API server has it, or undefined if there is none. */
   private async read(echo: Echo, signal: AbortSignal): Promise<CachedDeployment | undefined> {
     const { name, namespace } = echo.metadata;
-    try {
-      return await this.options.client.request<CachedDeployment>({
-        path: `${deploymentsPath(namespace)}/${name}`,
-        signal,
-      });
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+    return this.deploymentsApi.namespace(namespace).find(name, { signal });
   }
 
   /**
@@ -437,12 +303,13 @@ class EchoReconciler {
   ): Promise<CachedDeployment> {
     const { namespace, name } = desired.metadata;
     const uid = found?.metadata.uid;
-    const written = await this.options.client.apply<CachedDeployment>(
-      `${deploymentsPath(namespace)}/${name}`,
-      uid ? { ...desired, metadata: { ...desired.metadata, uid } } : desired,
-      FIELD_MANAGER,
-      { signal, force: uid !== undefined },
-    );
+    const written = await this.deploymentsApi
+      .namespace(namespace)
+      .apply(uid ? { ...desired, metadata: { ...desired.metadata, uid } } : desired, {
+        fieldManager: FIELD_MANAGER,
+        force: uid !== undefined,
+        signal,
+      });
     const cached = this.options.deployments.get(`${namespace}/${name}`);
     this.options.deployments.assume(written, cached?.metadata.resourceVersion);
     return written;
@@ -459,30 +326,20 @@ class EchoReconciler {
     orphan: boolean,
     signal: AbortSignal,
   ): Promise<CachedDeployment> {
-    const { client, recorder, log } = this.options;
+    const { recorder, log } = this.options;
     const { name, namespace } = echo.metadata;
-    const path = `${deploymentsPath(namespace)}/${name}`;
+    const deployments = this.deploymentsApi.namespace(namespace);
     const uid = found.metadata.uid;
     if (orphan) {
       // As the Deployment controller adopts a ReplicaSet: the uid in the patch is a precondition.
-      await client.request({
-        method: 'PATCH',
-        path,
-        contentType: 'application/strategic-merge-patch+json',
-        body: { metadata: { uid, ownerReferences: [ownerReference(echo)] } },
-        signal,
-      });
+      const claim = { metadata: { uid, ownerReferences: [ownerReference(echo)] } };
+      await deployments.patch(name, 'strategic', claim, { signal });
     }
-    await client
-      .request({
-        method: 'DELETE',
-        path,
-        body: { propagationPolicy: 'Background', preconditions: { uid } },
-        signal,
-      })
-      .catch((e: unknown) => {
-        if (!isNotFound(e)) throw e;
-      });
+    await deployments.delete(name, {
+      ...(uid ? { uid } : {}),
+      propagationPolicy: 'Background',
+      signal,
+    });
     this.options.onRecreate?.();
     const written = await this.apply(desired, undefined, signal);
     log?.info(
@@ -500,25 +357,6 @@ class EchoReconciler {
   }
 
   /**
-   * How much longer the progress of `key` waits, or undefined to write it now: once it has waited
-   * the delay and the budget has a token. Without one it comes back once the budget could have
-   * served every Echo holding progress: with thousands of rollouts under way, coming back after
-   * the delay alone cost hundreds of reconciles a second that could write nothing (5000 Echoes:
-   * 360 000 in one scale burst). A Deployment event brings it back sooner, and the outcome is
-   * written at once whatever the budget.
-   */
-  private holdProgress(key: string): number | undefined {
-    const delayMs = this.options.progressStatusDelayMs ?? PROGRESS_STATUS_DELAY_MS;
-    const now = this.clock();
-    const since = this.heldSince.get(key) ?? now;
-    const left = since + delayMs - now;
-    if (left <= 0 && this.progressBudget.take()) return undefined;
-    this.heldSince.set(key, left > 0 ? since : now);
-    if (left > 0) return left;
-    return Math.max(delayMs, (this.heldSince.size * 1000) / PROGRESS_WRITES_PER_SECOND);
-  }
-
-  /**
    * Writes the status when it changed, at once for an outcome; a rollout's progress waits until
    * it has been held for the delay (returned: how much longer, to reconcile again then).
    */
@@ -529,21 +367,21 @@ class EchoReconciler {
     signal: AbortSignal,
   ): Promise<number | undefined> {
     if (!statusChanged(echo.status, status)) {
-      this.heldSince.delete(key);
+      this.progress.forget(key);
       return undefined;
     }
     if (canCoalesce(echo, status)) {
-      const heldForMs = this.holdProgress(key);
+      const heldForMs = this.progress.hold(key);
       if (heldForMs !== undefined) return heldForMs;
     }
-    this.heldSince.delete(key);
+    this.progress.forget(key);
     const { name, namespace } = echo.metadata;
-    const written = await this.options.client.apply<Echo>(
-      `/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${name}/status`,
-      { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace }, status },
-      FIELD_MANAGER,
-      { signal },
-    );
+    const written = await this.echoesApi
+      .namespace(namespace)
+      .applyStatus(
+        { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace }, status },
+        { fieldManager: FIELD_MANAGER, signal },
+      );
     this.options.echoes.assume(written, echo.metadata.resourceVersion);
     const event = statusEvent(echo.status, status);
     if (event) {

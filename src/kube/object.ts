@@ -21,6 +21,9 @@ export interface ObjectMetadata {
 }
 
 export interface KubeObject {
+  /** Absent on objects a cache trimmed; present on what is written. */
+  apiVersion?: string;
+  kind?: string;
   metadata: ObjectMetadata;
 }
 

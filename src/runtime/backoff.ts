@@ -54,8 +54,8 @@ export class ExponentialBackoff {
 }
 
 /**
- * A token bucket of reservations (client-go's BucketRateLimiter: 10 per second, burst 100): each
- * call takes a token and returns how long to wait until it is due.
+ * A token bucket (client-go's BucketRateLimiter: 10 per second, burst 100): `reserve` takes a token
+ * and returns how long to wait until it is due; `take` takes one only if there is one now.
  */
 export class TokenBucket {
   private tokens: number;
@@ -73,10 +73,22 @@ export class TokenBucket {
   }
 
   reserve(): number {
+    this.refill();
+    this.tokens -= 1;
+    return this.tokens >= 0 ? 0 : (-this.tokens / this.perSecond) * 1000;
+  }
+
+  /** Takes a token if one is there now; never owes one. */
+  take(): boolean {
+    this.refill();
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  private refill(): void {
     const now = this.now();
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
     this.last = now;
-    this.tokens -= 1;
-    return this.tokens >= 0 ? 0 : (-this.tokens / this.perSecond) * 1000;
   }
 }

@@ -1,40 +1,17 @@
 // Declares a controller the way controller-runtime's builder does: the resource it reconciles
-// (`for`), the resources it owns (`owns`: an event on one wakes its controller owner), a filter per
-// resource, then the reconciler (`complete`). The result builds the informers, the work queue, the
-// Event recorder and the controller loop, and queues nothing until it leads. It knows no resource
-// by name: what it watches comes from the declaration.
+// (`for`), the resources it owns (`owns`: an event on one queues its controller owner), others it
+// watches with a mapping of its own (`watches`), then the reconciler (`complete`). A declaration is
+// only a record of what was asked: the Manager builds it (informers, work queue, Event recorder,
+// loop) and runs it. It knows no resource by name.
 import type { KubeClient } from '../kube/client.ts';
-import { isNotFound } from '../kube/errors.ts';
-import { errorText, type Logger } from '../telemetry/logger.ts';
-import type { Tracer } from '../telemetry/tracing.ts';
-import {
-  Controller,
-  controllerOwnerKey,
-  type ControllerObserver,
-  type Reconcile,
-} from './controller.ts';
-import { EventRecorder } from './events.ts';
-import { InformerGroup } from './cache/informer-group.ts';
 import { objectKey, type KubeObject } from '../kube/object.ts';
-import type { InformerEvent, InformerObserver } from './cache/informer.ts';
-import { WorkQueue, type QueueObserver } from './workqueue.ts';
-
-/** A namespaced resource type as the API server serves it. */
-export interface ResourceType<Plural extends string = string> {
-  /** `apps/v1`, `example.com/v1`; `v1` for the core group. */
-  apiVersion: string;
-  kind: string;
-  /** The resource's name in URLs; also its informer's name in logs and metrics. */
-  plural: Plural;
-}
-
-/** The collection path of `type` in `namespace`, or across the cluster when it is undefined. */
-export function collectionPath(type: ResourceType, namespace: string | undefined): string {
-  const group = type.apiVersion.includes('/')
-    ? `/apis/${type.apiVersion}`
-    : `/api/${type.apiVersion}`;
-  return namespace ? `${group}/namespaces/${namespace}/${type.plural}` : `${group}/${type.plural}`;
-}
+import type { ResourceType } from '../kube/resource.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { InformerEvent } from './cache/informer.ts';
+import type { InformerGroup } from './cache/informer-group.ts';
+import type { Reconciler } from './controller.ts';
+import type { EventRecorder } from './events.ts';
+import type { Metrics } from './metrics.ts';
 
 /** How one resource is watched and which of its events matter. */
 export interface WatchOptions<T extends KubeObject> {
@@ -49,31 +26,16 @@ export interface WatchOptions<T extends KubeObject> {
   notServed?: (server: string) => string;
 }
 
-/** What the controllers of one process share: client, scope, timings, logs, observers. */
-export interface RuntimeOptions {
-  client: KubeClient;
-  /** Namespaces to watch; empty for the whole cluster. */
-  namespaces: string[];
-  concurrency: number;
-  resyncMs: number;
-  /** This replica's name, in Events. */
-  instance: string;
-  log: (module: string) => Logger;
-  queueObserver?: QueueObserver;
-  controllerObserver?: ControllerObserver;
-  informerObserver?: (informer: string) => InformerObserver;
-  /** Informer timeouts, shortened by tests that cut the API server off. */
-  watchTimeoutSeconds?: number;
-  idleTimeoutMs?: number;
-  /** Tracing on: a span per reconcile. */
-  tracer?: Tracer;
-}
-
-export interface ControllerIdentity {
-  /** In metrics, spans and the work queue's name. */
-  name: string;
-  /** The Events' reportingController, e.g. `example.com/echo-operator`. */
-  reportingController: string;
+/** A watched resource whose objects name the primary objects to queue themselves. */
+export interface MappedWatchOptions<
+  T extends KubeObject,
+  N extends string,
+> extends WatchOptions<T> {
+  /** The keys (`namespace/name`) of the primary objects an event on `object` concerns. */
+  map: (object: T) => string[];
+  /** The cache's name in `caches`, logs and metrics (default: the plural): a second cache of a
+   * resource already watched, with another selector, needs one of its own. */
+  as?: N;
 }
 
 /** The informer cache of each resource a controller watches, by its plural. */
@@ -81,31 +43,60 @@ export type Caches<C extends Record<string, KubeObject>> = {
   readonly [K in keyof C]: InformerGroup<C[K]>;
 };
 
-/** What a reconciler is built from. */
-export interface ControllerParts<C extends Record<string, KubeObject>> {
+/** What a reconciler is built from, handed to `complete`'s factory by the Manager. */
+export interface ControllerContext<C extends Record<string, KubeObject>> {
   caches: Caches<C>;
+  /** The Manager's client: writes go through it, counted and traced. */
+  client: KubeClient;
   recorder: EventRecorder;
+  log: (module: string) => Logger;
+  /** The Manager's metrics registry, for a controller's own series. */
+  metrics: Metrics | undefined;
 }
 
-interface Watched {
+export interface ControllerIdentity {
+  /** In metrics, spans, logs and the work queue's name. */
+  name: string;
+  /** The Events' reportingController, e.g. `example.com/echo-operator`. */
+  reportingController: string;
+  /** Workers for this controller; the Manager's default otherwise. */
+  concurrency?: number;
+}
+
+/** How events of a watched resource become keys of the primary resource. */
+export type Mapping =
+  { kind: 'primary' } | { kind: 'owner' } | { kind: 'map'; map: (object: KubeObject) => string[] };
+
+export interface Watched {
+  /** The cache's name: the plural, unless the declaration named it (`as`). */
+  name: string;
   type: ResourceType;
   watch: WatchOptions<KubeObject>;
+  mapping: Mapping;
+}
+
+/** A controller as declared: what the Manager builds and runs. */
+export interface ControllerDeclaration<
+  C extends Record<string, KubeObject> = Record<string, KubeObject>,
+  P extends KubeObject = KubeObject,
+> {
+  identity: ControllerIdentity;
+  /** The primary resource first, then what it owns or watches. */
+  watched: readonly Watched[];
+  reconciler: (context: ControllerContext<C>) => Reconciler<P>;
 }
 
 /**
  * A declared resource, its object type left to the builder's type parameter: its informer only
  * ever hands `watch` objects of that type.
  */
-function watched<T extends KubeObject>(type: ResourceType, watch: WatchOptions<T>): Watched {
-  return { type, watch: watch as unknown as WatchOptions<KubeObject> };
-}
-
-interface Declaration<C extends Record<string, KubeObject>> {
-  identity: ControllerIdentity;
-  runtime: RuntimeOptions;
-  primary: Watched;
-  owned: Watched[];
-  reconciler: (parts: ControllerParts<C>) => Reconcile;
+function watched<T extends KubeObject>(
+  type: ResourceType,
+  watch: WatchOptions<T>,
+  mapping: Mapping,
+  name = type.plural,
+): Watched {
+  return { name, type, watch: watch as unknown as WatchOptions<KubeObject>, mapping };
 }
 
 /** The keys a primary object's event queues: its own, unless the event brings nothing new. */
@@ -119,247 +110,101 @@ export function primaryKeys<T extends KubeObject>(
   return [objectKey(event.object)];
 }
 
+/** The key of `object`'s controller owner when that owner is of the given kind, else undefined. */
+export function controllerOwnerKey(
+  object: KubeObject,
+  owner: { apiVersion: string; kind: string },
+): string | undefined {
+  const ref = object.metadata.ownerReferences?.find((r) => r.controller === true);
+  if (ref?.apiVersion !== owner.apiVersion || ref.kind !== owner.kind) return undefined;
+  return object.metadata.namespace ? `${object.metadata.namespace}/${ref.name}` : ref.name;
+}
+
 /**
- * The keys an owned object's event queues: its controller owner's of type `owner`, and on an update
- * the previous one if it differs: a hand edit that removes or replaces the owner reference must be
- * undone by the owner that lost it.
+ * The keys a related object's event queues, by `keysOf` (its controller owner, or a mapping), and
+ * on an update the previous keys if they differ: a hand edit that removes or replaces the owner
+ * reference must be undone by the owner that lost it.
  */
+export function relatedKeys<T extends KubeObject>(
+  event: InformerEvent<T>,
+  keysOf: (object: T) => (string | undefined)[],
+  changed?: (old: T, next: T) => boolean,
+): string[] {
+  if (event.ownWrite) return [];
+  if (event.type === 'update' && changed && !changed(event.old, event.object)) return [];
+  const keys = new Set(keysOf(event.object));
+  if (event.type === 'update') for (const key of keysOf(event.old)) keys.add(key);
+  keys.delete(undefined);
+  return [...keys] as string[];
+}
+
+/** The keys an owned object's event queues: its controller owner's of type `owner`. */
 export function ownerKeys<T extends KubeObject>(
   event: InformerEvent<T>,
   owner: Pick<ResourceType, 'apiVersion' | 'kind'>,
   changed?: (old: T, next: T) => boolean,
 ): string[] {
-  if (event.ownWrite) return [];
-  if (event.type === 'update' && changed && !changed(event.old, event.object)) return [];
-  const current = controllerOwnerKey(event.object, owner);
-  const previous = event.type === 'update' ? controllerOwnerKey(event.old, owner) : undefined;
-  return [current, previous === current ? undefined : previous].filter((k) => k !== undefined);
+  return relatedKeys(event, (object) => [controllerOwnerKey(object, owner)], changed);
 }
 
-/** Starts a declaration: `newController(identity, runtime).for(...).owns(...).complete(...)`. */
-export function newController(
-  identity: ControllerIdentity,
-  runtime: RuntimeOptions,
-): {
+/** Starts a declaration: `newController(identity).for(...).owns(...).complete(...)`. */
+export function newController(identity: ControllerIdentity): {
   for<N extends string, P extends KubeObject>(
-    type: ResourceType<N>,
+    type: ResourceType<N, P>,
     watch?: WatchOptions<P>,
-  ): ControllerBuilder<Record<N, P>>;
+  ): ControllerBuilder<Record<N, P>, P>;
 } {
   return {
-    for: (type, watch = {}) => new ControllerBuilder(identity, runtime, watched(type, watch)),
+    for: (type, watch = {}) =>
+      new ControllerBuilder(identity, [watched(type, watch, { kind: 'primary' })]),
   };
 }
 
-/** `C`: the object type of each watched resource, by plural. */
-export class ControllerBuilder<C extends Record<string, KubeObject>> {
+/** `C`: the object type of each watched resource, by plural; `P`: the primary's. */
+export class ControllerBuilder<C extends Record<string, KubeObject>, P extends KubeObject> {
   private readonly identity: ControllerIdentity;
-  private readonly runtime: RuntimeOptions;
-  private readonly primary: Watched;
-  private readonly owned: Watched[];
+  private readonly declared: readonly Watched[];
 
-  constructor(
-    identity: ControllerIdentity,
-    runtime: RuntimeOptions,
-    primary: Watched,
-    owned: Watched[] = [],
-  ) {
+  constructor(identity: ControllerIdentity, declared: readonly Watched[]) {
     this.identity = identity;
-    this.runtime = runtime;
-    this.primary = primary;
-    this.owned = owned;
+    this.declared = declared;
   }
 
   /** Watches `type`: an event on one of its objects queues the primary object that controls it. */
   owns<N extends string, T extends KubeObject>(
-    type: ResourceType<N>,
+    type: ResourceType<N, T>,
     watch: WatchOptions<T> = {},
-  ): ControllerBuilder<C & Record<N, T>> {
-    if ([this.primary, ...this.owned].some((w) => w.type.plural === type.plural)) {
-      throw new Error(`${type.plural} is watched already`);
-    }
-    return new ControllerBuilder(this.identity, this.runtime, this.primary, [
-      ...this.owned,
-      watched(type, watch),
-    ]);
-  }
-
-  /** Builds the controller; `reconciler` is given the caches it reads and the Event recorder. */
-  complete(reconciler: (parts: ControllerParts<C>) => Reconcile): ManagedController<C> {
-    const { identity, runtime, primary, owned } = this;
-    return new ManagedController<C>({ identity, runtime, primary, owned, reconciler });
-  }
-}
-
-/**
- * A declared controller, built: one informer group per watched resource, a work queue fed by their
- * events while leading, the Event recorder and the controller loop.
- */
-export class ManagedController<C extends Record<string, KubeObject>> {
-  readonly caches: Caches<C>;
-  readonly queue: WorkQueue;
-  readonly recorder: EventRecorder;
-  /** Every watched resource's informers, the primary's first. */
-  readonly informers: readonly InformerGroup<KubeObject>[];
-  private readonly primary: InformerGroup<KubeObject>;
-  private readonly byPlural: Map<string, InformerGroup<KubeObject>>;
-  private readonly controller: Controller;
-  private readonly log: Logger;
-  /** Events queue work only while leading: a standby keeps its caches warm and writes nothing. */
-  private leading = false;
-
-  constructor(declaration: Declaration<C>) {
-    const { runtime, primary, owned } = declaration;
-    this.primary = informerGroup(runtime, primary);
-    const ownedInformers = owned.map((w) => ({ ...w, informer: informerGroup(runtime, w) }));
-    this.byPlural = new Map([
-      [primary.type.plural, this.primary],
-      ...ownedInformers.map((o) => [o.type.plural, o.informer] as const),
-    ]);
-    this.informers = [...this.byPlural.values()];
-    this.caches = Object.fromEntries(this.byPlural) as unknown as Caches<C>;
-    this.queue = new WorkQueue(undefined, runtime.queueObserver);
-    this.recorder = new EventRecorder({
-      client: runtime.client,
-      controller: declaration.identity.reportingController,
-      instance: runtime.instance,
-      onError: (err) => {
-        runtime.log('events').warn({ err: errorText(err) }, 'could not record an Event');
-      },
-    });
-    this.log = runtime.log('operator');
-    this.primary.onEvent((e) => {
-      if (this.leading) this.enqueue(primaryKeys(e, primary.watch.changed));
-    });
-    for (const { informer, watch } of ownedInformers) {
-      informer.onEvent((e) => {
-        if (this.leading) this.enqueue(ownerKeys(e, primary.type, watch.changed));
-      });
-    }
-    this.controller = this.loop(declaration);
-  }
-
-  /** True once every cache holds a complete list. */
-  get synced(): boolean {
-    return this.informers.every((i) => i.synced);
-  }
-
-  /** False while a list or watch is failing (the API server unreachable, a CRD gone, 401). */
-  get connected(): boolean {
-    return this.informers.every((i) => i.connected);
-  }
-
-  /** Each watch silent past its limit, named: a stuck stream `/readyz` reports. */
-  silentWatches(): string[] {
-    return this.informers.flatMap((i) => i.silentWatches());
-  }
-
-  async whenSynced(): Promise<void> {
-    await Promise.all(this.informers.map((i) => i.whenSynced()));
-  }
-
-  /** Objects in each cache, by resource plural. */
-  cacheSizes(): Record<string, number> {
-    return Object.fromEntries(
-      [...this.byPlural].map(([plural, informer]) => [plural, informer.size]),
-    );
-  }
-
-  /** Re-queues every primary object now: what the periodic resync does, on demand. */
-  resync(): void {
-    for (const key of this.primary.keys()) this.queue.add(key);
+  ): ControllerBuilder<C & Record<N, T>, P> {
+    return this.with(watched(type, watch, { kind: 'owner' }));
   }
 
   /**
-   * Runs until `signal` aborts; in-flight reconciles and Events finish first. The caches fill at
-   * once; reconciling starts when `elected` resolves true (at once without leader election), with
-   * every cached primary object queued, as a new leader must check what happened while it stood by.
+   * Watches `type`: an event on one of its objects queues the primary objects `watch.map` names.
+   * For relations owner references cannot express (across namespaces, or by label).
    */
-  async run(signal: AbortSignal, elected: Promise<boolean> = Promise.resolve(true)): Promise<void> {
-    const informers = Promise.all(this.informers.map((i) => i.run(signal)));
-    void this.whenSynced().then(() => {
-      this.log.info(this.cacheSizes(), 'caches synced');
-    });
-    if (await elected) {
-      this.leading = true;
-      this.resync();
-      await this.controller.run(signal);
-    } else {
-      await this.queue.shutDown();
+  watches<T extends KubeObject, N extends string, A extends string = N>(
+    type: ResourceType<N, T>,
+    watch: MappedWatchOptions<T, A>,
+  ): ControllerBuilder<C & Record<A, T>, P> {
+    const map = watch.map as (object: KubeObject) => string[];
+    return this.with(watched(type, watch, { kind: 'map', map }, watch.as ?? type.plural));
+  }
+
+  /** The declaration, with the factory that builds the reconciler from the controller's parts. */
+  complete(
+    reconciler: (context: ControllerContext<C>) => Reconciler<P>,
+  ): ControllerDeclaration<C, P> {
+    return {
+      identity: this.identity,
+      watched: this.declared,
+      reconciler,
+    };
+  }
+
+  private with<C2 extends Record<string, KubeObject>>(w: Watched): ControllerBuilder<C2, P> {
+    if (this.declared.some((d) => d.name === w.name)) {
+      throw new Error(`${w.name} is watched already by ${this.identity.name}: name the cache (as)`);
     }
-    await informers;
-    await this.recorder.flush();
+    return new ControllerBuilder<C2, P>(this.identity, [...this.declared, w]);
   }
-
-  private enqueue(keys: string[]): void {
-    for (const key of keys) this.queue.add(key);
-  }
-
-  private loop(declaration: Declaration<C>): Controller {
-    const { identity, runtime, primary, reconciler } = declaration;
-    const log = runtime.log('controller');
-    // Logs name the key by the primary's kind: `{"echo": "team/web"}`.
-    const keyField = primary.type.kind.toLowerCase();
-    return new Controller({
-      name: identity.name,
-      queue: this.queue,
-      primary: this.primary,
-      informers: [...this.informers],
-      concurrency: runtime.concurrency,
-      resyncMs: runtime.resyncMs,
-      reconcile: reconciler({ caches: this.caches, recorder: this.recorder }),
-      ...(runtime.controllerObserver ? { observer: runtime.controllerObserver } : {}),
-      ...(runtime.tracer ? { tracer: runtime.tracer } : {}),
-      onError: (key, err, retries) => {
-        log.warn(
-          { [keyField]: key, retries, err: errorText(err) },
-          'reconcile failed; retrying with backoff',
-        );
-      },
-    });
-  }
-}
-
-/** The informers of one watched resource: one per namespace, or one for the cluster. */
-function informerGroup(
-  runtime: RuntimeOptions,
-  { type, watch }: Watched,
-): InformerGroup<KubeObject> {
-  const { client } = runtime;
-  const log = runtime.log('informer');
-  const metrics = runtime.informerObserver?.(type.plural);
-  return new InformerGroup<KubeObject>(runtime.namespaces, (ns) => collectionPath(type, ns), {
-    client,
-    name: type.plural,
-    ...(watch.labelSelector ? { labelSelector: watch.labelSelector } : {}),
-    ...(watch.transform ? { transform: watch.transform } : {}),
-    ...(watch.protobuf ? { protobuf: watch.protobuf } : {}),
-    ...(runtime.watchTimeoutSeconds ? { watchTimeoutSeconds: runtime.watchTimeoutSeconds } : {}),
-    ...(runtime.idleTimeoutMs ? { idleTimeoutMs: runtime.idleTimeoutMs } : {}),
-    onError: (message, err) => {
-      log.warn({ err: errorText(err) }, message);
-      // A resource gone under a running operator (a CRD deleted): say so plainly; it keeps trying.
-      if (watch.notServed && isNotFound(err)) log.error(watch.notServed(client.server.origin));
-    },
-    observer: {
-      ...metrics,
-      relisted: () => {
-        // Rare and costly (a full list): worth a line, not only a counter.
-        log.info({ informer: type.plural }, 'resourceVersion compacted away (410 Gone): relisting');
-        metrics?.relisted?.();
-      },
-      protobufRefused: (err) => {
-        log.warn(
-          { informer: type.plural, err: errorText(err) },
-          "could not decode the API server's protobuf: watching in JSON",
-        );
-      },
-      watchListRefused: (err) => {
-        log.info(
-          { informer: type.plural, err: errorText(err) },
-          'the API server does not stream lists (WatchList): listing in pages',
-        );
-      },
-    },
-  });
 }

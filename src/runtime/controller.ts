@@ -1,10 +1,11 @@
-// The controller loop: informers feed keys into a work queue; a bounded pool of workers runs the
-// reconciler on them; failures come back with per-key backoff, successes may ask for a later
-// requeue; every primary object is re-queued each resync period. Knows nothing of Echo.
+// The controller loop: events queue keys; a bounded pool of workers hands each key's object to the
+// reconciler, one worker per key at a time; the reconciler answers with a Result the loop acts on
+// (done, requeue after a delay, blocked until something changes). Failures come back with per-key
+// backoff. Every primary object is re-queued each resync period, except those already settled.
+// Knows nothing of any resource in particular.
 import type { Span } from '@opentelemetry/api';
-import { inSpan, recordError, type Tracer } from '../telemetry/tracing.ts';
-import type { Informer } from './cache/informer.ts';
 import type { KubeObject } from '../kube/object.ts';
+import { inSpan, recordError, type Tracer } from '../telemetry/tracing.ts';
 import type { WorkQueue } from './workqueue.ts';
 
 /**
@@ -14,12 +15,58 @@ import type { WorkQueue } from './workqueue.ts';
  */
 export const DRAIN_GRACE_MS = 20_000;
 
-export interface ReconcileResult {
-  /** Reconcile this key again after this long, even if nothing changes. */
-  requeueAfterMs?: number;
+/** A retry schedule: the first delay, doubling to the last. */
+export interface RetrySchedule {
+  initialMs: number;
+  maxMs: number;
 }
 
-export type Reconcile = (key: string, signal: AbortSignal) => Promise<ReconcileResult | undefined>;
+/** What a reconcile asks of the loop. */
+export type Result =
+  /** Nothing left to do until the object or what it owns changes. */
+  | { kind: 'done' }
+  /** Reconcile again after this long, even if nothing changes. */
+  | { kind: 'requeue'; afterMs: number }
+  /**
+   * Something retrying soon cannot fix (a name someone else holds, a write the API server refuses
+   * as invalid): looked at again on `schedule` (doubling while the same `reason` recurs), or at
+   * once when an event of `wakeOn` arrives; resyncs leave it alone.
+   */
+  | { kind: 'blocked'; reason: string; schedule: RetrySchedule; wakeOn: 'any' | 'primary' };
+
+export const Result = {
+  done: (): Result => DONE,
+  requeueAfter: (ms: number): Result => ({ kind: 'requeue', afterMs: ms }),
+  /**
+   * `wakeOn`: `any` for a block a related object's change may lift (the holder of a name going);
+   * `primary` (the default) when only a change of the primary object itself can.
+   */
+  blocked: (
+    reason: string,
+    schedule: RetrySchedule,
+    wakeOn: 'any' | 'primary' = 'primary',
+  ): Result => ({ kind: 'blocked', reason, schedule, wakeOn }),
+};
+
+const DONE: Result = { kind: 'done' };
+
+export interface ReconcileContext {
+  /** `namespace/name`, or `name` for a cluster-scoped object. */
+  key: string;
+  /** Aborted when the process stops and the drain's grace has run out. */
+  signal: AbortSignal;
+}
+
+/** What a controller runs for each key. Throwing is a failure: retried with backoff. */
+export interface Reconciler<T extends KubeObject> {
+  /** Brings the world in line with `object`, read from the cache (a deleting object included). */
+  reconcile(object: T, context: ReconcileContext): Promise<Result>;
+  /**
+   * The object is no longer in the cache (deleted): clean up what it leaves behind that nothing
+   * else does (owner references let the garbage collector do most), and forget what is kept.
+   */
+  deleted?(key: string, context: ReconcileContext): Promise<void> | void;
+}
 
 export type ReconcileOutcome = 'success' | 'requeue_after' | 'error';
 
@@ -29,14 +76,17 @@ export interface ControllerObserver {
   activeWorkers?(count: number): void;
 }
 
-export interface ControllerOptions {
+/** Why a key was queued: resyncs and the start replay the cache, events bring a change. */
+export type Cause = 'resync' | 'primary' | 'related';
+
+export interface ControllerOptions<T extends KubeObject> {
   name: string;
   queue: WorkQueue;
-  reconcile: Reconcile;
-  /** The informer of the objects the controller reconciles; its keys are what resync re-queues. */
-  primary: Pick<Informer<KubeObject>, 'keys'>;
-  /** Every informer the reconciler reads: workers start once all are synced. */
-  informers: Pick<Informer<KubeObject>, 'whenSynced'>[];
+  reconciler: Reconciler<T>;
+  /** The cache of the objects the controller reconciles. */
+  primary: { get(key: string): T | undefined; keys(): string[] };
+  /** Every cache the reconciler reads: workers start once all are synced. */
+  informers: { whenSynced(): Promise<void> }[];
   concurrency: number;
   resyncMs: number;
   observer?: ControllerObserver;
@@ -45,30 +95,62 @@ export interface ControllerOptions {
   tracer?: Tracer;
 }
 
-/** The key of `object`'s controller owner when that owner is of the given kind, else undefined. */
-export function controllerOwnerKey(
-  object: KubeObject,
-  owner: { apiVersion: string; kind: string },
-): string | undefined {
-  const ref = object.metadata.ownerReferences?.find((r) => r.controller === true);
-  if (ref?.apiVersion !== owner.apiVersion || ref.kind !== owner.kind) return undefined;
-  return object.metadata.namespace ? `${object.metadata.namespace}/${ref.name}` : ref.name;
+/** A key the reconciler said is blocked, until when it is left alone. */
+interface Blocked {
+  reason: string;
+  delayMs: number;
+  wakeOn: 'any' | 'primary';
 }
 
-export class Controller {
-  private readonly options: ControllerOptions;
+export class Controller<T extends KubeObject = KubeObject> {
+  readonly name: string;
+  private readonly options: ControllerOptions<T>;
   private active = 0;
+  /** Queues nothing before `run` is told to lead: a standby keeps its caches and writes nothing. */
+  private running = false;
+  /**
+   * Keys whose last reconcile was done and that no event has touched since: a resync would replay
+   * the same objects into the same decision, so it skips them.
+   */
+  private readonly settled = new Set<string>();
+  private readonly blocked = new Map<string, Blocked>();
 
-  constructor(options: ControllerOptions) {
+  constructor(options: ControllerOptions<T>) {
     this.options = options;
+    this.name = options.name;
+  }
+
+  get queue(): WorkQueue {
+    return this.options.queue;
+  }
+
+  /** Queues `key` for `cause`. Events wake a blocked key only if they are of the kind it awaits. */
+  enqueue(key: string, cause: Cause): void {
+    if (!this.running) return;
+    if (cause === 'resync') {
+      if (this.settled.has(key) || this.blocked.has(key)) return;
+    } else {
+      this.settled.delete(key);
+      const blocked = this.blocked.get(key);
+      if (blocked?.wakeOn === 'primary' && cause !== 'primary') return;
+      // A changed primary object starts the wait afresh if it is still blocked.
+      if (cause === 'primary') this.blocked.delete(key);
+    }
+    this.options.queue.add(key);
+  }
+
+  /** Re-queues every primary object not settled: what the periodic resync does, on demand. */
+  resync(): void {
+    for (const key of this.options.primary.keys()) this.enqueue(key, 'resync');
   }
 
   /**
-   * Runs until `signal` aborts, then lets in-flight reconciles finish (aborted past DRAIN_GRACE_MS)
-   * before resolving.
+   * Reconciles until `signal` aborts, once every cache is synced, starting with every cached
+   * primary object (a new leader must check what happened while it stood by); in-flight reconciles
+   * finish first (aborted past DRAIN_GRACE_MS).
    */
   async run(signal: AbortSignal): Promise<void> {
-    const { queue, informers, concurrency, resyncMs, primary } = this.options;
+    const { queue, informers, concurrency, resyncMs } = this.options;
     await Promise.race([
       Promise.all(informers.map((i) => i.whenSynced())),
       new Promise((resolve) => {
@@ -79,8 +161,10 @@ export class Controller {
       await queue.shutDown();
       return;
     }
+    this.running = true;
+    this.resync();
     const resync = setInterval(() => {
-      for (const key of primary.keys()) queue.add(key);
+      this.resync();
     }, resyncMs);
     resync.unref();
     // The reconciles' own signal: the stop ends the handing out of keys at once, but reaches the
@@ -133,17 +217,17 @@ export class Controller {
   }
 
   private async reconcileOne(key: string, signal: AbortSignal, span?: Span): Promise<void> {
-    const { queue, reconcile, observer, onError } = this.options;
+    const { queue, observer, onError } = this.options;
     const traceId = span?.isRecording() ? span.spanContext().traceId : undefined;
     const started = performance.now();
     let outcome: ReconcileOutcome = 'error';
     try {
-      const result = await reconcile(key, signal);
+      const result = await this.reconcileKey(key, signal);
       queue.forget(key);
-      const after = result?.requeueAfterMs;
-      if (after !== undefined) queue.addAfter(key, after);
-      outcome = after === undefined ? 'success' : 'requeue_after';
+      outcome = this.act(key, result);
     } catch (err) {
+      this.settled.delete(key);
+      this.blocked.delete(key);
       onError?.(key, err, queue.retries(key));
       queue.addRateLimited(key);
       // The span records the error; the loop goes on with the next key.
@@ -151,6 +235,44 @@ export class Controller {
     } finally {
       span?.setAttribute('reconcile.result', outcome);
       observer?.reconciled?.(outcome, (performance.now() - started) / 1000, traceId);
+    }
+  }
+
+  private async reconcileKey(key: string, signal: AbortSignal): Promise<Result> {
+    const { primary, reconciler } = this.options;
+    const object = primary.get(key);
+    if (object) return reconciler.reconcile(object, { key, signal });
+    this.settled.delete(key);
+    this.blocked.delete(key);
+    await reconciler.deleted?.(key, { key, signal });
+    return DONE;
+  }
+
+  /** Acts on a reconcile's result; the outcome is what the metrics count. */
+  private act(key: string, result: Result): ReconcileOutcome {
+    const { queue } = this.options;
+    switch (result.kind) {
+      case 'done':
+        this.blocked.delete(key);
+        if (this.options.primary.get(key)) this.settled.add(key);
+        return 'success';
+      case 'requeue':
+        this.blocked.delete(key);
+        this.settled.delete(key);
+        queue.addAfter(key, result.afterMs);
+        return 'requeue_after';
+      case 'blocked': {
+        this.settled.delete(key);
+        const known = this.blocked.get(key);
+        const { reason, schedule, wakeOn } = result;
+        const delayMs =
+          known?.reason === reason
+            ? Math.min(known.delayMs * 2, schedule.maxMs)
+            : schedule.initialMs;
+        this.blocked.set(key, { reason, delayMs, wakeOn });
+        queue.addAfter(key, delayMs);
+        return 'requeue_after';
+      }
     }
   }
 }

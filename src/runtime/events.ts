@@ -4,7 +4,8 @@
 // order, as client-go's broadcaster sends them: in a burst they queue behind the reconciles' own
 // writes instead of competing with them for the API server.
 import { randomBytes } from 'node:crypto';
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeObject } from '../kube/object.ts';
+import { EVENTS, resource, type Requester, type Resource } from '../kube/resource.ts';
 
 export interface ObjectReference {
   apiVersion: string;
@@ -18,7 +19,7 @@ export interface ObjectReference {
 export type EventType = 'Normal' | 'Warning';
 
 export interface EventRecorderOptions {
-  client: Pick<KubeClient, 'request'>;
+  client: Requester;
   /** events.k8s.io reportingController, e.g. `example.com/echo-operator`. */
   controller: string;
   /** This replica: the pod name in a cluster. */
@@ -49,8 +50,11 @@ export class EventRecorder {
   /** The event being sent, if any. */
   private sending: Promise<void> | undefined;
 
+  private readonly events: Resource<KubeObject & Record<string, unknown>>;
+
   constructor(options: EventRecorderOptions) {
     this.options = options;
+    this.events = resource(options.client, EVENTS);
   }
 
   /** Queues the event to be sent in the background; a failure to record is reported, never thrown. */
@@ -107,26 +111,22 @@ export class EventRecorder {
   }
 
   private async send({ regarding, type, reason, action, note, time }: PendingEvent) {
-    await this.options.client.request({
-      method: 'POST',
-      path: `/apis/events.k8s.io/v1/namespaces/${regarding.namespace}/events`,
-      body: {
-        apiVersion: 'events.k8s.io/v1',
-        kind: 'Event',
-        metadata: {
-          // Names of up to 253 characters: keep room for the unique suffix.
-          name: `${regarding.name.slice(0, 200).replace(/[^a-z0-9]+$/, '')}.${time.getTime().toString(16)}${randomBytes(2).toString('hex')}`,
-          namespace: regarding.namespace,
-        },
-        eventTime: microTime(time),
-        reportingController: this.options.controller,
-        reportingInstance: this.options.instance,
-        action,
-        reason,
-        note: note.slice(0, 1024),
-        type,
-        regarding,
+    await this.events.namespace(regarding.namespace).create({
+      apiVersion: EVENTS.apiVersion,
+      kind: 'Event',
+      metadata: {
+        // Names of up to 253 characters: keep room for the unique suffix.
+        name: `${regarding.name.slice(0, 200).replace(/[^a-z0-9]+$/, '')}.${time.getTime().toString(16)}${randomBytes(2).toString('hex')}`,
+        namespace: regarding.namespace,
       },
+      eventTime: microTime(time),
+      reportingController: this.options.controller,
+      reportingInstance: this.options.instance,
+      action,
+      reason,
+      note: note.slice(0, 1024),
+      type,
+      regarding,
     });
   }
 }

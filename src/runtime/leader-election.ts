@@ -8,8 +8,8 @@
 // Written here rather than taken from a library: client-node's LeaderElection is tied to that
 // client (which this operator does not use, see kube/client.ts), and the rules fit in one file.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { KubeClient } from '../kube/client.ts';
 import { isNotFound } from '../kube/errors.ts';
+import { LEASES, resource, type Requester, type Resource } from '../kube/resource.ts';
 import type { ObjectReference } from './events.ts';
 
 export interface LeaseSpec {
@@ -133,7 +133,7 @@ export function released(spec: LeaseSpec, now: number): LeaseSpec {
 }
 
 export interface LeaderElectorOptions extends LeaderElectionTimings {
-  client: Pick<KubeClient, 'request'>;
+  client: Requester;
   namespace: string;
   name: string;
   /** Unique per process: two processes with one identity would both believe they lead. */
@@ -179,12 +179,11 @@ export class LeaderElector {
     const uid = this.observed?.uid;
     if (!uid) return undefined;
     const { namespace, name } = this.options;
-    return { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace, name, uid };
+    return { apiVersion: LEASES.apiVersion, kind: LEASES.kind, namespace, name, uid };
   }
 
-  private get path(): string {
-    const { namespace, name } = this.options;
-    return `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/${name}`;
+  private get leases(): Resource<Lease> {
+    return resource<Lease>(this.options.client, LEASES).namespace(this.options.namespace);
   }
 
   /** Tries every retry period (jittered) until this replica holds the lease; false if stopped first. */
@@ -265,7 +264,7 @@ export class LeaderElector {
       }
       let lease: Lease;
       try {
-        lease = await this.options.client.request<Lease>({ path: this.path, signal });
+        lease = await this.leases.get(this.options.name, { signal });
       } catch (err) {
         if (!isNotFound(err)) throw err;
         await this.create(newLease(identity, Date.now(), seconds), signal);
@@ -308,12 +307,7 @@ export class LeaderElector {
 
   private async create(spec: LeaseSpec, signal: AbortSignal): Promise<void> {
     const { namespace, name } = this.options;
-    const created = await this.options.client.request<Lease>({
-      method: 'POST',
-      path: `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
-      body: leaseObject(namespace, name, spec),
-      signal,
-    });
+    const created = await this.leases.create(leaseObject(namespace, name, spec), { signal });
     this.observe(created);
   }
 
@@ -324,12 +318,10 @@ export class LeaderElector {
     signal?: AbortSignal,
   ): Promise<void> {
     const { namespace, name } = this.options;
-    const written = await this.options.client.request<Lease>({
-      method: 'PUT',
-      path: this.path,
-      body: leaseObject(namespace, name, spec, resourceVersion),
-      ...(signal ? { signal } : {}),
-    });
+    const written = await this.leases.replace(
+      leaseObject(namespace, name, spec, resourceVersion),
+      signal ? { signal } : {},
+    );
     this.observe(written);
   }
 

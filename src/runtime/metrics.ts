@@ -1,6 +1,6 @@
 // Prometheus metrics with prom-client. The controller and work-queue series carry
 // controller-runtime's names and labels, so dashboards built for Go operators work unchanged; the
-// operator's own series share the `echo_operator_` prefix. Every metric is registered twice, in a
+// runtime's own series share a prefix (the operator's: `echo_operator_`). Every metric is registered twice, in a
 // Prometheus-text registry and an OpenMetrics one, and /metrics answers in the format asked for.
 import {
   Counter,
@@ -16,7 +16,6 @@ import type { ControllerObserver, ReconcileOutcome } from './controller.ts';
 import type { InformerObserver } from './cache/informer.ts';
 import type { QueueObserver, WorkQueue } from './workqueue.ts';
 
-const PREFIX = 'echo_operator_';
 /** controller-runtime's reconcile buckets: 5 ms to 60 s. */
 const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60];
 /** client-go's request latency buckets. */
@@ -37,9 +36,10 @@ const EVENT_LOOP_SAMPLE_MS = 100;
 const QUEUE_BUCKETS = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10];
 
 export interface MetricsSources {
-  controller: string;
-  concurrency: number;
-  queue: () => WorkQueue;
+  /** Of the runtime's own series (informers, requests, readiness), e.g. `echo_operator_`. */
+  prefix: string;
+  /** Each controller's work queue, by controller name. */
+  queues: () => ReadonlyMap<string, WorkQueue>;
   /** Objects in each informer's cache. */
   cacheSizes: () => Record<string, number>;
   /** The readiness checks pass: what /readyz answers. */
@@ -54,42 +54,29 @@ export interface MetricsSources {
 export class Metrics {
   readonly text = new Registry();
   readonly openMetrics = new Registry<OpenMetricsContentType>();
-  private readonly controller: string;
+  readonly prefix: string;
 
   private readonly reconciles: ReconcileSeries;
   private readonly queue: QueueSeries;
   private readonly requests: RequestSeries;
   private readonly informers: InformerSeries;
-  private readonly recreates: Counter;
-  private readonly desiredReplicas: Gauge<'namespace' | 'name'>;
   private readonly host: string;
   private rendering: Promise<void> = Promise.resolve();
 
   constructor(sources: MetricsSources) {
     this.openMetrics.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
     const registers: Registry<RegistryContentType>[] = [this.text, this.openMetrics];
-    this.controller = sources.controller;
+    this.prefix = sources.prefix;
     this.host = new URL(sources.server).host;
     for (const register of registers) {
       collectDefaultMetrics({ register, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
       // Gauges that prom-client names with a `_total` suffix, which Prometheus keeps for counters.
       for (const name of NON_COUNTER_TOTALS) register.removeSingleMetric(name);
     }
-    this.reconciles = reconcileSeries(this.text, this.openMetrics, sources);
+    this.reconciles = reconcileSeries(this.text, this.openMetrics);
     this.queue = queueSeries(registers, sources);
-    this.requests = requestSeries(registers);
+    this.requests = requestSeries(registers, sources.prefix);
     this.informers = informerSeries(registers, sources);
-    this.recreates = new Counter({
-      name: `${PREFIX}deployment_recreates_total`,
-      help: 'Deployments deleted and created again because an immutable field differed',
-      registers,
-    });
-    this.desiredReplicas = new Gauge({
-      name: `${PREFIX}echo_desired_replicas`,
-      help: 'spec.replicas of each Echo; the series goes when the Echo does',
-      labelNames: ['namespace', 'name'],
-      registers,
-    });
     readinessSeries(registers, sources);
   }
 
@@ -100,8 +87,13 @@ export class Metrics {
     this.requests.latency.observe({ verb: e.verb, resource: e.resource }, e.durationSeconds);
   };
 
-  queueObserver(): QueueObserver {
-    const labels = { name: this.controller, controller: this.controller };
+  /** Both registries: where a controller registers series of its own. */
+  get registers(): Registry<RegistryContentType>[] {
+    return [this.text, this.openMetrics];
+  }
+
+  queueObserver(controller: string): QueueObserver {
+    const labels = { name: controller, controller };
     this.queue.adds.inc(labels, 0);
     this.queue.retries.inc(labels, 0);
     return {
@@ -120,8 +112,9 @@ export class Metrics {
     };
   }
 
-  controllerObserver(): ControllerObserver {
-    const labels = { controller: this.controller };
+  controllerObserver(controller: string, concurrency: number): ControllerObserver {
+    const labels = { controller };
+    this.reconciles.maxWorkers.set(labels, concurrency);
     // As controller-runtime does: every result and the error count exist at zero from the start.
     for (const result of ['success', 'requeue_after', 'error'] satisfies ReconcileOutcome[])
       this.reconciles.total.inc({ ...labels, result }, 0);
@@ -160,17 +153,6 @@ export class Metrics {
     };
   }
 
-  readonly recreated = (): void => {
-    this.recreates.inc();
-  };
-
-  /** Sets the desired-replicas series of an Echo, or removes it (undefined) once the Echo is gone. */
-  readonly desired = (key: string, replicas: number | undefined): void => {
-    const [namespace = '', name = ''] = key.split('/');
-    if (replicas === undefined) this.desiredReplicas.remove({ namespace, name });
-    else this.desiredReplicas.set({ namespace, name }, replicas);
-  };
-
   /** The exposition in the format the Accept header prefers: OpenMetrics if asked for. */
   render(accept: string | undefined): Promise<{ contentType: string; body: string }> {
     // One render at a time: an OpenMetrics render renames counters while it runs (below).
@@ -207,15 +189,14 @@ interface ReconcileSeries {
   errors: Counter<'controller'>;
   time: Histogram<'controller'>;
   activeWorkers: Gauge<'controller'>;
+  maxWorkers: Gauge<'controller'>;
 }
 
 function reconcileSeries(
   text: Registry,
   openMetrics: Registry<OpenMetricsContentType>,
-  sources: MetricsSources,
 ): ReconcileSeries {
   const registers: Registers = [text, openMetrics];
-  const controller = sources.controller;
   const total = new Counter({
     name: 'controller_runtime_reconcile_total',
     help: 'Total number of reconciliations per controller',
@@ -245,13 +226,13 @@ function reconcileSeries(
     labelNames: ['controller'],
     registers,
   });
-  new Gauge({
+  const maxWorkers = new Gauge({
     name: 'controller_runtime_max_concurrent_reconciles',
     help: 'Maximum number of concurrent reconciles per controller',
     labelNames: ['controller'],
     registers,
-  }).set({ controller }, sources.concurrency);
-  return { total, errors, time, activeWorkers };
+  });
+  return { total, errors, time, activeWorkers, maxWorkers };
 }
 
 /** client-go's work-queue series, with controller-runtime's labels. */
@@ -263,14 +244,19 @@ interface QueueSeries {
 }
 
 function queueSeries(registers: Registers, sources: MetricsSources): QueueSeries {
-  const queueLabels = { name: sources.controller, controller: sources.controller };
+  /** Sets `gauge` for each controller's queue from `read`. */
+  const each = (gauge: Gauge<'name' | 'controller'>, read: (queue: WorkQueue) => number) => {
+    for (const [controller, queue] of sources.queues()) {
+      gauge.set({ name: controller, controller }, read(queue));
+    }
+  };
   new Gauge({
     name: 'workqueue_depth',
     help: 'Current depth of workqueue',
     labelNames: ['name', 'controller'],
     registers,
     collect() {
-      this.set(queueLabels, sources.queue().length);
+      each(this, (queue) => queue.length);
     },
   });
   new Gauge({
@@ -279,7 +265,7 @@ function queueSeries(registers: Registers, sources: MetricsSources): QueueSeries
     labelNames: ['name', 'controller'],
     registers,
     collect() {
-      this.set(queueLabels, sources.queue().runningSeconds().total);
+      each(this, (queue) => queue.runningSeconds().total);
     },
   });
   new Gauge({
@@ -288,7 +274,7 @@ function queueSeries(registers: Registers, sources: MetricsSources): QueueSeries
     labelNames: ['name', 'controller'],
     registers,
     collect() {
-      this.set(queueLabels, sources.queue().runningSeconds().longest);
+      each(this, (queue) => queue.runningSeconds().longest);
     },
   });
   const adds = new Counter({
@@ -327,7 +313,7 @@ interface RequestSeries {
   latency: Histogram<'verb' | 'resource'>;
 }
 
-function requestSeries(registers: Registers): RequestSeries {
+function requestSeries(registers: Registers, prefix: string): RequestSeries {
   const rest = new Counter({
     name: 'rest_client_requests_total',
     help: 'Number of HTTP requests, partitioned by status code, method, and host',
@@ -335,13 +321,13 @@ function requestSeries(registers: Registers): RequestSeries {
     registers,
   });
   const kube = new Counter({
-    name: `${PREFIX}kubernetes_requests_total`,
+    name: `${prefix}kubernetes_requests_total`,
     help: 'Kubernetes API requests by verb, resource, path template and status code (0: no response)',
     labelNames: ['verb', 'resource', 'path', 'code'],
     registers,
   });
   const latency = new Histogram({
-    name: `${PREFIX}kubernetes_request_duration_seconds`,
+    name: `${prefix}kubernetes_request_duration_seconds`,
     help: 'Kubernetes API request latency until the response headers, by verb and resource',
     labelNames: ['verb', 'resource'],
     buckets: REQUEST_BUCKETS,
@@ -357,26 +343,27 @@ interface InformerSeries {
 }
 
 function informerSeries(registers: Registers, sources: MetricsSources): InformerSeries {
+  const prefix = sources.prefix;
   const watches = new Counter({
-    name: `${PREFIX}informer_watches_total`,
+    name: `${prefix}informer_watches_total`,
     help: 'Watches started by each informer: the first, every restart, and attempts that failed',
     labelNames: ['informer'],
     registers,
   });
   const failures = new Counter({
-    name: `${PREFIX}informer_failures_total`,
+    name: `${prefix}informer_failures_total`,
     help: 'Lists and watches that failed and were retried with backoff',
     labelNames: ['informer'],
     registers,
   });
   const relists = new Counter({
-    name: `${PREFIX}informer_relists_total`,
+    name: `${prefix}informer_relists_total`,
     help: 'Full relists forced by 410 Gone (a resourceVersion too old to resume from)',
     labelNames: ['informer'],
     registers,
   });
   new Gauge({
-    name: `${PREFIX}informer_objects`,
+    name: `${prefix}informer_objects`,
     help: 'Objects held in each informer cache',
     labelNames: ['informer'],
     registers,
@@ -393,10 +380,11 @@ function informerSeries(registers: Registers, sources: MetricsSources): Informer
  * read when scraped.
  */
 function readinessSeries(registers: Registers, sources: MetricsSources): void {
+  const prefix = sources.prefix;
   const connections = sources.connections;
   if (connections) {
     new Gauge({
-      name: `${PREFIX}kubernetes_connections`,
+      name: `${prefix}kubernetes_connections`,
       help: 'HTTP connections open to the API server (HTTP/2: up to 100 streams each)',
       registers,
       collect() {
@@ -404,7 +392,7 @@ function readinessSeries(registers: Registers, sources: MetricsSources): void {
       },
     });
     new Gauge({
-      name: `${PREFIX}kubernetes_connections_max`,
+      name: `${prefix}kubernetes_connections_max`,
       help: 'The most HTTP connections the client opens to the API server, from the watch count',
       registers,
       collect() {
@@ -413,7 +401,7 @@ function readinessSeries(registers: Registers, sources: MetricsSources): void {
     });
   }
   new Gauge({
-    name: `${PREFIX}ready`,
+    name: `${prefix}ready`,
     help: '1 while the readiness checks pass (caches synced and connected, credentials accepted), else 0',
     registers,
     collect() {

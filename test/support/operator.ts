@@ -1,55 +1,81 @@
 // Runs the operator in the test process against the shared cluster, scoped to the test's own
-// namespaces, with its request counters at hand.
-import { KubeClient, type ClientOptions } from '../../src/kube/client.ts';
-import { RequestCounts } from '../../src/kube/request-counts.ts';
+// namespaces: a Manager with the Echo controller, as main builds it, with its request counters and
+// caches at hand.
+import type { ClientOptions, KubeClient } from '../../src/kube/client.ts';
+import { loadConnection } from '../../src/kube/kubeconfig/kubeconfig.ts';
+import type { RequestCounts } from '../../src/kube/request-counts.ts';
 import {
+  REPORTING_CONTROLLER,
   echoController,
-  type EchoController,
+  type EchoCaches,
   type EchoControllerOptions,
 } from '../../src/echo/controller.ts';
+import type { ControllerObserver } from '../../src/runtime/controller.ts';
+import type { InformerObserver } from '../../src/runtime/cache/informer.ts';
+import { Manager, type ManagedController } from '../../src/runtime/manager.ts';
+import type { QueueObserver } from '../../src/runtime/workqueue.ts';
 import { createLoggers } from '../../src/telemetry/logger.ts';
 import { clusterKubeconfig } from './kube.ts';
 
 export interface RunningOperator {
-  operator: EchoController;
+  manager: Manager;
+  operator: ManagedController<EchoCaches>;
   counts: RequestCounts;
   client: KubeClient;
   stop(): Promise<void>;
 }
 
+export interface OperatorOverrides extends EchoControllerOptions {
+  concurrency?: number;
+  resyncMs?: number;
+  idleTimeoutMs?: number;
+  watchTimeoutSeconds?: number;
+  queueObserver?: QueueObserver;
+  controllerObserver?: ControllerObserver;
+  informerObserver?: (informer: string) => InformerObserver;
+}
+
 export async function startOperator(
   namespaces: string[],
-  overrides: Partial<EchoControllerOptions> = {},
+  overrides: OperatorOverrides = {},
   kubeconfig = clusterKubeconfig(),
   clientOptions: ClientOptions = {},
 ): Promise<RunningOperator> {
-  const counts = new RequestCounts();
-  const client = KubeClient.fromFile(kubeconfig, {
-    ...clientOptions,
-    onResponse: counts.record,
-  });
+  const { queueObserver, controllerObserver, informerObserver, progressStatusDelayMs } = overrides;
   const loggers = createLoggers(process.env.ECHO_TEST_LOG ?? 'warn', process.stderr);
-  const operator = echoController({
-    client,
+  const manager = new Manager({
+    connection: loadConnection({ path: kubeconfig }),
+    client: clientOptions,
     namespaces,
-    concurrency: 4,
-    resyncMs: 10 * 60_000,
     instance: 'test',
+    reportingController: REPORTING_CONTROLLER,
+    concurrency: overrides.concurrency ?? 4,
+    resyncMs: overrides.resyncMs ?? 10 * 60_000,
     log: loggers.module,
-    ...overrides,
+    observers: {
+      ...(queueObserver ? { queue: () => queueObserver } : {}),
+      ...(controllerObserver ? { controller: () => controllerObserver } : {}),
+      ...(informerObserver ? { informer: informerObserver } : {}),
+    },
+    ...(overrides.idleTimeoutMs ? { idleTimeoutMs: overrides.idleTimeoutMs } : {}),
+    ...(overrides.watchTimeoutSeconds
+      ? { watchTimeoutSeconds: overrides.watchTimeoutSeconds }
+      : {}),
   });
+  const operator = manager.add(
+    echoController(progressStatusDelayMs === undefined ? {} : { progressStatusDelayMs }),
+  );
   const stop = new AbortController();
-  const running = operator.run(stop.signal);
-  await Promise.race([operator.caches.echoes.whenSynced(), running]);
-  await operator.caches.deployments.whenSynced();
+  const running = manager.run(stop.signal);
+  await Promise.race([operator.whenSynced(), running]);
   return {
+    manager,
     operator,
-    counts,
-    client,
+    counts: manager.counts,
+    client: manager.client,
     stop: async () => {
       stop.abort();
       await running;
-      await client.close();
     },
   };
 }

@@ -8,6 +8,10 @@ import { Informer, type InformerEvent, type InformerOptions } from './informer.t
  * namespace).
  */
 export class InformerGroup<T extends KubeObject> {
+  /** The resource's cache name, in logs and metrics. */
+  readonly name: string;
+  /** What each informer was built with, but its path. */
+  readonly options: Omit<InformerOptions<T>, 'path'>;
   private readonly byNamespace: Map<string | undefined, Informer<T>>;
 
   /** `namespaces` empty means one cluster-wide informer; `pathFor` builds the collection path. */
@@ -16,6 +20,8 @@ export class InformerGroup<T extends KubeObject> {
     pathFor: (namespace: string | undefined) => string,
     options: Omit<InformerOptions<T>, 'path'>,
   ) {
+    this.name = options.name;
+    this.options = options;
     const scopes = namespaces.length > 0 ? namespaces : [undefined];
     this.byNamespace = new Map(
       scopes.map((ns) => [ns, new Informer<T>({ ...options, path: pathFor(ns) })]),

@@ -1,19 +1,29 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { WorkQueue } from '../../../src/runtime/workqueue.ts';
-import { Metrics } from '../../../src/runtime/metrics.ts';
+import { Metrics, type MetricsSources } from '../../../src/runtime/metrics.ts';
 
-function metrics(): { m: Metrics; queue: WorkQueue } {
+/** Metrics of two controllers, `echo` and `mirror`, each with its queue. */
+function metrics(extra: Partial<MetricsSources> = {}): {
+  m: Metrics;
+  queue: WorkQueue;
+  mirror: WorkQueue;
+} {
   const queue = new WorkQueue();
+  const mirror = new WorkQueue();
   const m = new Metrics({
-    controller: 'echo',
-    concurrency: 4,
+    prefix: 'echo_operator_',
     server: 'https://10.0.0.1:6443',
-    queue: () => queue,
+    queues: () =>
+      new Map([
+        ['echo', queue],
+        ['mirror', mirror],
+      ]),
     cacheSizes: () => ({ echoes: 3, deployments: 2 }),
     ready: () => true,
+    ...extra,
   });
-  return { m, queue };
+  return { m, queue, mirror };
 }
 
 describe('Metrics', () => {
@@ -28,17 +38,19 @@ describe('Metrics', () => {
 
   it('keeps counter names whole in the text format after an OpenMetrics scrape', async () => {
     const { m } = metrics();
-    m.recreated();
+    m.controllerObserver('echo', 4).reconciled?.('error', 0.01);
     await m.render('application/openmetrics-text');
+    const { body } = await m.render('text/plain');
+    assert.match(body, /^controller_runtime_reconcile_errors_total\{controller="echo"\} 1$/m);
     assert.match(
-      (await m.render('text/plain')).body,
-      /^echo_operator_deployment_recreates_total 1$/m,
+      body,
+      /^controller_runtime_reconcile_total\{controller="echo",result="error"\} 1$/m,
     );
   });
 
   it('links reconcile durations to their traces with exemplars, in OpenMetrics only', async () => {
     const { m } = metrics();
-    const observer = m.controllerObserver();
+    const observer = m.controllerObserver('echo', 4);
     observer.reconciled?.('success', 0.003, '4bf92f3577b34da6a3ce929d0e0e4736');
     observer.reconciled?.('success', 0.2);
     const open = (await m.render('application/openmetrics-text')).body;
@@ -55,8 +67,8 @@ describe('Metrics', () => {
 
   it('exports counters at zero before their first event, for rate() and alerts', async () => {
     const { m } = metrics();
-    m.controllerObserver();
-    m.queueObserver();
+    m.controllerObserver('echo', 4);
+    m.queueObserver('echo');
     m.informerObserver('echoes');
     const body = (await m.render('text/plain')).body;
     for (const series of [
@@ -71,6 +83,7 @@ describe('Metrics', () => {
 
   it('reads gauges from their sources at scrape time', async () => {
     const { m, queue } = metrics();
+    m.controllerObserver('echo', 4);
     queue.add('a');
     queue.add('b');
     const { body } = await m.render(undefined);
@@ -80,15 +93,81 @@ describe('Metrics', () => {
     assert.match(body, /^echo_operator_ready 1$/m);
   });
 
-  it('drops the desired-replicas series of a deleted Echo', async () => {
+  it("labels each controller's queue and reconcile series with its name", async () => {
+    const { m, queue, mirror } = metrics();
+    const echo = m.controllerObserver('echo', 4);
+    const other = m.controllerObserver('mirror', 2);
+    const echoQueue = m.queueObserver('echo');
+    m.queueObserver('mirror');
+    queue.add('a');
+    mirror.add('x');
+    mirror.add('y');
+    mirror.add('z');
+    echo.reconciled?.('success', 0.01);
+    other.reconciled?.('requeue_after', 0.01);
+    other.reconciled?.('requeue_after', 0.01);
+    other.activeWorkers?.(2);
+    echoQueue.added?.();
+    echoQueue.retried?.();
+    const { body } = await m.render(undefined);
+    for (const series of [
+      'workqueue_depth{name="echo",controller="echo"} 1',
+      'workqueue_depth{name="mirror",controller="mirror"} 3',
+      'workqueue_longest_running_processor_seconds{name="mirror",controller="mirror"} 0',
+      'workqueue_unfinished_work_seconds{name="echo",controller="echo"} 0',
+      'workqueue_adds_total{name="echo",controller="echo"} 1',
+      'workqueue_adds_total{name="mirror",controller="mirror"} 0',
+      'workqueue_retries_total{name="echo",controller="echo"} 1',
+      'workqueue_retries_total{name="mirror",controller="mirror"} 0',
+      'controller_runtime_max_concurrent_reconciles{controller="echo"} 4',
+      'controller_runtime_max_concurrent_reconciles{controller="mirror"} 2',
+      'controller_runtime_reconcile_total{controller="echo",result="success"} 1',
+      'controller_runtime_reconcile_total{controller="echo",result="requeue_after"} 0',
+      'controller_runtime_reconcile_total{controller="mirror",result="requeue_after"} 2',
+      'controller_runtime_reconcile_total{controller="mirror",result="success"} 0',
+      'controller_runtime_active_workers{controller="mirror"} 2',
+      'controller_runtime_reconcile_time_seconds_count{controller="mirror"} 2',
+    ])
+      assert.ok(body.includes(`${series}\n`), series);
+  });
+
+  it("applies the prefix to the runtime's own series, and to none of controller-runtime's", async () => {
+    const { m } = metrics({
+      prefix: 'mirror_',
+      connections: () => ({ open: 1, max: 3 }),
+      leader: { name: 'mirror-lock', leading: () => true },
+    });
+    assert.equal(m.prefix, 'mirror_');
+    m.controllerObserver('mirror', 1);
+    m.informerObserver('configmaps');
+    m.onResponse({
+      verb: 'get',
+      resource: 'configmaps',
+      pathTemplate: '/api/v1/namespaces/{namespace}/configmaps/{name}',
+      method: 'GET',
+      code: 200,
+      durationSeconds: 0.01,
+    });
+    const { body } = await m.render(undefined);
+    for (const series of [
+      'mirror_ready 1',
+      'mirror_informer_objects{informer="echoes"} 3',
+      'mirror_informer_watches_total{informer="configmaps"} 0',
+      'mirror_kubernetes_connections 1',
+      'mirror_kubernetes_connections_max 3',
+      'mirror_kubernetes_requests_total{verb="get",resource="configmaps",path="/api/v1/namespaces/{namespace}/configmaps/{name}",code="200"} 1',
+      'mirror_kubernetes_request_duration_seconds_count{verb="get",resource="configmaps"} 1',
+      'leader_election_master_status{name="mirror-lock"} 1',
+      'controller_runtime_reconcile_errors_total{controller="mirror"} 0',
+      'rest_client_requests_total{code="200",method="GET",host="10.0.0.1:6443"} 1',
+    ])
+      assert.ok(body.includes(`${series}\n`), series);
+    assert.doesNotMatch(body, /^echo_operator_/m);
+  });
+
+  it('registers what a controller adds in both registries', () => {
     const { m } = metrics();
-    m.desired('team/web', 3);
-    assert.match(
-      (await m.render(undefined)).body,
-      /echo_desired_replicas\{namespace="team",name="web"\} 3/,
-    );
-    m.desired('team/web', undefined);
-    assert.doesNotMatch((await m.render(undefined)).body, /name="web"/);
+    assert.deepEqual(m.registers, [m.text, m.openMetrics]);
   });
 
   it('labels requests by template, never by object name', async () => {

@@ -1,0 +1,54 @@
+// A second controller on the runtime, from its public API alone: a ConfigMap labelled
+// `example.com/mirror: <namespace>` is copied into that namespace, kept equal to its source, and
+// removed with it. Owner references cannot cross namespaces, so copies name their source by label.
+import { CONFIGMAPS, Result, newController, resource, type ConfigMap } from 'echo-operator/runtime';
+
+export const MIRROR_LABEL = 'example.com/mirror';
+const SOURCE_LABEL = 'example.com/mirrored-from';
+
+const sourceKey = (copy: ConfigMap): string[] => {
+  const from = copy.metadata.labels?.[SOURCE_LABEL];
+  return from ? [`${from}/${copy.metadata.name}`] : [];
+};
+
+export const mirrorController = newController({
+  name: 'configmap-mirror',
+  reportingController: 'example.com/configmap-mirror',
+})
+  .for(CONFIGMAPS, { labelSelector: MIRROR_LABEL })
+  .watches(CONFIGMAPS, { as: 'copies', labelSelector: SOURCE_LABEL, map: sourceKey })
+  .complete(({ caches, client }) => {
+    const configMaps = resource(client, CONFIGMAPS);
+    /** Deletes every copy of `key` but the one in `keep`. */
+    const prune = async (key: string, keep: string | undefined, signal: AbortSignal) => {
+      for (const copyKey of caches.copies.keys()) {
+        const copy = caches.copies.get(copyKey);
+        const { namespace = '', name, uid } = copy?.metadata ?? { name: '' };
+        if (copy && sourceKey(copy)[0] === key && namespace !== keep) {
+          await configMaps.namespace(namespace).delete(name, { ...(uid ? { uid } : {}), signal });
+        }
+      }
+    };
+    return {
+      async reconcile(source, { key, signal }) {
+        const target = source.metadata.labels?.[MIRROR_LABEL];
+        if (source.metadata.deletionTimestamp || !target) return Result.done();
+        const { name, namespace = '' } = source.metadata;
+        const copy = caches.copies.get(`${target}/${name}`);
+        if (JSON.stringify(copy?.data ?? {}) !== JSON.stringify(source.data ?? {})) {
+          const labels = { [SOURCE_LABEL]: namespace };
+          const desired = {
+            ...CONFIGMAP_TYPE,
+            metadata: { name, labels },
+            data: source.data ?? {},
+          };
+          await configMaps.namespace(target).apply(desired, { fieldManager: 'mirror', signal });
+        }
+        await prune(key, target, signal);
+        return Result.done();
+      },
+      deleted: (key, { signal }) => prune(key, undefined, signal),
+    };
+  });
+
+const CONFIGMAP_TYPE = { apiVersion: CONFIGMAPS.apiVersion, kind: CONFIGMAPS.kind };

@@ -1,0 +1,554 @@
+// The Manager runs controllers, as controller-runtime's does: it owns the client, the informer
+// caches (one per resource and selector, shared by every controller that declares the same), the
+// readiness checks, the metrics, the HTTP endpoints, leader election, and the order things stop in.
+// Controllers are declared with the builder and added; `run` does the rest:
+//
+//   serve probes → wait for the API server and the resources declared as installable →
+//   fill the caches → (elected) → reconcile → on abort: drain the workers, release the lease,
+//   flush Events, close the endpoints and the client.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KubeClient, type ClientOptions } from '../kube/client.ts';
+import { ApiError } from '../kube/errors.ts';
+import type { Connection } from '../kube/kubeconfig/types.ts';
+import type { KubeObject } from '../kube/object.ts';
+import { RequestCounts } from '../kube/request-counts.ts';
+import { collectionPath, groupVersionPath, type ResourceType } from '../kube/resource.ts';
+import { startHttpServer, type Check, type RunningServer } from '../http/server.ts';
+import { errorText, type Logger } from '../telemetry/logger.ts';
+import type { Tracer } from '../telemetry/tracing.ts';
+import { DEFAULT_BACKOFF, retryDelay } from './backoff.ts';
+import {
+  primaryKeys,
+  relatedKeys,
+  controllerOwnerKey,
+  type Caches,
+  type ControllerDeclaration,
+  type Watched,
+} from './builder.ts';
+import type { InformerObserver } from './cache/informer.ts';
+import { InformerGroup } from './cache/informer-group.ts';
+import { Controller, type ControllerObserver } from './controller.ts';
+import { EventRecorder } from './events.ts';
+import { LeaderElector, type LeaderElectionTimings } from './leader-election.ts';
+import { Metrics } from './metrics.ts';
+import { WorkQueue, type QueueObserver } from './workqueue.ts';
+
+export interface LeaderElectionOptions extends LeaderElectionTimings {
+  namespace: string;
+  leaseName: string;
+  /** Unique per process: two processes with one identity would both believe they lead. */
+  identity: string;
+}
+
+/** Hooks a caller (a test, a benchmark) adds beside the metrics. */
+export interface RuntimeObservers {
+  queue?: (controller: string) => QueueObserver;
+  controller?: (controller: string) => ControllerObserver;
+  informer?: (informer: string) => InformerObserver;
+}
+
+export interface ManagerOptions {
+  /** Where the API server is and how to authenticate (loadConnection). */
+  connection: Connection;
+  client?: ClientOptions;
+  /** Namespaces the caches hold; empty for the whole cluster. */
+  namespaces: string[];
+  /** This replica's name, in Events. */
+  instance: string;
+  /** The Events' reportingController for what the Manager records itself (leader election). */
+  reportingController: string;
+  /** Workers per controller, unless its declaration says otherwise. */
+  concurrency: number;
+  /** Every primary object not settled is reconciled again this often. */
+  resyncMs: number;
+  log: (module: string) => Logger;
+  /** Builds the Prometheus registry (served at /metrics when `serve` is set). */
+  metrics?: { prefix: string };
+  /** Serves /healthz, /readyz and /metrics. */
+  serve?: { port: number; bindAddress: string };
+  leaderElection?: LeaderElectionOptions;
+  /** Called when the lease could not be renewed in time; the default exits the process. */
+  onLeadershipLost?: () => void;
+  observers?: RuntimeObservers;
+  tracer?: Tracer;
+  /** Informer timeouts, shortened by tests that cut the API server off. */
+  watchTimeoutSeconds?: number;
+  idleTimeoutMs?: number;
+}
+
+/** A controller added to the Manager: its caches, queue and recorder, for tests and tools. */
+export interface ManagedController<C extends Record<string, KubeObject>> {
+  readonly name: string;
+  readonly caches: Caches<C>;
+  readonly queue: WorkQueue;
+  readonly recorder: EventRecorder;
+  /** Re-queues every primary object not settled: what the periodic resync does, on demand. */
+  resync(): void;
+  whenSynced(): Promise<void>;
+}
+
+interface Added {
+  controller: Controller;
+  recorder: EventRecorder;
+  informers: InformerGroup<KubeObject>[];
+  declaration: ControllerDeclaration;
+}
+
+export class Manager {
+  readonly client: KubeClient;
+  /** Every request the client sent, by verb: what tests and the stop line count. */
+  readonly counts = new RequestCounts();
+  readonly metrics: Metrics | undefined;
+  private readonly options: ManagerOptions;
+  private readonly log: Logger;
+  /** One informer group per resource and selector, shared by the controllers declaring it. */
+  private readonly informers = new Map<string, InformerGroup<KubeObject>>();
+  private readonly controllers: Added[] = [];
+  private readonly elector: LeaderElector | undefined;
+  private readonly recorder: EventRecorder;
+  private http: RunningServer | undefined;
+  /** The last answer of the API server was 401: revoked or expired credentials. */
+  private credentialsRefused = false;
+
+  constructor(options: ManagerOptions) {
+    this.options = options;
+    this.log = options.log('manager');
+    const clientOptions = options.client ?? {};
+    const metrics = options.metrics
+      ? new Metrics({
+          prefix: options.metrics.prefix,
+          server: options.connection.server.href,
+          queues: () =>
+            new Map(this.controllers.map((c) => [c.controller.name, c.controller.queue])),
+          cacheSizes: () => this.cacheSizes(),
+          ready: () => this.ready,
+          connections: () => ({
+            open: this.client.openConnections,
+            max: clientOptions.maxConnections ?? Infinity,
+          }),
+          ...(options.leaderElection
+            ? {
+                leader: {
+                  name: options.leaderElection.leaseName,
+                  leading: () => this.elector?.isLeader ?? false,
+                },
+              }
+            : {}),
+        })
+      : undefined;
+    this.metrics = metrics;
+    this.client = new KubeClient(options.connection, {
+      ...clientOptions,
+      onResponse: (event) => {
+        this.counts.record(event);
+        metrics?.onResponse(event);
+        clientOptions.onResponse?.(event);
+        if (event.code !== 0) this.credentialsRefused = event.code === 401;
+      },
+      ...(options.tracer ? { tracer: options.tracer } : {}),
+    });
+    this.recorder = this.eventRecorder(options.reportingController);
+    this.elector = options.leaderElection && this.leaderElector(options.leaderElection);
+  }
+
+  /** Builds `declaration` on this Manager's client and caches; it runs with `run`. */
+  add<C extends Record<string, KubeObject>, P extends KubeObject>(
+    declaration: ControllerDeclaration<C, P>,
+  ): ManagedController<C> {
+    const { identity, watched } = declaration;
+    if (this.controllers.some((c) => c.controller.name === identity.name)) {
+      throw new Error(`a controller named ${identity.name} is added already`);
+    }
+    const groups = watched.map((w) => this.informerFor(w));
+    const caches = Object.fromEntries(
+      watched.map((w, i) => [w.name, groups[i]]),
+    ) as unknown as Caches<C>;
+    const observers = this.options.observers;
+    const queue = new WorkQueue(
+      undefined,
+      both(this.metrics?.queueObserver(identity.name), observers?.queue?.(identity.name)) ?? {},
+    );
+    const recorder = this.eventRecorder(identity.reportingController);
+    const concurrency = identity.concurrency ?? this.options.concurrency;
+    const errorLog = this.options.log('controller');
+    // Logs name the key by the primary's kind: `{"echo": "team/web"}`.
+    const keyField = watched[0]?.type.kind.toLowerCase() ?? 'key';
+    const primary = groups[0] as unknown as InformerGroup<P>;
+    const primaryType = watched[0]?.type ?? { apiVersion: '', kind: '', plural: '' };
+    const controller = new Controller<P>({
+      name: identity.name,
+      queue,
+      primary,
+      informers: groups,
+      concurrency,
+      resyncMs: this.options.resyncMs,
+      reconciler: declaration.reconciler({
+        caches,
+        client: this.client,
+        recorder,
+        log: this.options.log,
+        metrics: this.metrics,
+      }),
+      observer:
+        both(
+          this.metrics?.controllerObserver(identity.name, concurrency),
+          observers?.controller?.(identity.name),
+        ) ?? {},
+      ...(this.options.tracer ? { tracer: this.options.tracer } : {}),
+      onError: (key, err, retries) => {
+        errorLog.warn(
+          { controller: identity.name, [keyField]: key, retries, err: errorText(err) },
+          'reconcile failed; retrying with backoff',
+        );
+      },
+    });
+    for (const [i, w] of watched.entries()) {
+      const group = groups[i];
+      if (group) this.route(w, group, controller, primaryType);
+    }
+    this.controllers.push({
+      controller,
+      recorder,
+      informers: groups,
+      declaration: declaration as unknown as ControllerDeclaration,
+    });
+    return {
+      name: identity.name,
+      caches,
+      queue,
+      recorder,
+      resync: () => {
+        controller.resync();
+      },
+      whenSynced: async () => {
+        await Promise.all(groups.map((g) => g.whenSynced()));
+      },
+    };
+  }
+
+  /** Queues on `controller` the keys each event of `w`'s informers concerns. */
+  private route(
+    w: Watched,
+    group: InformerGroup<KubeObject>,
+    controller: Controller,
+    primary: ResourceType,
+  ): void {
+    const { changed } = w.watch;
+    const { mapping } = w;
+    if (mapping.kind === 'primary') {
+      group.onEvent((e) => {
+        for (const key of primaryKeys(e, changed)) controller.enqueue(key, 'primary');
+      });
+      return;
+    }
+    const keysOf =
+      mapping.kind === 'map'
+        ? mapping.map
+        : (object: KubeObject) => [controllerOwnerKey(object, primary)];
+    group.onEvent((e) => {
+      for (const key of relatedKeys(e, keysOf, changed)) controller.enqueue(key, 'related');
+    });
+  }
+
+  /** True once every cache holds a complete list. */
+  get synced(): boolean {
+    return this.groups().every((i) => i.synced);
+  }
+
+  /** False while a list or watch is failing (the API server unreachable, a CRD gone, 401). */
+  get connected(): boolean {
+    return this.groups().every((i) => i.connected);
+  }
+
+  /** With leader election: whether this replica leads; without, always. */
+  get leading(): boolean {
+    return this.elector?.isLeader ?? true;
+  }
+
+  /** What /readyz checks, by name: each true, or a reason it is not. */
+  get checks(): Record<string, Check> {
+    const elector = this.elector;
+    return {
+      'informers-synced': () => this.synced,
+      'informers-connected': () => this.connected,
+      // A watch whose stream stopped without failing: the watchdog reopens it; if it could not.
+      'watches-heard': () =>
+        this.groups()
+          .flatMap((g) => g.silentWatches())
+          .join('; ') || true,
+      'credentials-accepted': () => !this.credentialsRefused,
+      ...(elector ? { 'leader-election': () => elector.healthy } : {}),
+    };
+  }
+
+  get ready(): boolean {
+    return Object.values(this.checks).every((check) => check() === true);
+  }
+
+  /** Objects in each cache, by its name. */
+  cacheSizes(): Record<string, number> {
+    return Object.fromEntries([...this.informers.values()].map((g) => [g.name, g.size]));
+  }
+
+  async whenSynced(): Promise<void> {
+    await Promise.all(this.groups().map((g) => g.whenSynced()));
+  }
+
+  /** Starts the HTTP endpoints, if any; resolves with their port. Called by `run` if not before. */
+  async listen(): Promise<number | undefined> {
+    const serve = this.options.serve;
+    if (!serve) return undefined;
+    const metrics = this.metrics;
+    this.http ??= await startHttpServer({
+      port: serve.port,
+      bindAddress: serve.bindAddress,
+      readiness: this.checks,
+      metrics: metrics
+        ? (accept) => metrics.render(accept)
+        : () => Promise.resolve({ contentType: 'text/plain', body: '' }),
+    });
+    return this.http.port;
+  }
+
+  /**
+   * Runs every added controller until `signal` aborts, then stops in order: the workers drain
+   * (the lease is renewed meanwhile: a reconcile still writing is still the leader's), the lease
+   * is released, Events flushed, the endpoints and the client closed.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    await this.listen();
+    await this.waitForApiServer(signal);
+    if (!signal.aborted) await this.runControllers(signal);
+    await this.http?.close();
+    await this.client.close();
+    this.log.info({ requests: this.counts.total(), writes: this.counts.writes() }, 'stopped');
+  }
+
+  /** Fills and keeps the caches until `signal` aborts, with no controller running: for tools. */
+  async fillCaches(signal: AbortSignal): Promise<void> {
+    await Promise.all(this.groups().map((g) => g.run(signal)));
+  }
+
+  private async runControllers(signal: AbortSignal): Promise<void> {
+    const informers = this.fillCaches(signal);
+    void this.whenSynced().then(() => {
+      this.log.info(this.cacheSizes(), 'caches synced');
+    });
+    const elector = this.elector;
+    const elected = elector ? elector.acquire(signal) : Promise.resolve(true);
+    const drained = new AbortController();
+    let holding: Promise<unknown> = Promise.resolve();
+    if (elector) {
+      const lease = this.options.leaderElection?.leaseName;
+      this.log.info({ lease }, 'standing by until elected; caches filling');
+      holding = elected.then(async (won) => {
+        if (won && (await elector.hold(drained.signal)) === 'lost') this.leadershipLost();
+      });
+    }
+    if (await elected) {
+      await Promise.all(this.controllers.map((c) => c.controller.run(signal)));
+    } else {
+      await Promise.all(this.controllers.map((c) => c.controller.queue.shutDown()));
+    }
+    drained.abort();
+    await holding;
+    await elector?.release();
+    await informers;
+    await Promise.all(
+      [this.recorder, ...this.controllers.map((c) => c.recorder)].map((r) => r.flush()),
+    );
+  }
+
+  private leadershipLost(): void {
+    const election = this.options.leaderElection;
+    if (this.options.onLeadershipLost) {
+      this.options.onLeadershipLost();
+      return;
+    }
+    // Another replica may lead already: stop writing now, as client-go's callers do.
+    this.log.error(
+      { lease: election?.leaseName, renewDeadlineSeconds: (election?.renewDeadlineMs ?? 0) / 1000 },
+      'leadership lost: the lease could not be renewed in time; exiting',
+    );
+    process.exit(1);
+  }
+
+  private groups(): InformerGroup<KubeObject>[] {
+    return [...this.informers.values()];
+  }
+
+  /**
+   * The informers of a declared resource: shared with any controller that declared the same
+   * resource, selector and transforms (an own write's echo is dropped for every one of them).
+   */
+  private informerFor({ name, type, watch }: Watched): InformerGroup<KubeObject> {
+    const shareKey = `${type.apiVersion}/${type.plural}?${watch.labelSelector ?? ''}`;
+    const shared = this.informers.get(shareKey);
+    if (shared) {
+      if (shared.name !== name || shared.options.transform !== watch.transform) {
+        throw new Error(
+          `${name}: ${type.plural} with selector "${watch.labelSelector ?? ''}" is cached already as ${shared.name}, with other options`,
+        );
+      }
+      return shared;
+    }
+    const { client } = this;
+    const log = this.options.log('informer');
+    const metrics = both(
+      this.metrics?.informerObserver(name),
+      this.options.observers?.informer?.(name),
+    );
+    const group = new InformerGroup<KubeObject>(
+      this.options.namespaces,
+      (ns) => collectionPath(type, ns),
+      {
+        client,
+        name,
+        ...(watch.labelSelector ? { labelSelector: watch.labelSelector } : {}),
+        ...(watch.transform ? { transform: watch.transform } : {}),
+        ...(watch.protobuf ? { protobuf: watch.protobuf } : {}),
+        ...(this.options.watchTimeoutSeconds
+          ? { watchTimeoutSeconds: this.options.watchTimeoutSeconds }
+          : {}),
+        ...(this.options.idleTimeoutMs ? { idleTimeoutMs: this.options.idleTimeoutMs } : {}),
+        onError: (message, err) => {
+          log.warn({ err: errorText(err) }, message);
+          // A resource gone under a running operator (a CRD deleted): say so plainly.
+          if (watch.notServed && err instanceof ApiError && err.code === 404) {
+            log.error(watch.notServed(client.server.origin));
+          }
+        },
+        observer: {
+          ...metrics,
+          relisted: () => {
+            // Rare and costly (a full list): worth a line, not only a counter.
+            log.info({ informer: name }, 'resourceVersion compacted away (410 Gone): relisting');
+            metrics?.relisted?.();
+          },
+          protobufRefused: (err) => {
+            log.warn(
+              { informer: name, err: errorText(err) },
+              "could not decode the API server's protobuf: watching in JSON",
+            );
+          },
+          watchListRefused: (err) => {
+            log.info(
+              { informer: name, err: errorText(err) },
+              'the API server does not stream lists (WatchList): listing in pages',
+            );
+          },
+        },
+      },
+    );
+    this.informers.set(shareKey, group);
+    return group;
+  }
+
+  /**
+   * What stops the controllers from starting, in words a person can act on, or undefined when the
+   * API server answers and serves every resource a declaration says how to install (notServed).
+   */
+  private async startupProblem(signal: AbortSignal): Promise<string | undefined> {
+    const origin = this.client.server.origin;
+    const installable = this.controllers.flatMap((c) =>
+      c.declaration.watched.filter((w) => w.watch.notServed),
+    );
+    // Without one, the API server's version answers whether it is reachable and accepts us.
+    const probes = installable.length > 0 ? installable : [undefined];
+    for (const w of probes) {
+      const path = w ? groupVersionPath(w.type) : '/version';
+      let answer: { resources?: { name: string }[] };
+      try {
+        answer = await this.client.request({ path, signal });
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 404 && w?.watch.notServed) {
+          return w.watch.notServed(origin);
+        }
+        if (err instanceof ApiError && err.code === 401) {
+          return `${origin} rejected the operator's credentials (401 Unauthorized)`;
+        }
+        if (err instanceof ApiError) return errorText(err);
+        return `cannot reach the API server at ${origin}: ${errorText(err)}`;
+      }
+      if (w && !answer.resources?.some((r) => r.name === w.type.plural)) {
+        return `${w.type.apiVersion} is served but has no ${w.type.plural} resource: is the CRD installed?`;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Waits, with the informers' backoff (0.8 s doubling to 30 s, jittered), until the API server
+   * answers and the resources are installed. In a pod, exiting would only trade this wait for a
+   * crash loop.
+   */
+  private async waitForApiServer(signal: AbortSignal): Promise<void> {
+    for (let retry = 0; ; retry++) {
+      const problem = await this.startupProblem(signal);
+      if (problem === undefined || signal.aborted) return;
+      const wait = retryDelay(DEFAULT_BACKOFF, retry, Math.random());
+      this.log.warn({ retryInSeconds: Math.round(wait / 100) / 10 }, `waiting: ${problem}`);
+      await sleep(wait, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  private eventRecorder(reportingController: string): EventRecorder {
+    return new EventRecorder({
+      client: this.client,
+      controller: reportingController,
+      instance: this.options.instance,
+      onError: (err) => {
+        this.options.log('events').warn({ err: errorText(err) }, 'could not record an Event');
+      },
+    });
+  }
+
+  /**
+   * The Lease elector. Leadership changes are logged, and recorded as Events about the Lease as
+   * client-go does: `kubectl get events` in the lease's namespace tells who led when.
+   */
+  private leaderElector(election: LeaderElectionOptions): LeaderElector {
+    const { identity, leaseName } = election;
+    const log = this.log;
+    const elector: LeaderElector = new LeaderElector({
+      ...election,
+      client: this.client,
+      name: leaseName,
+      onLeading: (leading) => {
+        if (leading) log.info({ lease: leaseName }, 'became leader: reconciling');
+        const lease = elector.leaseReference;
+        if (lease) {
+          this.recorder.record(
+            lease,
+            'Normal',
+            'LeaderElection',
+            leading ? 'Acquire' : 'Release',
+            `${identity} ${leading ? 'became leader' : 'stopped leading'}`,
+          );
+        }
+      },
+      onHolder: (holder) => {
+        log.info({ lease: leaseName, holder: holder || 'nobody' }, 'lease holder');
+      },
+      onError: (message, err) => {
+        this.options.log('leader-election').warn({ err: errorText(err) }, message);
+      },
+    });
+    return elector;
+  }
+}
+
+/** One observer that tells both of each call. */
+function both<O extends object>(a: O | undefined, b: O | undefined): O | undefined {
+  if (!a || !b) return a ?? b;
+  const merged: Record<string, (...args: unknown[]) => void> = {};
+  for (const name of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    const fa = (a as Record<string, ((...args: unknown[]) => void) | undefined>)[name];
+    const fb = (b as Record<string, ((...args: unknown[]) => void) | undefined>)[name];
+    merged[name] = (...args) => {
+      fa?.(...args);
+      fb?.(...args);
+    };
+  }
+  return merged as O;
+}

@@ -1,0 +1,126 @@
+// The runtime is a runtime: a second, unrelated controller (examples/configmap-mirror, written from
+// `echo-operator/runtime` alone) runs beside the Echo controller in one Manager, the one main
+// builds, against the local control plane; both converge, share the Manager's client and probes,
+// and stop together.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { MIRROR_LABEL, mirrorController } from '../../examples/configmap-mirror/mirror.ts';
+import { parseConfig } from '../../src/config.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import { isNotFound } from '../../src/kube/errors.ts';
+import { operatorManager } from '../../src/main.ts';
+import { createLoggers } from '../../src/telemetry/logger.ts';
+import { echoManifest } from '../support/fixtures.ts';
+import { adminClient, clusterKubeconfig, createNamespace, eventually } from '../support/kube.ts';
+
+type Namespace = Awaited<ReturnType<typeof createNamespace>>;
+const configMaps = (ns: string): string => `/api/v1/namespaces/${ns}/configmaps`;
+
+interface ConfigMap {
+  data?: Record<string, string>;
+}
+
+describe('a second controller in the operator’s Manager', () => {
+  let admin: KubeClient;
+  let source: Namespace;
+  let target: Namespace;
+
+  before(async () => {
+    admin = adminClient();
+    source = await createNamespace(admin, 'mirror-src');
+    target = await createNamespace(admin, 'mirror-dst');
+  });
+
+  after(async () => {
+    await source.remove();
+    await target.remove();
+    await admin.close();
+  });
+
+  it('mirrors ConfigMaps while the Echo controller reconciles Echoes, and both stop together', async () => {
+    const parsed = parseConfig(
+      [
+        `--kubeconfig=${clusterKubeconfig()}`,
+        '--port=0',
+        `--namespaces=${source.name},${target.name}`,
+      ],
+      {},
+      'second-controller-test',
+    );
+    assert.ok(parsed.kind === 'run');
+    const loggers = createLoggers(process.env.ECHO_TEST_LOG ?? 'warn', process.stderr);
+    const manager = operatorManager(parsed.config, loggers.module);
+    const mirror = manager.add(mirrorController);
+    const stop = new AbortController();
+    const running = manager.run(stop.signal);
+    try {
+      await mirror.whenSynced();
+      await admin.request({
+        method: 'POST',
+        path: `/apis/example.com/v1/namespaces/${source.name}/echoes`,
+        body: echoManifest('web', 2),
+      });
+      await admin.request({
+        method: 'POST',
+        path: configMaps(source.name),
+        body: {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'settings', labels: { [MIRROR_LABEL]: target.name } },
+          data: { greeting: 'hello' },
+        },
+      });
+      const copy = (): Promise<ConfigMap> =>
+        admin.request<ConfigMap>({ path: `${configMaps(target.name)}/settings` });
+      const copyWith = (greeting: string) =>
+        eventually(`the copy to say ${greeting}`, async () =>
+          (await copy()).data?.greeting === greeting ? true : undefined,
+        );
+      await copyWith('hello');
+      await eventually('the Echo’s Deployment', async () => {
+        const d = await admin.request<{ spec: { replicas: number } }>({
+          path: `/apis/apps/v1/namespaces/${source.name}/deployments/web`,
+        });
+        return d.spec.replicas === 2 ? true : undefined;
+      });
+
+      // The source changes: the copy follows.
+      await admin.request({
+        method: 'PATCH',
+        path: `${configMaps(source.name)}/settings`,
+        contentType: 'application/merge-patch+json',
+        body: { data: { greeting: 'bonjour' } },
+      });
+      await copyWith('bonjour');
+      // Someone edits the copy: it is put back (its watch maps it to its source).
+      await admin.request({
+        method: 'PATCH',
+        path: `${configMaps(target.name)}/settings`,
+        contentType: 'application/merge-patch+json',
+        body: { data: { greeting: 'edited' } },
+      });
+      await copyWith('bonjour');
+      // The source goes: so does the copy.
+      await admin.request({ method: 'DELETE', path: `${configMaps(source.name)}/settings` });
+      await eventually('the copy to be deleted', async () => {
+        try {
+          await copy();
+          return undefined;
+        } catch (err) {
+          if (isNotFound(err)) return true;
+          throw err;
+        }
+      });
+      assert.ok(manager.ready, `ready: ${JSON.stringify(manager.cacheSizes())}`);
+      assert.deepEqual(Object.keys(manager.cacheSizes()).sort(), [
+        'configmaps',
+        'copies',
+        'deployments',
+        'echoes',
+      ]);
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+});

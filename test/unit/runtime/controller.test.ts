@@ -1,0 +1,475 @@
+// The runtime Controller's contract with a reconciler, with a fake reconciler and a real WorkQueue:
+// one worker per key; a Result of done settles the key (resyncs skip it until an event touches it),
+// requeue comes back after its delay, blocked after a delay that doubles while the same reason
+// recurs (capped), woken only by the events it awaits; a failure is retried on the queue's backoff;
+// a key gone from the primary cache is handed to `deleted`; nothing is queued before `run`.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
+import type { KubeObject } from '../../../src/kube/object.ts';
+import {
+  Controller,
+  Result,
+  type ControllerObserver,
+  type ReconcileContext,
+  type ReconcileOutcome,
+  type RetrySchedule,
+} from '../../../src/runtime/controller.ts';
+import { WorkQueue } from '../../../src/runtime/workqueue.ts';
+
+/** A real WorkQueue that also records the delays it was asked for, and the keys rate-limited. */
+class RecordingQueue extends WorkQueue {
+  readonly delays: [string, number][] = [];
+  readonly rateLimited: string[] = [];
+
+  override addAfter(key: string, ms: number): void {
+    this.delays.push([key, ms]);
+    super.addAfter(key, ms);
+  }
+
+  override addRateLimited(key: string): void {
+    this.rateLimited.push(key);
+    super.addRateLimited(key);
+  }
+}
+
+/** Lets the workers take what is queued and finish what they can without waiting on a timer. */
+async function flush(): Promise<void> {
+  for (let i = 0; i < 5; i++) await setImmediate();
+}
+
+/** Waits (on a timer that keeps the process up: the queue's are unref'd) until `ok` holds. */
+async function until(ok: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!ok()) {
+    if (performance.now() > deadline) assert.fail(`timed out waiting: ${what}`);
+    await sleep(1);
+  }
+}
+
+const object = (key: string): KubeObject => {
+  const [namespace, name] = key.split('/') as [string, string];
+  return { metadata: { name, namespace } };
+};
+
+type Answer = (key: string, call: number, context: ReconcileContext) => Result | Promise<Result>;
+
+/**
+ * A Controller over a primary cache holding `keys`, whose reconciler answers with `answer` (by key
+ * and the key's call count, from 1); `deleted` records the keys it is told are gone. The caches are
+ * synced when `synced` resolves (at once by default). `start` runs it, `stop` stops it.
+ */
+function harness(
+  options: {
+    keys?: string[];
+    answer?: Answer;
+    concurrency?: number;
+    synced?: Promise<void>;
+    withDeleted?: boolean;
+  } = {},
+) {
+  const objects = new Map((options.keys ?? ['team/a']).map((k) => [k, object(k)]));
+  const answer: Answer = options.answer ?? (() => Result.done());
+  const queue = new RecordingQueue();
+  const calls: string[] = [];
+  /** When each reconcile began, on the monotonic clock. */
+  const times: number[] = [];
+  const deleted: string[] = [];
+  const outcomes: ReconcileOutcome[] = [];
+  const workers: number[] = [];
+  const errors: { key: string; error: unknown; retries: number }[] = [];
+  const observer: ControllerObserver = {
+    reconciled: (outcome) => outcomes.push(outcome),
+    activeWorkers: (count) => workers.push(count),
+  };
+  const count = (key: string) => calls.filter((k) => k === key).length;
+  const controller = new Controller({
+    name: 'widgets',
+    queue,
+    reconciler: {
+      reconcile: (o, context) => {
+        assert.equal(o, objects.get(context.key), 'the object the cache holds');
+        calls.push(context.key);
+        times.push(performance.now());
+        return Promise.resolve(answer(context.key, count(context.key), context));
+      },
+      ...(options.withDeleted === false
+        ? {}
+        : {
+            deleted: (key: string, context: ReconcileContext) => {
+              assert.equal(context.key, key);
+              deleted.push(key);
+            },
+          }),
+    },
+    primary: { get: (key) => objects.get(key), keys: () => [...objects.keys()] },
+    informers: [{ whenSynced: () => options.synced ?? Promise.resolve() }],
+    concurrency: options.concurrency ?? 2,
+    resyncMs: 3600_000,
+    observer,
+    onError: (key, error, retries) => errors.push({ key, error, retries }),
+  });
+  const abort = new AbortController();
+  let running: Promise<void> | undefined;
+  return {
+    controller,
+    queue,
+    objects,
+    calls,
+    times,
+    count,
+    deleted,
+    outcomes,
+    workers,
+    errors,
+    start: () => {
+      running = controller.run(abort.signal);
+    },
+    stop: async () => {
+      abort.abort();
+      await running;
+    },
+  };
+}
+
+const LONG: RetrySchedule = { initialMs: 60_000, maxMs: 3600_000 };
+
+describe('Controller: before it runs', () => {
+  it('queues nothing before run has started, nor before the caches are synced', async () => {
+    const synced = Promise.withResolvers<undefined>();
+    const h = harness({ keys: ['team/a', 'team/b'], synced: synced.promise });
+    h.controller.enqueue('team/a', 'primary');
+    h.controller.enqueue('team/a', 'related');
+    h.controller.resync();
+    assert.equal(h.queue.length, 0, 'not yet run');
+    h.start();
+    await flush();
+    h.controller.enqueue('team/a', 'primary');
+    assert.equal(h.queue.length, 0, 'caches not synced yet');
+    assert.deepEqual(h.calls, []);
+    synced.resolve(undefined);
+    await until(() => h.calls.length === 2, 'the first replay');
+    await flush();
+    assert.deepEqual(h.calls.sort(), ['team/a', 'team/b'], 'every cached object, once');
+    await h.stop();
+  });
+
+  it('returns without reconciling when stopped before the caches are synced', async () => {
+    const h = harness({ synced: new Promise<void>(() => undefined) });
+    h.start();
+    await h.stop();
+    assert.deepEqual(h.calls, []);
+  });
+});
+
+describe('Controller: workers', () => {
+  it('hands a key to one worker at a time, and runs it again once for events meanwhile', async () => {
+    const release = Promise.withResolvers<undefined>();
+    let inFlight = 0;
+    let most = 0;
+    const h = harness({
+      keys: ['team/a', 'team/b'],
+      concurrency: 4,
+      answer: async (key, call) => {
+        if (key !== 'team/a') return Result.done();
+        most = Math.max(most, ++inFlight);
+        if (call === 1) await release.promise;
+        inFlight--;
+        return Result.done();
+      },
+    });
+    h.start();
+    await until(() => h.count('team/a') === 1 && h.count('team/b') === 1, 'both under way');
+    h.controller.enqueue('team/a', 'primary');
+    h.controller.enqueue('team/a', 'related');
+    h.controller.enqueue('team/a', 'primary');
+    await flush();
+    assert.equal(h.count('team/a'), 1, 'not handed to a second worker while it runs');
+    assert.equal(h.count('team/b'), 1, 'another key ran meanwhile');
+    release.resolve(undefined);
+    await until(() => h.count('team/a') === 2, 'run again');
+    await flush();
+    assert.equal(h.count('team/a'), 2, 'once for all the events meanwhile');
+    assert.equal(most, 1);
+    await h.stop();
+  });
+
+  it('tells the observer of each outcome and of the workers busy', async () => {
+    const h = harness({
+      answer: (_key, call) => {
+        if (call === 1) throw new Error('first fails');
+        if (call === 2) return Result.requeueAfter(1);
+        if (call === 3) return Result.blocked('Held', { initialMs: 1, maxMs: 1 });
+        return Result.done();
+      },
+    });
+    h.start();
+    await until(() => h.outcomes.length === 4, 'four reconciles');
+    assert.deepEqual(h.outcomes, ['error', 'requeue_after', 'requeue_after', 'success']);
+    assert.deepEqual(h.workers, [1, 0, 1, 0, 1, 0, 1, 0]);
+    await h.stop();
+  });
+});
+
+describe('Controller: done', () => {
+  it('settles a key that is done: a resync skips it, an event of either kind brings it back', async () => {
+    const h = harness({ keys: ['team/a'] });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    h.controller.resync();
+    await flush();
+    assert.equal(h.calls.length, 1, 'settled: the resync skips it');
+    h.controller.enqueue('team/a', 'related');
+    await until(() => h.calls.length === 2, 'a related event');
+    h.controller.resync();
+    await flush();
+    assert.equal(h.calls.length, 2, 'settled again');
+    h.controller.enqueue('team/a', 'primary');
+    await until(() => h.calls.length === 3, 'a primary event');
+    await h.stop();
+  });
+
+  it('re-queues at a resync a key that is not settled', async () => {
+    const h = harness({
+      keys: ['team/a', 'team/b'],
+      answer: (key) => (key === 'team/a' ? Result.requeueAfter(3600_000) : Result.done()),
+    });
+    h.start();
+    await until(() => h.calls.length === 2, 'the first replay');
+    h.controller.resync();
+    await until(() => h.count('team/a') === 2, 'the resync');
+    await flush();
+    assert.equal(h.count('team/b'), 1, 'the settled one skipped');
+    await h.stop();
+  });
+});
+
+describe('Controller: requeue', () => {
+  it('reconciles again after the delay asked, even if nothing changes', async () => {
+    const h = harness({
+      answer: (_key, call) => (call === 1 ? Result.requeueAfter(30) : Result.done()),
+    });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    await flush();
+    assert.deepEqual(h.queue.delays, [['team/a', 30]]);
+    await until(() => h.calls.length === 2, 'the requeue');
+    assert.ok(h.times[1]! - h.times[0]! >= 28, 'not before the delay');
+    assert.deepEqual(h.outcomes, ['requeue_after', 'success']);
+    await h.stop();
+  });
+});
+
+describe('Controller: blocked', () => {
+  it('looks again after a delay doubling while the same reason recurs, capped; afresh for another', async () => {
+    const schedule = { initialMs: 5, maxMs: 20 };
+    const h = harness({
+      answer: (_key, call) => {
+        if (call <= 5) return Result.blocked('NameTaken', schedule);
+        if (call === 6) return Result.blocked('ApplyFailed', schedule);
+        if (call === 7) return Result.blocked('NameTaken', schedule);
+        return Result.done();
+      },
+    });
+    h.start();
+    await until(() => h.calls.length === 8, 'blocked seven times, then done');
+    assert.deepEqual(
+      h.queue.delays.map(([, ms]) => ms),
+      [5, 10, 20, 20, 20, 5, 5],
+    );
+    assert.deepEqual(h.outcomes, [...Array<string>(7).fill('requeue_after'), 'success']);
+    await h.stop();
+  });
+
+  it('looks again only after the delay, and no resync brings it sooner', async () => {
+    const h = harness({
+      answer: (_key, call) =>
+        call === 1 ? Result.blocked('NameTaken', { initialMs: 60, maxMs: 60 }) : Result.done(),
+    });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    h.controller.resync();
+    await sleep(20);
+    h.controller.resync();
+    await flush();
+    assert.equal(h.calls.length, 1, 'left alone by resyncs');
+    await until(() => h.calls.length === 2, 'the delay');
+    assert.ok(h.times[1]! - h.times[0]! >= 58, 'not before the delay');
+    await h.stop();
+  });
+
+  it("wakes on a primary event only, when that is what it awaits ('primary'); afresh", async () => {
+    const h = harness({ answer: () => Result.blocked('ApplyFailed', LONG, 'primary') });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    h.controller.enqueue('team/a', 'related');
+    h.controller.resync();
+    await flush();
+    assert.equal(h.calls.length, 1, 'a related event or a resync cannot lift it');
+    h.controller.enqueue('team/a', 'primary');
+    await until(() => h.calls.length === 2, 'woken by its own change');
+    h.controller.enqueue('team/a', 'primary');
+    await until(() => h.calls.length === 3, 'and again');
+    assert.deepEqual(
+      h.queue.delays.map(([, ms]) => ms),
+      [60_000, 60_000, 60_000],
+      'a primary event starts the wait afresh',
+    );
+    await h.stop();
+  });
+
+  it("wakes on any event when it awaits 'any': a related one keeps the doubling", async () => {
+    const h = harness({ answer: () => Result.blocked('NameTaken', LONG, 'any') });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    h.controller.resync();
+    await flush();
+    assert.equal(h.calls.length, 1, 'a resync leaves it alone');
+    h.controller.enqueue('team/a', 'related');
+    await until(() => h.calls.length === 2, 'woken by a related event');
+    h.controller.enqueue('team/a', 'related');
+    await until(() => h.calls.length === 3, 'and again');
+    h.controller.enqueue('team/a', 'primary');
+    await until(() => h.calls.length === 4, 'woken by a primary event');
+    assert.deepEqual(
+      h.queue.delays.map(([, ms]) => ms),
+      [60_000, 120_000, 240_000, 60_000],
+    );
+    await h.stop();
+  });
+
+  it('is no longer blocked once done: resyncs skip it as settled, events wake it', async () => {
+    const h = harness({
+      answer: (_key, call) =>
+        call === 1 ? Result.blocked('NameTaken', LONG, 'any') : Result.done(),
+    });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    h.controller.enqueue('team/a', 'related');
+    await until(() => h.calls.length === 2, 'woken');
+    h.controller.resync();
+    await flush();
+    assert.equal(h.calls.length, 2);
+    h.controller.enqueue('team/a', 'related');
+    await until(() => h.calls.length === 3, 'an event');
+    await h.stop();
+  });
+});
+
+describe('Controller: failures', () => {
+  it('retries a failure on the queue backoff, counted as an error, told with its retries', async () => {
+    const boom = new Error('boom');
+    const h = harness({
+      answer: (_key, call) => {
+        if (call <= 2) throw boom;
+        return Result.done();
+      },
+    });
+    h.start();
+    await until(() => h.calls.length === 3, 'two failures, then done');
+    assert.deepEqual(h.queue.rateLimited, ['team/a', 'team/a']);
+    assert.deepEqual(h.errors, [
+      { key: 'team/a', error: boom, retries: 0 },
+      { key: 'team/a', error: boom, retries: 1 },
+    ]);
+    assert.deepEqual(h.outcomes, ['error', 'error', 'success']);
+    assert.equal(h.queue.retries('team/a'), 0, 'the backoff forgotten on success');
+    await h.stop();
+  });
+
+  it('forgets a blocked wait when a reconcile fails: the doubling starts afresh', async () => {
+    const h = harness({
+      answer: (_key, call) => {
+        if (call === 2) throw new Error('boom');
+        return Result.blocked('NameTaken', LONG, 'any');
+      },
+    });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    h.controller.enqueue('team/a', 'related');
+    await until(() => h.calls.length === 3, 'failed, then retried');
+    const blockedDelays = h.queue.delays
+      .filter(([, ms]) => ms >= LONG.initialMs)
+      .map(([, ms]) => ms);
+    assert.deepEqual(blockedDelays, [60_000, 60_000]);
+    await h.stop();
+  });
+
+  it('no longer counts a failed key as settled: a resync re-queues it', async () => {
+    let fail = false;
+    const h = harness({
+      answer: () => {
+        if (fail) throw new Error('boom');
+        return Result.done();
+      },
+    });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    fail = true;
+    h.controller.enqueue('team/a', 'primary');
+    await until(() => h.calls.length >= 2, 'the failure');
+    fail = false;
+    await until(() => h.outcomes.at(-1) === 'success', 'the retry');
+    const calls = h.calls.length;
+    h.controller.resync();
+    await flush();
+    assert.equal(h.calls.length, calls, 'settled again by its success');
+    await h.stop();
+  });
+});
+
+describe('Controller: a key gone from the cache', () => {
+  it('calls deleted, not reconcile, and counts it a success', async () => {
+    const h = harness({ keys: ['team/a'] });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    h.objects.delete('team/a');
+    h.controller.enqueue('team/a', 'primary');
+    await until(() => h.deleted.length === 1, 'deleted');
+    assert.deepEqual(h.deleted, ['team/a']);
+    assert.equal(h.calls.length, 1, 'no reconcile');
+    assert.deepEqual(h.outcomes, ['success', 'success']);
+    await h.stop();
+  });
+
+  it('forgets a blocked wait of a deleted key: one created again is not left alone', async () => {
+    const h = harness({
+      answer: () => Result.blocked('NameTaken', { initialMs: 20, maxMs: 20 }, 'primary'),
+    });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    // Gone from the cache before its event arrives: its retry finds it missing.
+    const gone = h.objects.get('team/a')!;
+    h.objects.delete('team/a');
+    await until(() => h.deleted.length === 1, 'deleted');
+    h.objects.set('team/a', gone);
+    h.controller.resync();
+    await until(() => h.calls.length === 2, 'the resync finds it anew');
+    await h.stop();
+  });
+
+  it('is done with a deleted key when the reconciler has no deleted hook', async () => {
+    const h = harness({ keys: ['team/a'], withDeleted: false });
+    h.start();
+    await until(() => h.calls.length === 1, 'the first replay');
+    h.objects.delete('team/a');
+    h.controller.enqueue('team/a', 'primary');
+    await until(() => h.outcomes.length === 2, 'handled');
+    assert.deepEqual(h.outcomes, ['success', 'success']);
+    assert.deepEqual(h.errors, []);
+    await h.stop();
+  });
+});
+
+describe('Result', () => {
+  it('builds what the loop acts on; a block awaits a primary event by default', () => {
+    assert.deepEqual(Result.done(), { kind: 'done' });
+    assert.deepEqual(Result.requeueAfter(5), { kind: 'requeue', afterMs: 5 });
+    assert.deepEqual(Result.blocked('X', LONG), {
+      kind: 'blocked',
+      reason: 'X',
+      schedule: LONG,
+      wakeOn: 'primary',
+    });
+  });
+});
