@@ -93,8 +93,8 @@ const flags = {
   },
   concurrency: {
     env: 'ECHO_OPERATOR_CONCURRENCY',
-    // Reconciles wait on the API server; 16 at once took a 1000-Echo burst in 33 s where 4 took
-    // 55 s on the benchmark's 2-core control plane (docs/benchmark.md).
+    // Reconciles wait on the API server, not on our CPU: more at once shorten a burst until the
+    // server is saturated (docs/benchmark.md, "Concurrency: 16 reconciles at once").
     default: '16',
     description: 'Echoes reconciled at once',
   },

@@ -100,8 +100,8 @@ export function ownerReference(echo: Echo): OwnerReference {
  * The applied-hash of each Echo object seen: a cached Echo is replaced, never changed, so an object
  * seen before has the same hash, and most reconciles (a Deployment's status moved) skip the
  * serializing and hashing. Only the hash is kept: the Deployment itself is rebuilt on each call, a
- * few dozen short-lived objects, where keeping it cost about 1 KiB per Echo for as long as the Echo
- * is cached (docs/benchmark.md, "Values held once for many objects").
+ * few dozen short-lived objects, rather than held for as long as the Echo is cached
+ * (docs/benchmark.md, "Values held once for many objects").
  */
 const hashByEcho = new WeakMap<Echo, string>();
 

@@ -7,8 +7,8 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 
 // Required, not imported: an ES import of node:http builds its namespace, which reads the lazy
-// WebSocket exports and so loads Node's bundled undici, about 12 MB of resident memory for a
-// client this server never uses (docs/benchmark.md, "Where the memory goes").
+// WebSocket exports and so loads Node's bundled undici, a client this server never uses
+// (docs/benchmark.md, "Where the memory goes").
 const { createServer } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
 
 /** True passes; false fails; a string fails and says why (what is failing, named). */

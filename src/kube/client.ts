@@ -4,7 +4,7 @@
 // observer for metrics.
 //
 // Why not the typed APIs of @kubernetes/client-node: they open a new connection per request, their
-// patch calls default to JSON patch, and importing the package costs about 85 MB of memory; an
+// patch calls default to JSON patch, and importing the package loads the whole generated API; an
 // operator wants one pool, server-side apply and per-request accounting, which a small client over
 // undici gives directly.
 //

@@ -27,9 +27,8 @@ const NON_COUNTER_TOTALS = [
 ];
 /**
  * How often the event loop's delay is sampled (`nodejs_eventloop_lag_*`). prom-client's 10 ms
- * woke an idle operator 100 times a second: 5 ms of CPU each second, more than all the rest of
- * its idle work (docs/benchmark.md, "CPU at rest, found in a profile"). Ten samples a second
- * still give a scrape hundreds.
+ * default is most of an idle operator's CPU (docs/benchmark.md, "CPU at rest, found in a
+ * profile"); ten samples a second still give a scrape hundreds.
  */
 const EVENT_LOOP_SAMPLE_MS = 100;
 /** client-go's work-queue buckets: 1 µs to 10 s, by decades. */

@@ -5,8 +5,8 @@
 // again when they expire. What the operator does not support is refused by name
 // (fields.ts); docs/kubeconfig.md lists every field.
 //
-// Why not @kubernetes/client-node's KubeConfig: importing it loads the whole generated API (about
-// 85 MB of resident memory, twice what the rest of the operator needs); this is the part we use.
+// Why not @kubernetes/client-node's KubeConfig: importing it loads the whole generated API, more
+// memory than the rest of the operator (docs/design.md); this is the part we use.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';

@@ -180,8 +180,8 @@ type RecordConstructor = new () => Record<string, unknown>;
  * its first seven got (slack tracking, `Map::kSlackTrackingCounterStart`), so a message's
  * constructor makes those seven itself with every field of the message: a watch's first objects
  * may be nearly empty (a new Deployment's status has none). A copy of a decoded object is then
- * sized to its fields, as JSON.parse sizes each object: a cached Deployment's status and owner
- * reference take 40 bytes less each than grown from `{}`.
+ * sized to its fields, as JSON.parse sizes each object, where one grown from `{}` keeps fields
+ * past the fourth in a second array (docs/benchmark.md, "The memory gate").
  */
 const constructors = new WeakMap<object, RecordConstructor>();
 const SLACK_TRACKING_INSTANCES = 7;

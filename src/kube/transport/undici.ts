@@ -1,7 +1,6 @@
 // The two parts of undici the client uses. undici's index also loads fetch, WebSocket, its caches,
-// mocks and their dependencies: about 16 MB of resident memory (heap, code and the pages of the
-// node binary they touch) that the operator would carry for nothing (docs/benchmark.md, "Where
-// the memory goes"). Its files are CommonJS with no exports map, so they load by path; the types
+// mocks and their dependencies: resident memory the operator would carry for nothing
+// (docs/benchmark.md, "Where the memory goes"). Its files are CommonJS with no exports map, so they load by path; the types
 // are the index's own. The index's one side effect the client needs is repeated here: the
 // request API (request, connect...) put on every dispatcher.
 import { createRequire } from 'node:module';

@@ -1,7 +1,7 @@
 // One copy of each string the caches hold many times. JSON.parse interns property names but not
 // values, so every decoded object brings its own copy of label values, images, condition
-// types and reasons, and timestamps of the same second: at N=1000, 4 of the 25 MiB of live heap
-// were such copies (docs/benchmark.md, "Strings held many times"). Whole values repeated in many
+// types and reasons, and timestamps of the same second, thousands of copies of each in a large
+// cache (docs/benchmark.md, "Strings held many times"). Whole values repeated in many
 // objects are shared the same way ("Values held once for many objects").
 
 /**
