@@ -13,6 +13,7 @@ import { installCrd } from '../hack/cluster/crd.ts';
 import { diesWithParent } from '../hack/cluster/process.ts';
 import { KubeClient } from '../src/kube/client.ts';
 import { isNotFound } from '../src/kube/errors.ts';
+import { echoManifest } from '../test/support/echo.ts';
 
 const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 
@@ -135,12 +136,7 @@ async function measure(
     await admin.request({
       method: 'POST',
       path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
-      body: {
-        apiVersion: 'example.com/v1',
-        kind: 'Echo',
-        metadata: { name },
-        spec: { replicas: 1 },
-      },
+      body: echoManifest({ name, replicas: 1 }),
     });
     await untilExists(admin, `/apis/apps/v1/namespaces/${ns}/deployments/${name}`);
     writeMs.push(Math.round(performance.now() - begun));

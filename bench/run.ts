@@ -14,9 +14,9 @@ import { installCrd } from '../hack/cluster/crd.ts';
 import { startJaeger, type Jaeger } from '../hack/cluster/jaeger.ts';
 import { diesWithParent, freePorts } from '../hack/cluster/process.ts';
 import { desiredDeployment } from '../src/echo/desired.ts';
-import type { Echo } from '../src/echo/api.ts';
 import { KubeClient } from '../src/kube/client.ts';
 import { objectKey } from '../src/kube/object.ts';
+import { echo as cachedEcho, echoManifest } from '../test/support/echo.ts';
 import { callsOf, type Rejected, type VerbCounts } from './audit.ts';
 import { ProcessStats, type RssSample } from './process-stats.ts';
 import { lastOf, ScenarioClock, type Shortfall } from './deadline.ts';
@@ -322,12 +322,7 @@ class BenchRun {
       await this.admin.request({
         method: 'POST',
         path: `/apis/example.com/v1/namespaces/${namespace}/echoes`,
-        body: {
-          apiVersion: 'example.com/v1',
-          kind: 'Echo',
-          metadata: { name },
-          spec: { replicas: this.options.replicas },
-        },
+        body: echoManifest({ name, replicas: this.options.replicas }),
       });
     });
   }
@@ -725,12 +720,12 @@ async function measureFloor(
   const start = performance.now();
   const seen = tracker.deployments.until(keys, (d) => d.spec?.replicas === options.replicas);
   await inParallel(names, options.clientParallelism, async (name) => {
-    const echo = {
-      apiVersion: 'example.com/v1',
-      kind: 'Echo',
-      metadata: { name, namespace: 'bench-floor', uid: 'floor', generation: 1 },
-      spec: { replicas: options.replicas },
-    } as Echo;
+    const echo = cachedEcho({
+      name,
+      namespace: 'bench-floor',
+      uid: 'floor',
+      replicas: options.replicas,
+    });
     // What the operator applies, minus the owner reference (no Echo owns these).
     const { metadata, ...rest } = desiredDeployment(echo);
     const { ownerReferences: _owner, ...bareMetadata } = metadata;

@@ -12,7 +12,7 @@ import { installCrd } from '../hack/cluster/crd.ts';
 import type { Echo } from '../src/echo/api.ts';
 import { desiredDeployment } from '../src/echo/desired.ts';
 import { KubeClient } from '../src/kube/client.ts';
-import { echoManifest } from '../test/support/fixtures.ts';
+import { echoManifest } from '../test/support/echo.ts';
 import { proxiedCluster } from '../test/support/kube.ts';
 
 interface Run {
@@ -30,7 +30,7 @@ async function createAll(admin: KubeClient, ns: string, n: number): Promise<void
         const echo = await admin.request<Echo>({
           method: 'POST',
           path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
-          body: echoManifest(name, 1),
+          body: echoManifest({ name, replicas: 1 }),
         });
         // Zero replicas: the objects as the operator makes them, without the pods.
         const deployment = desiredDeployment(echo);

@@ -10,7 +10,7 @@ import { inParallel } from '../../bench/run.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { FIELD_MANAGER, desiredDeployment } from '../../src/echo/desired.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
-import { echoManifest } from '../support/fixtures.ts';
+import { echoManifest } from '../support/echo.ts';
 import { adminClient, clusterKubeconfig, createNamespace } from '../support/kube.ts';
 
 const BASELINE = fileURLToPath(new URL('../../bench/memory-baseline.json', import.meta.url));
@@ -38,7 +38,11 @@ describe('memory per cached object', () => {
       const echo = await admin.request<Echo>({
         method: 'POST',
         path: `/apis/example.com/v1/namespaces/${ns.name}/echoes`,
-        body: echoManifest(name, 0, { team: 'platform', 'app.kubernetes.io/part-of': 'bench' }),
+        body: echoManifest({
+          name,
+          replicas: 0,
+          labels: { team: 'platform', 'app.kubernetes.io/part-of': 'bench' },
+        }),
       });
       await admin.apply(
         `/apis/apps/v1/namespaces/${ns.name}/deployments/${name}`,

@@ -15,7 +15,8 @@ import { toolsBinDir } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { isNotFound } from '../../src/kube/errors.ts';
-import { OPERATOR_RULES, echoManifest, foreignDeployment, isReady } from '../support/fixtures.ts';
+import { OPERATOR_RULES, foreignDeployment, isReady } from '../support/fixtures.ts';
+import { echoManifest } from '../support/echo.ts';
 import { CHART, MONITORING_CRDS, helm } from '../support/helm.ts';
 import {
   adminClient,
@@ -215,7 +216,7 @@ describe('Helm chart, end to end', () => {
 
     it('creates the Deployment of a new Echo and reports Ready, as kubectl shows', async () => {
       kubectlWithInput(
-        JSON.stringify(echoManifest('hello', 2)),
+        JSON.stringify(echoManifest({ name: 'hello', replicas: 2 })),
         'apply',
         '-n',
         work.name,
@@ -284,7 +285,7 @@ describe('Helm chart, end to end', () => {
       });
       const theirs = await getDeployment('adopted');
       kubectlWithInput(
-        JSON.stringify(echoManifest('adopted', 2)),
+        JSON.stringify(echoManifest({ name: 'adopted', replicas: 2 })),
         'apply',
         '-n',
         work.name,
@@ -323,7 +324,7 @@ describe('Helm chart, end to end', () => {
         },
       });
       kubectlWithInput(
-        JSON.stringify(echoManifest('relabelled', 1)),
+        JSON.stringify(echoManifest({ name: 'relabelled', replicas: 1 })),
         'apply',
         '-n',
         work.name,
@@ -466,7 +467,7 @@ describe('Helm chart, end to end', () => {
         await admin.request({
           method: 'POST',
           path: echoPath(),
-          body: echoManifest('no-create', 1),
+          body: echoManifest({ name: 'no-create', replicas: 1 }),
         });
         await eventually('the apply to be refused', async () => {
           const m = await scrape(port);

@@ -16,7 +16,8 @@ import { parse, parseAllDocuments } from 'yaml';
 import { writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
-import { echoManifest, isReady } from '../support/fixtures.ts';
+import { isReady } from '../support/fixtures.ts';
+import { echoManifest } from '../support/echo.ts';
 import { CHART, helm } from '../support/helm.ts';
 import {
   adminClient,
@@ -227,7 +228,7 @@ describe('container image', () => {
     await admin.request({
       method: 'POST',
       path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
-      body: echoManifest('hello', 2),
+      body: echoManifest({ name: 'hello', replicas: 2 }),
     });
     await eventually('the Deployment with 2 replicas', async () => {
       const d = await admin.request<{ spec: { replicas: number } }>({

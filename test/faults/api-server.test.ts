@@ -12,7 +12,8 @@ import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { loadConnection } from '../../src/kube/kubeconfig/kubeconfig.ts';
 import { informerAttemptsWithin, keyAttemptsWithin } from '../support/backoff.ts';
-import { echoManifest, isReady, OPERATOR_RULES } from '../support/fixtures.ts';
+import { isReady, OPERATOR_RULES } from '../support/fixtures.ts';
+import { echoManifest } from '../support/echo.ts';
 import {
   converged,
   createEchoes,
@@ -205,7 +206,7 @@ describe('API server faults', () => {
       await admin.request({
         method: 'POST',
         path: echoesPath(ns),
-        body: echoManifest('thawed', 2),
+        body: echoManifest({ name: 'thawed', replicas: 2 }),
       });
       // Both watches deliver again: the new Echo reaches the Echo cache, and the Deployment the
       // operator makes for it reaches the Deployment cache (no relist: the watches resumed).

@@ -12,7 +12,7 @@ import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { isWriteVerb } from '../../src/kube/request-info.ts';
 import type { FaultProxy } from '../support/fault-proxy.ts';
-import { echoManifest } from '../support/fixtures.ts';
+import { echoManifest } from '../support/echo.ts';
 import {
   converged,
   createEchoes,
@@ -137,7 +137,7 @@ describe('etcd compaction while the operator is stopped', () => {
         await admin.request({
           method: 'POST',
           path: echoesPath(ns),
-          body: echoManifest('late', 2),
+          body: echoManifest({ name: 'late', replicas: 2 }),
         });
         wanted.set('late', 2);
         await admin.request({

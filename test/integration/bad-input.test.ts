@@ -8,6 +8,7 @@ import { DEFAULT_IMAGE, type Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { ApiError, isInvalid, isNotFound } from '../../src/kube/errors.ts';
 import { adminClient, createNamespace, eventually } from '../support/kube.ts';
+import { invalidEchoManifest } from '../support/echo.ts';
 import { foreignDeployment } from '../support/fixtures.ts';
 import { startOperator, type RunningOperator } from '../support/operator.ts';
 import { namespaceApi, type Deployment } from '../support/namespace-api.ts';
@@ -68,7 +69,7 @@ describe('bad input', () => {
       admin.request({
         method: 'POST',
         path: echoes(),
-        body: { apiVersion: 'example.com/v1', kind: 'Echo', metadata: { name: 'no-spec' } },
+        body: invalidEchoManifest('no-spec'),
       }),
     );
     assert.ok(isInvalid(err), `expected 422 Invalid, got ${err.message}`);
@@ -76,12 +77,7 @@ describe('bad input', () => {
   });
 
   it('refuses unknown fields when validation is strict, and prunes them otherwise', async () => {
-    const body = {
-      apiVersion: 'example.com/v1',
-      kind: 'Echo',
-      metadata: { name: 'unknown-field' },
-      spec: { replicas: 1, foo: 'bar' },
-    };
+    const body = invalidEchoManifest('unknown-field', { replicas: 1, foo: 'bar' });
     // kubectl asks for strict validation by default.
     const err = await refusal(
       admin.request({

@@ -10,7 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { startConnectProxy, type ConnectProxy } from '../support/connect-proxy.ts';
-import { echoManifest, OPERATOR_RULES } from '../support/fixtures.ts';
+import { OPERATOR_RULES } from '../support/fixtures.ts';
+import { echoManifest } from '../support/echo.ts';
 import { logsPort, startMain, whenReady, type OperatorProcess } from '../support/main-process.ts';
 import {
   adminClient,
@@ -163,7 +164,7 @@ describe('kubeconfig, through the operator process', () => {
       await admin.request({
         method: 'POST',
         path: `/apis/example.com/v1/namespaces/${ns.name}/echoes`,
-        body: echoManifest(name, 1),
+        body: echoManifest({ name, replicas: 1 }),
       });
       await whileRunning(
         p,
@@ -619,7 +620,7 @@ describe('kubeconfig, through the operator process', () => {
         await admin.request({
           method: 'POST',
           path: `/apis/example.com/v1/namespaces/${space.name}/echoes`,
-          body: echoManifest('denied', 1),
+          body: echoManifest({ name: 'denied', replicas: 1 }),
         });
         // The group may read, not write Deployments: the apply is refused for the impersonated user.
         await whileRunning(

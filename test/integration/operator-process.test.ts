@@ -10,7 +10,8 @@ import type { Echo } from '../../src/echo/api.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { eventually, proxiedCluster, serviceAccountKubeconfig } from '../support/kube.ts';
 import { promtoolCheck, scrape } from '../support/metrics.ts';
-import { echoManifest, isReady } from '../support/fixtures.ts';
+import { isReady } from '../support/fixtures.ts';
+import { echoManifest } from '../support/echo.ts';
 import { installCrd } from '../../hack/cluster/crd.ts';
 import { startOperator } from '../support/operator.ts';
 import { logsPort, startMain, whenReady } from '../support/main-process.ts';
@@ -101,7 +102,11 @@ describe('operator process', () => {
       await whenReady(p);
       t.diagnostic(`ready ${String(Date.now() - installedAt)} ms after the CRD was installed`);
       const echoes = '/apis/example.com/v1/namespaces/crd-comes-and-goes/echoes';
-      await admin.request({ method: 'POST', path: echoes, body: echoManifest('first', 1) });
+      await admin.request({
+        method: 'POST',
+        path: echoes,
+        body: echoManifest({ name: 'first', replicas: 1 }),
+      });
       await eventually('the first Echo Ready', async () =>
         isReady(await admin.request<Echo>({ path: `${echoes}/first` }), 1) ? true : undefined,
       );
@@ -130,7 +135,11 @@ describe('operator process', () => {
 
       const reinstalledAt = Date.now();
       await installCrd(admin);
-      await admin.request({ method: 'POST', path: echoes, body: echoManifest('second', 2) });
+      await admin.request({
+        method: 'POST',
+        path: echoes,
+        body: echoManifest({ name: 'second', replicas: 2 }),
+      });
       await eventually(
         'an Echo created after the CRD came back Ready',
         async () =>
@@ -222,7 +231,7 @@ describe('operator process', () => {
 
       const echoes = `/apis/example.com/v1/namespaces/${ns}/echoes`;
       const create = (name: string, replicas: number): Promise<unknown> =>
-        admin.request({ method: 'POST', path: echoes, body: echoManifest(name, replicas) });
+        admin.request({ method: 'POST', path: echoes, body: echoManifest({ name, replicas }) });
       const ready = (name: string, replicas: number): Promise<true> =>
         eventually(
           `${name} Ready with ${String(replicas)}`,
@@ -335,7 +344,7 @@ describe('operator process', () => {
       await admin.request({
         method: 'POST',
         path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
-        body: echoManifest('denied', 1),
+        body: echoManifest({ name: 'denied', replicas: 1 }),
       });
       const metrics = await eventually('two failed reconciles', async () => {
         const m = await scrape(port);
@@ -401,7 +410,7 @@ describe('operator process', () => {
       await admin.request({
         method: 'POST',
         path: `/apis/example.com/v1/namespaces/${ns}/echoes`,
-        body: echoManifest('unseen', 1),
+        body: echoManifest({ name: 'unseen', replicas: 1 }),
       });
       await eventually('both watches open again after the silence', watchesOpen(2));
       assert.ok(

@@ -9,7 +9,8 @@ import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { isInvalid, isNotFound, type ApiError } from '../../src/kube/errors.ts';
 import { adminClient, createNamespace, eventually, kubectl } from '../support/kube.ts';
-import { echoManifest, foreignDeployment, isReady } from '../support/fixtures.ts';
+import { foreignDeployment, isReady } from '../support/fixtures.ts';
+import { echoManifest, invalidEchoManifest } from '../support/echo.ts';
 import { installCrd } from '../../hack/cluster/crd.ts';
 import { startOperator, type RunningOperator } from '../support/operator.ts';
 import { namespaceApi } from '../support/namespace-api.ts';
@@ -323,7 +324,7 @@ describe('echo operator', () => {
         await admin.request({
           method: 'POST',
           path: `/apis/example.com/v1/namespaces/${quiet.name}/echoes`,
-          body: echoManifest(name, 2),
+          body: echoManifest({ name, replicas: 2 }),
         });
       }
       for (const name of names) {
@@ -389,12 +390,7 @@ describe('echo operator', () => {
       assert.ok(isInvalid(err), `expected 422 Invalid, got ${String(err)}`);
       return err;
     };
-    const echo = (name: string, spec: unknown): unknown => ({
-      apiVersion: 'example.com/v1',
-      kind: 'Echo',
-      metadata: { name },
-      spec,
-    });
+    const echo = invalidEchoManifest;
     assert.match(
       (await refuse(echo('neg', { replicas: -1 }))).message,
       /spec\.replicas.*should be greater than or equal to 0/,

@@ -15,7 +15,7 @@ import {
 } from '../../src/echo/desired.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { Informer } from '../../src/runtime/cache/informer.ts';
-import { echoManifest } from '../support/fixtures.ts';
+import { echoManifest } from '../support/echo.ts';
 import { adminClient, createNamespace, eventually } from '../support/kube.ts';
 
 type Namespace = Awaited<ReturnType<typeof createNamespace>>;
@@ -58,7 +58,7 @@ describe('Deployments watched in protobuf', () => {
     const echo = await admin.request<Echo>({
       method: 'POST',
       path: `/apis/example.com/v1/namespaces/${ns.name}/echoes`,
-      body: echoManifest('desired', 2, { team: 'a' }),
+      body: echoManifest({ name: 'desired', replicas: 2, labels: { team: 'a' } }),
     });
     // The operator's own Deployment, and one with what others may add: every field of a port,
     // a second container, a pointer set to its zero value, annotations not kept.

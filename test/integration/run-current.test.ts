@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { LocalCluster, writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import { KubeClient } from '../../src/kube/client.ts';
-import { echoManifest } from '../support/fixtures.ts';
+import { echoManifest } from '../support/echo.ts';
 import { clusterAddress, eventually } from '../support/kube.ts';
 import { captured, logsPort, type OperatorProcess } from '../support/main-process.ts';
 
@@ -98,7 +98,7 @@ describe('make run CLUSTER=current', () => {
       await admin.request({
         method: 'POST',
         path: '/apis/example.com/v1/namespaces/default/echoes',
-        body: echoManifest('from-make-run', 2),
+        body: echoManifest({ name: 'from-make-run', replicas: 2 }),
       });
       const deployment = await eventually('the Echo to get its Deployment', async () => {
         try {

@@ -8,7 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { loadConnection } from '../../src/kube/kubeconfig/kubeconfig.ts';
-import { echoManifest, isReady } from '../support/fixtures.ts';
+import { isReady } from '../support/fixtures.ts';
+import { echoManifest } from '../support/echo.ts';
 import { startJaeger, tag, type Jaeger, type JaegerSpan } from '../../hack/cluster/jaeger.ts';
 import {
   adminClient,
@@ -118,7 +119,7 @@ describe('tracing and logs', () => {
     admin.request({
       method: 'POST',
       path: `/apis/example.com/v1/namespaces/${namespace}/echoes`,
-      body: echoManifest(name, replicas),
+      body: echoManifest({ name, replicas }),
     });
 
   it('sends a span per reconcile with its API calls as children over OTLP/gRPC, and logs its trace id', async () => {

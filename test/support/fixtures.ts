@@ -2,19 +2,6 @@
 import type { Echo } from '../../src/echo/api.ts';
 import type { OwnerReference } from '../../src/echo/desired.ts';
 
-export function echoManifest(
-  name: string,
-  replicas: number,
-  labels: Record<string, string> = {},
-): object {
-  return {
-    apiVersion: 'example.com/v1',
-    kind: 'Echo',
-    metadata: { name, labels },
-    spec: { replicas },
-  };
-}
-
 /** A Deployment made by someone other than the operator, selecting pods by `labels`. */
 export function foreignDeployment(
   name: string,

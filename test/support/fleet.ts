@@ -4,7 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { ApiError } from '../../src/kube/errors.ts';
-import { echoManifest, isReady } from './fixtures.ts';
+import { isReady } from './fixtures.ts';
+import { echoManifest } from './echo.ts';
 import { eventually } from './kube.ts';
 
 export interface FleetDeployment {
@@ -36,7 +37,7 @@ export async function createEchoes(
           await admin.request({
             method: 'POST',
             path: echoesPath(ns),
-            body: echoManifest(name, replicas),
+            body: echoManifest({ name, replicas }),
           });
           return;
         } catch (err) {

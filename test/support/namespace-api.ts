@@ -3,7 +3,8 @@
 import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { eventually } from './kube.ts';
-import { echoManifest, isReady } from './fixtures.ts';
+import { isReady } from './fixtures.ts';
+import { echoManifest } from './echo.ts';
 
 /** The fields of a Deployment the tests read. */
 export interface Deployment {
@@ -30,7 +31,7 @@ export function namespaceApi(admin: () => KubeClient, namespace: () => string) {
       admin().request<Echo>({
         method: 'POST',
         path: echoes(),
-        body: echoManifest(name, replicas, labels),
+        body: echoManifest({ name, replicas, labels }),
       }),
     getEcho,
     getDeployment: (name: string): Promise<Deployment> =>

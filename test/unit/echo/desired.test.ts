@@ -9,20 +9,10 @@ import {
   instanceLabel,
   selectorString,
 } from '../../../src/echo/desired.ts';
+import { echo as cachedEcho, type CachedEchoFields } from '../../support/echo.ts';
 
-const echo = (over: Partial<Echo['metadata']> = {}, spec: Partial<Echo['spec']> = {}): Echo => ({
-  apiVersion: 'example.com/v1',
-  kind: 'Echo',
-  metadata: {
-    name: 'web',
-    namespace: 'team',
-    uid: 'uid-1',
-    resourceVersion: '7',
-    generation: 2,
-    ...over,
-  },
-  spec: { replicas: 3, ...spec },
-});
+const echo = (fields: CachedEchoFields = {}): Echo =>
+  cachedEcho({ generation: 2, replicas: 3, ...fields });
 
 describe('desiredDeployment', () => {
   it('runs spec.replicas echo-server pods, controlled by the Echo', () => {
@@ -59,7 +49,7 @@ describe('desiredDeployment', () => {
 
   it('uses the image the Echo names', () => {
     assert.equal(
-      desiredDeployment(echo({}, { image: 'my/echo:2' })).spec.template.spec.containers[0]?.image,
+      desiredDeployment(echo({ image: 'my/echo:2' })).spec.template.spec.containers[0]?.image,
       'my/echo:2',
     );
   });

@@ -1,15 +1,10 @@
 // Whose a Deployment of an Echo's name is: the one question the operator answers before any write.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Echo } from '../../../src/echo/api.ts';
 import { ownership, type DeploymentIdentity } from '../../../src/echo/ownership.ts';
+import { echo as cachedEcho } from '../../support/echo.ts';
 
-const echo: Echo = {
-  apiVersion: 'example.com/v1',
-  kind: 'Echo',
-  metadata: { name: 'web', namespace: 'team', uid: 'uid-1', resourceVersion: '7' },
-  spec: { replicas: 1 },
-};
+const echo = cachedEcho({ generation: undefined });
 
 const controller = (kind: string, name: string, uid: string, apiVersion = 'example.com/v1') => ({
   apiVersion,

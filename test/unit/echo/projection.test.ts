@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Echo } from '../../../src/echo/api.ts';
 import { trimDeployment, type CachedDeployment } from '../../../src/echo/projection.ts';
 import { deploymentDrift, desiredDeployment } from '../../../src/echo/desired.ts';
+import { echo as cachedEcho } from '../../support/echo.ts';
 
-const echo: Echo = {
-  apiVersion: 'example.com/v1',
-  kind: 'Echo',
-  metadata: { name: 'web', namespace: 'team', uid: 'uid-1', resourceVersion: '7', generation: 1 },
-  spec: { replicas: 2, image: 'example.com/echo:1' },
-};
+const echo = cachedEcho({ replicas: 2, image: 'example.com/echo:1' });
 
 /** The desired Deployment as the API server returns it: defaults filled in, status written. */
 function served(): CachedDeployment & { spec: Record<string, unknown> } {

@@ -9,14 +9,10 @@ import {
   statusEvent,
   type ObservedDeployment,
 } from '../../../src/echo/status.ts';
+import { echo as cachedEcho } from '../../support/echo.ts';
 
-const echo = (replicas = 3, status?: Echo['status']): Echo => ({
-  apiVersion: 'example.com/v1',
-  kind: 'Echo',
-  metadata: { name: 'web', namespace: 'team', uid: 'u', resourceVersion: '1', generation: 4 },
-  spec: { replicas },
-  ...(status ? { status } : {}),
-});
+const echo = (replicas = 3, status?: Echo['status']): Echo =>
+  cachedEcho({ replicas, uid: 'u', resourceVersion: '1', generation: 4, status });
 
 const deployment = (
   ready: number,

@@ -28,6 +28,7 @@ import {
   unwrap,
   type Schema,
 } from '../../../../src/kube/protobuf/protobuf.ts';
+import { echo as cachedEcho } from '../../../support/echo.ts';
 
 const fuzz = {
   numRuns: Number(process.env.FUZZ_RUNS ?? 1000),
@@ -548,12 +549,13 @@ describe('the Deployment spec decoded from protobuf', () => {
         else if (typeof spec.type === 'object') walk(child, spec.type, `${path}.${key}`);
       }
     };
-    const echo = {
-      apiVersion: 'example.com/v1' as const,
-      kind: 'Echo' as const,
-      metadata: { name: 'a', namespace: 'b', uid: 'c', resourceVersion: '1' },
-      spec: { replicas: 1 },
-    };
+    const echo = cachedEcho({
+      name: 'a',
+      namespace: 'b',
+      uid: 'c',
+      resourceVersion: '1',
+      generation: undefined,
+    });
     walk(desiredDeployment(echo).spec, DEPLOYMENT_SPEC, 'spec');
     assert.deepEqual(missing, []);
   });
