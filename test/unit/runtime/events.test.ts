@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { RequestOptions } from '../../../src/kube/client.ts';
 import { EventRecorder, MAX_QUEUED } from '../../../src/runtime/events.ts';
+import { fakeClient } from '../../support/fake-client.ts';
 
 const regarding = {
   apiVersion: 'example.com/v1',
@@ -12,14 +12,9 @@ const regarding = {
 };
 
 function recorder(dedupWindowMs?: number) {
-  const sent: RequestOptions[] = [];
+  const { client, requests: sent } = fakeClient();
   const r = new EventRecorder({
-    client: {
-      request<T>(opts: RequestOptions): Promise<T> {
-        sent.push(opts);
-        return Promise.resolve(undefined as T);
-      },
-    },
+    client,
     controller: 'example.com/echo-operator',
     instance: 'pod-1',
     ...(dedupWindowMs !== undefined ? { dedupWindowMs } : {}),
@@ -32,18 +27,19 @@ function heldRecorder() {
   const started: string[] = [];
   const answers: ((error?: Error) => void)[] = [];
   const errors: unknown[] = [];
-  const r = new EventRecorder({
-    client: {
-      request<T>(opts: RequestOptions): Promise<T> {
-        started.push((opts.body as { reason: string }).reason);
-        return new Promise<T>((resolve, reject) => {
-          answers.push((error) => {
-            if (error) reject(error);
-            else resolve(undefined as T);
-          });
+  const { client } = fakeClient({
+    respond: (opts) => {
+      started.push((opts.body as { reason: string }).reason);
+      return new Promise((resolve, reject) => {
+        answers.push((error) => {
+          if (error) reject(error);
+          else resolve(undefined);
         });
-      },
+      });
     },
+  });
+  const r = new EventRecorder({
+    client,
     controller: 'c',
     instance: 'i',
     onError: (err) => errors.push(err),

@@ -2,8 +2,6 @@
 // handlers, the owner index, resuming from the last resourceVersion, and a relist on 410 Gone.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { RequestOptions, WatchOptions } from '../../../../src/kube/client.ts';
 import type { WatchEvent } from '../../../../src/kube/object.ts';
 import { ApiError } from '../../../../src/kube/errors.ts';
 import { ProtobufError } from '../../../../src/kube/protobuf/protobuf.ts';
@@ -11,6 +9,7 @@ import { DEFAULT_BACKOFF, retryDelay } from '../../../../src/runtime/backoff.ts'
 import { Informer, type InformerEvent } from '../../../../src/runtime/cache/informer.ts';
 import type { KubeObject } from '../../../../src/kube/object.ts';
 import { ShortWatchError, WatchSilentError } from '../../../../src/runtime/cache/watchdog.ts';
+import { fakeClient, watchListRefusal, type WatchStep } from '../../../support/fake-client.ts';
 
 interface Pod extends KubeObject {
   spec?: { n: number };
@@ -37,53 +36,9 @@ const pod = (
   },
 });
 
-/** An event, an error that ends the stream, or a pause of that many milliseconds. */
-type WatchStep = WatchEvent<Pod> | Error | number;
-
-const refusal = () =>
-  new ApiError(
-    422,
-    { reason: 'Invalid', message: 'resourceVersionMatch is forbidden for watch' },
-    'watch',
-    '/pods',
-  );
-
-/**
- * A client whose list answers and watch streams are given in order; it records every query. It
- * refuses WatchList (as a server without the feature), without recording it.
- */
-function scripted(lists: Pod[][], watches: WatchStep[][], stop: AbortController) {
-  const calls: { kind: 'list' | 'watch'; query: Record<string, unknown>; at: number }[] = [];
-  let rv = 100;
-  return {
-    calls,
-    client: {
-      request<T>(opts: RequestOptions): Promise<T> {
-        calls.push({ kind: 'list', query: opts.query ?? {}, at: performance.now() });
-        const items = lists.shift() ?? [];
-        return Promise.resolve({ metadata: { resourceVersion: String(rv++) }, items } as T);
-      },
-      async *watch<T>(
-        opts: RequestOptions & { onOpen?: () => void; onData?: () => void },
-      ): AsyncGenerator<WatchEvent<T>> {
-        if (opts.query?.sendInitialEvents) throw refusal();
-        calls.push({ kind: 'watch', query: opts.query ?? {}, at: performance.now() });
-        const steps = watches.shift();
-        if (!steps) {
-          stop.abort();
-          return;
-        }
-        // A stream that fails at once was refused; any other was open.
-        if (!(steps[0] instanceof Error)) opts.onOpen?.();
-        for (const step of steps) {
-          await (typeof step === 'number' ? sleep(step) : Promise.resolve());
-          if (step instanceof Error) throw step;
-          if (typeof step !== 'number') yield step as WatchEvent<T>;
-        }
-      },
-    },
-  };
-}
+/** A client whose list answers and watch streams are given in order; it refuses WatchList. */
+const scripted = (lists: Pod[][], watches: WatchStep<Pod>[][], stop: AbortController) =>
+  fakeClient({ lists, watches, stop });
 
 const gone = () =>
   new ApiError(410, { reason: 'Expired', message: 'too old resource version' }, 'watch', '/pods');
@@ -224,23 +179,20 @@ describe('Informer', () => {
 
   it('decodes watched objects with its protobuf decoder, and watches in JSON once one fails', async () => {
     const stop = new AbortController();
-    const asked: boolean[] = [];
-    const client = {
-      request<T>(): Promise<T> {
-        return Promise.resolve({ metadata: { resourceVersion: '1' }, items: [pod('a', '1')] } as T);
-      },
-      async *watch<T>(opts: WatchOptions<T>): AsyncGenerator<WatchEvent<T>> {
-        if (opts.query?.sendInitialEvents) throw refusal();
-        asked.push(opts.protobuf !== undefined);
-        await Promise.resolve();
-        if (asked.length === 1 && opts.protobuf) {
-          yield { type: 'MODIFIED', object: opts.protobuf(Buffer.from('a 2')) };
-          throw new ProtobufError('wire type 7 not supported');
-        }
-        if (asked.length === 2) yield { type: 'MODIFIED', object: pod('a', '3') as T };
-        else stop.abort();
-      },
-    };
+    const { client, calls } = scripted(
+      [[pod('a', '1')]],
+      [
+        [
+          ({ protobuf }) => {
+            assert.ok(protobuf, 'the first watch asks for protobuf');
+            return { type: 'MODIFIED', object: protobuf(Buffer.from('a 2')) };
+          },
+          new ProtobufError('wire type 7 not supported'),
+        ],
+        [{ type: 'MODIFIED', object: pod('a', '3') }],
+      ],
+      stop,
+    );
     const cachedWhenDecoding: (string | undefined)[] = [];
     let refused = 0;
     const informer = new Informer<Pod>({
@@ -256,7 +208,11 @@ describe('Informer', () => {
       observer: { protobufRefused: () => refused++ },
     });
     await informer.run(stop.signal);
-    assert.deepEqual(asked, [true, false, false], 'protobuf, then JSON from the failure on');
+    assert.deepEqual(
+      calls.filter((c) => c.kind === 'watch').map((c) => c.protobuf),
+      [true, false, false],
+      'protobuf, then JSON from the failure on',
+    );
     assert.deepEqual(cachedWhenDecoding, ['1'], 'the decoder is given the cached object');
     assert.equal(refused, 1);
     assert.equal(informer.get('ns/a')?.metadata.resourceVersion, '3');
@@ -439,50 +395,9 @@ describe('retryDelay', () => {
   });
 });
 
-/** A watch stream the test writes: `streams` in order, each a list of steps; 'hang' waits for the abort. */
-type StreamStep = WatchEvent<Pod> | Error | 'hang';
-
-/** A client serving WatchList (or refusing it with `refuseWatchList`); lists answer `lists` in order. */
-function watchListServer(streams: StreamStep[][], stop: AbortController, lists: Pod[][] = []) {
-  const calls: Record<string, unknown>[] = [];
-  return {
-    calls,
-    client: {
-      request<T>(opts: RequestOptions): Promise<T> {
-        calls.push({ list: true, ...opts.query });
-        return Promise.resolve({
-          metadata: { resourceVersion: '50' },
-          items: lists.shift() ?? [],
-        } as T);
-      },
-      async *watch<T>(
-        opts: RequestOptions & { onOpen?: () => void; onData?: () => void },
-      ): AsyncGenerator<WatchEvent<T>> {
-        calls.push({ ...opts.query });
-        const steps = streams.shift();
-        if (!steps) {
-          stop.abort();
-          return;
-        }
-        if (!(steps[0] instanceof Error)) opts.onOpen?.();
-        for (const step of steps) {
-          await Promise.resolve();
-          if (step === 'hang') {
-            const signal = opts.signal;
-            assert.ok(signal);
-            await new Promise((resolve) => {
-              signal.addEventListener('abort', resolve);
-            });
-            throw new Error('aborted');
-          }
-          if (step instanceof Error) throw step;
-          opts.onData?.();
-          yield step as WatchEvent<T>;
-        }
-      },
-    },
-  };
-}
+/** A client serving WatchList; lists answer `lists` in order. */
+const watchListServer = (streams: WatchStep<Pod>[][], stop: AbortController, lists: Pod[][] = []) =>
+  fakeClient({ lists, watches: streams, stop, watchList: true });
 
 const initialEventsEnd = (rv: string): WatchEvent<Pod> => ({
   type: 'BOOKMARK',
@@ -510,15 +425,19 @@ describe('Informer WatchList and watch ends', () => {
     const events: string[] = [];
     informer.onEvent((e) => events.push(`${e.type} ${e.object.metadata.name}`));
     await informer.run(stop.signal);
-    assert.deepEqual(calls[0], {
+    assert.deepEqual(calls[0]?.query, {
       allowWatchBookmarks: true,
-      timeoutSeconds: calls[0]?.timeoutSeconds,
+      timeoutSeconds: calls[0]?.query.timeoutSeconds,
       labelSelector: undefined,
       sendInitialEvents: true,
       resourceVersionMatch: 'NotOlderThan',
     });
-    assert.equal(calls[1]?.resourceVersion, '11', 'the next watch resumes after the last event');
-    assert.equal(calls[1].sendInitialEvents, undefined);
+    assert.equal(
+      calls[1]?.query.resourceVersion,
+      '11',
+      'the next watch resumes after the last event',
+    );
+    assert.equal(calls[1].query.sendInitialEvents, undefined);
     assert.deepEqual(events, ['add a', 'add b', 'update a', 'add c']);
     assert.ok(informer.synced);
   });
@@ -526,7 +445,7 @@ describe('Informer WatchList and watch ends', () => {
   it('lists in pages once the server refuses WatchList, and relists so after 410 Gone', async () => {
     const stop = new AbortController();
     const { client, calls } = watchListServer(
-      [[refusal()], [gone()], [{ type: 'BOOKMARK', object: pod('', '60') }]],
+      [[watchListRefusal()], [gone()], [{ type: 'BOOKMARK', object: pod('', '60') }]],
       stop,
       [[pod('a', '1')], [pod('b', '2')]],
     );
@@ -540,7 +459,9 @@ describe('Informer WatchList and watch ends', () => {
     });
     await informer.run(stop.signal);
     assert.deepEqual(
-      calls.map((c) => (c.list ? 'list' : c.sendInitialEvents ? 'watchlist' : 'watch')),
+      calls.map((c) =>
+        c.kind === 'list' ? 'list' : c.query.sendInitialEvents ? 'watchlist' : 'watch',
+      ),
       ['watchlist', 'list', 'watch', 'list', 'watch', 'watch'],
     );
     assert.equal(refused.length, 1);
@@ -583,10 +504,10 @@ describe('Informer WatchList and watch ends', () => {
     });
     await informer.run(stop.signal);
     assert.equal(calls.length, 3);
-    assert.equal(calls[1]?.sendInitialEvents, true, 'not synced yet: the WatchList again');
+    assert.equal(calls[1]?.query.sendInitialEvents, true, 'not synced yet: the WatchList again');
     assert.equal(failures.length, 1, `one failure: ${failures.map(String).join('; ')}`);
     assert.ok(failures[0] instanceof WatchSilentError);
     assert.match(failures[0].message, /^pods: watch silent for \d+\.\d s: reopening$/);
-    assert.equal(calls[2]?.resourceVersion, '9');
+    assert.equal(calls[2]?.query.resourceVersion, '9');
   });
 });
