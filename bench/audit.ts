@@ -1,18 +1,7 @@
 // API calls of one identity, counted from the API server's audit log: the same count for any
 // operator, whatever its client library. One audit event per request (the policy omits the
 // RequestReceived stage; long-running requests also log ResponseStarted, so count audit ids).
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
-
-interface AuditEvent {
-  auditID: string;
-  stage: string;
-  verb: string;
-  user: { username: string };
-  objectRef?: { resource?: string; subresource?: string };
-  responseStatus?: { code?: number; message?: string };
-  requestReceivedTimestamp: string;
-}
+import { readAuditLog } from '../test/support/audit.ts';
 
 export type VerbCounts = Record<string, number>;
 
@@ -47,10 +36,7 @@ export async function callsOf(
     rejected: new Map(),
   }));
   const needle = `"username":"${username}"`;
-  const lines = createInterface({ input: createReadStream(auditLog), crlfDelay: Infinity });
-  for await (const line of lines) {
-    if (!line.includes(needle)) continue;
-    const event = JSON.parse(line) as AuditEvent;
+  for await (const event of readAuditLog(auditLog, needle)) {
     if (event.user.username !== username) continue;
     const at = Date.parse(event.requestReceivedTimestamp);
     const bucket = calls[windows.findIndex(([from, to]) => at >= from && at < to)];

@@ -6,8 +6,8 @@
 // So the chart's RBAC is exactly what the operator has: the audit log shows each rule in use, and a
 // rule taken away shows up as refusals. Then `helm upgrade` and `helm uninstall`.
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { execFileSync } from 'node:child_process';
@@ -15,12 +15,12 @@ import { toolsBinDir } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { isNotFound } from '../../src/kube/errors.ts';
+import { auditEvents } from '../support/audit.ts';
 import { OPERATOR_RULES, foreignDeployment, isReady } from '../support/fixtures.ts';
 import { echoManifest } from '../support/echo.ts';
 import { CHART, MONITORING_CRDS, helm } from '../support/helm.ts';
 import {
   adminClient,
-  clusterKubeconfig,
   createNamespace,
   eventually,
   kubectl,
@@ -53,13 +53,6 @@ interface Deployment extends K8sObject {
     template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } };
   };
   status?: { readyReplicas?: number; observedGeneration?: number };
-}
-
-interface AuditEvent {
-  user: { username: string };
-  verb: string;
-  responseStatus?: { code: number };
-  objectRef?: { apiGroup?: string; resource: string; subresource?: string; namespace?: string };
 }
 
 const render = (...args: string[]): K8sObject[] =>
@@ -388,16 +381,13 @@ describe('Helm chart, end to end', () => {
       assert.deepEqual(missing, [], 'series the chart queries but the operator does not export');
     });
 
-    it('used every rule of its role, and was never refused', () => {
+    it('used every rule of its role, and was never refused', async () => {
       // Watching the whole cluster, the operator also meets other tests' objects (an Echo in a
       // namespace being deleted is refused with 403); what it did here is judged in this
       // test's namespace, from the audit log.
-      const auditLog = join(dirname(clusterKubeconfig()), 'audit.log');
-      const events = readFileSync(auditLog, 'utf8')
-        .split('\n')
-        .filter((l) => l.includes(serviceAccount))
-        .map((l) => JSON.parse(l) as AuditEvent)
-        .filter((e) => e.user.username === serviceAccount && e.objectRef);
+      const events = (await auditEvents(admin, serviceAccount)).filter(
+        (e) => e.user.username === serviceAccount && e.objectRef,
+      );
       const refused = events.filter(
         (e) =>
           [work.name, system.name].includes(e.objectRef?.namespace ?? '') &&

@@ -11,6 +11,7 @@ import { stringify } from 'yaml';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { startConnectProxy, type ConnectProxy } from '../support/connect-proxy.ts';
 import { OPERATOR_RULES } from '../support/fixtures.ts';
+import { auditEvents, type AuditEvent } from '../support/audit.ts';
 import { echoManifest } from '../support/echo.ts';
 import { logsPort, startMain, whenReady, type OperatorProcess } from '../support/main-process.ts';
 import {
@@ -25,17 +26,6 @@ import {
 import { scrape } from '../support/metrics.ts';
 
 const EXEC_V1BETA1 = 'client.authentication.k8s.io/v1beta1';
-
-/** The fields of an audit event these tests read. */
-interface AuditEvent {
-  verb: string;
-  impersonatedUser?: {
-    username: string;
-    uid?: string;
-    groups?: string[];
-    extra?: Record<string, string[]>;
-  };
-}
 
 describe('kubeconfig, through the operator process', () => {
   let admin: KubeClient;
@@ -555,11 +545,8 @@ describe('kubeconfig, through the operator process', () => {
 
   describe('impersonation', () => {
     /** The audit events of requests made as `username` through impersonation. */
-    const impersonated = async (username: string): Promise<AuditEvent[]> =>
-      (await readFile(join(clusterDir(), 'audit.log'), 'utf8'))
-        .split('\n')
-        .filter((line) => line.includes(`"impersonatedUser":{"username":"${username}"`))
-        .map((line) => JSON.parse(line) as AuditEvent);
+    const impersonated = (username: string): Promise<AuditEvent[]> =>
+      auditEvents(admin, `"impersonatedUser":{"username":"${username}"`);
 
     /** A namespace where `group` may do all the operator does but write Deployments. */
     const readersNamespace = async (
