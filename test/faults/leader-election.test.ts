@@ -22,7 +22,7 @@ import { createEchoes, deploymentsPath, fleetDifferences } from '../support/flee
 import { auditedCalls } from '../support/audit.ts';
 import { startMain, whenReady, type OperatorProcess } from '../support/main-process.ts';
 import { scrape } from '../support/metrics.ts';
-import { startSlowWebhook } from '../support/slow-webhook.ts';
+import { startHoldingWebhook } from '../support/holding-webhook.ts';
 
 const LEASE = 'echo-operator-faults';
 
@@ -265,7 +265,7 @@ describe('leader election', () => {
     const team = await createNamespace(admin, 'drain');
     const where = { namespace: team.name, name: 'echo-operator' };
     // The Deployment write of Echo `slow` is held by the API server for four retry periods.
-    const webhook = await startSlowWebhook(admin, {
+    const webhook = await startHoldingWebhook(admin, {
       namespace: team.name,
       name: 'slow',
       delayMs: 8000,

@@ -12,6 +12,7 @@ import { ApiError } from '../../src/kube/errors.ts';
 import { auditedRequests } from '../support/audit.ts';
 import { startHttpFaultProxy, type HttpFaultProxy } from '../support/fault-proxy.ts';
 import { throttleServiceAccount } from '../support/flowcontrol.ts';
+import { startHoldingWebhook } from '../support/holding-webhook.ts';
 import {
   adminClient,
   clusterAddress,
@@ -182,8 +183,15 @@ describe('KubeClient retries against the API server', () => {
     // No seat of its own: APF still lets one request run when none of the level's does, so a
     // create held by a webhook that does not answer takes it, and every other request is 429.
     const throttle = await throttleServiceAccount(admin, ns, throttled, 0);
-    const webhookCalls = proxy.inject((_method, path) => path.startsWith('/hold'), 'hang');
-    const webhook = await holdConfigMapCreates(admin, ns, proxy.port, ca);
+    // Creates of ConfigMaps labelled `hold` wait for it (30 s at most, then go ahead).
+    const webhook = await startHoldingWebhook(admin, {
+      namespace: ns,
+      resource: { apiGroup: '', resource: 'configmaps' },
+      operations: ['CREATE'],
+      labels: { hold: 'true' },
+      delayMs: Infinity,
+      failurePolicy: 'Ignore',
+    });
     const { c, codes } = client({ requestDeadlineMs: 5000 }, true, throttledToken);
     // The held create on a client of its own, with the default deadline: the short one would
     // end the create, and free its seat, while the request measured is still retrying.
@@ -210,7 +218,7 @@ describe('KubeClient retries against the API server', () => {
         })
         .catch(() => undefined);
       await eventually('the create to reach the webhook', () =>
-        Promise.resolve(webhookCalls.arrivals.length > 0 ? true : undefined),
+        Promise.resolve(webhook.arrivals.length > 0 ? true : undefined),
       );
       codes.length = 0;
       await assert.rejects(c.request({ path: configmaps() }), { name: 'ApiError', code: 429 });
@@ -226,7 +234,6 @@ describe('KubeClient retries against the API server', () => {
       await held;
     } finally {
       holding.abort();
-      webhookCalls.stop();
       await agent.close();
       await holder.close();
       await c.close();
@@ -235,48 +242,3 @@ describe('KubeClient retries against the API server', () => {
     }
   });
 });
-
-/**
- * A validating webhook, served by the proxy on `port` at /hold, on creates of ConfigMaps labelled
- * `hold` in `namespace`: a create waits for it (30 s at most, then goes ahead).
- */
-async function holdConfigMapCreates(
-  admin: KubeClient,
-  namespace: string,
-  port: number,
-  ca: Buffer,
-): Promise<{ remove: () => Promise<void> }> {
-  const path = '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations';
-  const name = `hold-${namespace}`;
-  await admin.request({
-    method: 'POST',
-    path,
-    body: {
-      metadata: { name },
-      webhooks: [
-        {
-          name: 'hold.echo-operator.test',
-          clientConfig: {
-            url: `https://127.0.0.1:${String(port)}/hold`,
-            caBundle: ca.toString('base64'),
-          },
-          rules: [
-            {
-              operations: ['CREATE'],
-              apiGroups: [''],
-              apiVersions: ['v1'],
-              resources: ['configmaps'],
-            },
-          ],
-          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
-          objectSelector: { matchLabels: { hold: 'true' } },
-          failurePolicy: 'Ignore',
-          sideEffects: 'None',
-          admissionReviewVersions: ['v1'],
-          timeoutSeconds: 30,
-        },
-      ],
-    },
-  });
-  return { remove: () => admin.request({ method: 'DELETE', path: `${path}/${name}` }) };
-}

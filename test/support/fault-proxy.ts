@@ -6,7 +6,7 @@
 // startHttpFaultProxy is the same in front of the API server one level up: it ends TLS with the
 // API server's own certificate and forwards each request, so it can answer chosen requests in
 // the API server's place (a 503 from a load balancer) or reset the connection a chosen request
-// arrived on, and count the attempts of each. It can also stand for a webhook that never answers.
+// arrived on, and count the attempts of each.
 import { readFile } from 'node:fs/promises';
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { connect, createServer, type Socket } from 'node:net';
@@ -81,10 +81,10 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
 }
 
 /**
- * What the HTTP proxy does to a request in the API server's place: answers it, resets its
- * connection, or holds it unanswered (as a webhook that hangs).
+ * What the HTTP proxy does to a request in the API server's place: answers it, or resets its
+ * connection.
  */
-export type InjectedFault = { status: number; headers?: Record<string, string> } | 'reset' | 'hang';
+export type InjectedFault = { status: number; headers?: Record<string, string> } | 'reset';
 
 export interface FaultRule {
   /** Wall-clock arrival times (ms) of every request the rule matched, faulted or forwarded. */
@@ -145,7 +145,6 @@ export async function startHttpFaultProxy(
       hit?.rule.arrivals.push(Date.now());
       if (hit && hit.left > 0) {
         hit.left--;
-        if (hit.fault === 'hang') return;
         if (hit.fault === 'reset') {
           sockets.get(req.socket.remotePort ?? 0)?.resetAndDestroy();
           return;

@@ -1,6 +1,7 @@
-// A validating admission webhook that holds the writes of one named Deployment for a while before
-// allowing them: a reconcile made slow by the API server itself, with nothing in the operator
-// changed. The API server calls it over HTTPS with a certificate made here.
+// A validating admission webhook that holds writes for a while, or until it is removed, before
+// allowing them: a write made slow by the API server itself (a reconcile, with nothing in the
+// operator changed), or one that holds a seat of API Priority and Fairness. The API server calls
+// it over HTTPS with a certificate made here.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:https';
@@ -10,7 +11,7 @@ import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeClient } from '../../src/kube/client.ts';
 
-export interface SlowWebhook {
+export interface HoldingWebhook {
   /** Wall-clock ms at which each held write arrived, and at which it was let through. */
   arrivals: number[];
   answered: number[];
@@ -22,7 +23,7 @@ interface AdmissionReview {
 }
 
 async function selfSignedCertificate(): Promise<{ cert: string; key: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'slow-webhook-'));
+  const dir = await mkdtemp(join(tmpdir(), 'holding-webhook-'));
   try {
     await promisify(execFile)('openssl', [
       'req',
@@ -39,7 +40,7 @@ async function selfSignedCertificate(): Promise<{ cert: string; key: string }> {
       '-days',
       '1',
       '-subj',
-      '/CN=slow-webhook',
+      '/CN=holding-webhook',
       '-addext',
       'subjectAltName=IP:127.0.0.1',
     ]);
@@ -52,39 +53,71 @@ async function selfSignedCertificate(): Promise<{ cert: string; key: string }> {
   }
 }
 
-/** Holds each create or update of Deployment `namespace/name` for `delayMs`, then allows it. */
-export async function startSlowWebhook(
+export interface HeldWrites {
+  namespace: string;
+  /** The objects whose writes reach the webhook: Deployments unless given. */
+  resource?: { apiGroup: string; resource: string };
+  /** CREATE and UPDATE unless given. */
+  operations?: ('CREATE' | 'UPDATE')[];
+  /** Only the object of this name is held (others are allowed at once); any, if not given. */
+  name?: string;
+  /** Only objects with these labels reach the webhook. */
+  labels?: Record<string, string>;
+  /** How long each write is held; Infinity: until the webhook is removed. */
+  delayMs: number;
+  /**
+   * Fail (the default): a write the webhook does not answer within 30 s is refused; Ignore: it
+   * goes ahead.
+   */
+  failurePolicy?: 'Fail' | 'Ignore';
+}
+
+/** Holds each write `target` names in `target.namespace` for `delayMs`, then allows it. */
+export async function startHoldingWebhook(
   admin: KubeClient,
-  target: { namespace: string; name: string; delayMs: number },
-): Promise<SlowWebhook> {
+  target: HeldWrites,
+): Promise<HoldingWebhook> {
   const { cert, key } = await selfSignedCertificate();
   const arrivals: number[] = [];
   const answered: number[] = [];
+  const removed = new AbortController();
+  const hold = (ms: number): Promise<unknown> =>
+    Number.isFinite(ms)
+      ? sleep(ms, undefined, { signal: removed.signal })
+      : new Promise((_resolve, reject) => {
+          removed.signal.addEventListener('abort', () => {
+            reject(new Error('removed'));
+          });
+        });
   const server = createServer({ cert, key }, (req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
       const review = JSON.parse(body) as AdmissionReview;
       const name = review.request.name ?? review.request.object?.metadata?.name;
-      const held = name === target.name;
+      const held = target.name === undefined || name === target.name;
       if (held) arrivals.push(Date.now());
-      void sleep(held ? target.delayMs : 0).then(() => {
-        if (held) answered.push(Date.now());
-        res.setHeader('content-type', 'application/json');
-        res.end(
-          JSON.stringify({
-            apiVersion: 'admission.k8s.io/v1',
-            kind: 'AdmissionReview',
-            response: { uid: review.request.uid, allowed: true },
-          }),
-        );
-      });
+      hold(held ? target.delayMs : 0).then(
+        () => {
+          if (held) answered.push(Date.now());
+          res.setHeader('content-type', 'application/json');
+          res.end(
+            JSON.stringify({
+              apiVersion: 'admission.k8s.io/v1',
+              kind: 'AdmissionReview',
+              response: { uid: review.request.uid, allowed: true },
+            }),
+          );
+        },
+        () => undefined,
+      ); // removed while held: its connection is closed unanswered
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('webhook has no port');
-  const configName = `slow-${target.namespace}`;
+  const configName = `hold-${target.namespace}`;
+  const { apiGroup, resource } = target.resource ?? { apiGroup: 'apps', resource: 'deployments' };
   const path = '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations';
   await admin.request({
     method: 'POST',
@@ -95,25 +128,26 @@ export async function startSlowWebhook(
       metadata: { name: configName },
       webhooks: [
         {
-          name: 'slow.echo-tests.example.com',
+          name: 'hold.echo-tests.example.com',
           clientConfig: {
             url: `https://127.0.0.1:${String(address.port)}/`,
             caBundle: Buffer.from(cert).toString('base64'),
           },
           rules: [
             {
-              apiGroups: ['apps'],
+              apiGroups: [apiGroup],
               apiVersions: ['v1'],
-              operations: ['CREATE', 'UPDATE'],
-              resources: ['deployments'],
+              operations: target.operations ?? ['CREATE', 'UPDATE'],
+              resources: [resource],
             },
           ],
           namespaceSelector: {
             matchLabels: { 'kubernetes.io/metadata.name': target.namespace },
           },
+          ...(target.labels ? { objectSelector: { matchLabels: target.labels } } : {}),
           sideEffects: 'None',
           admissionReviewVersions: ['v1'],
-          failurePolicy: 'Fail',
+          failurePolicy: target.failurePolicy ?? 'Fail',
           timeoutSeconds: 30,
         },
       ],
@@ -124,6 +158,7 @@ export async function startSlowWebhook(
     answered,
     remove: async () => {
       await admin.request({ method: 'DELETE', path: `${path}/${configName}` });
+      removed.abort();
       server.closeAllConnections();
       await new Promise<void>((resolve) =>
         server.close(() => {
