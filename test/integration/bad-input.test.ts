@@ -3,14 +3,14 @@
 // The refusals operator.test.ts already checks (replicas out of range or of the wrong type, no
 // replicas, an invalid name) are not repeated here.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { DEFAULT_IMAGE, type Echo } from '../../src/echo/api.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
 import { ApiError, isInvalid, isNotFound } from '../../src/kube/errors.ts';
-import { adminClient, createNamespace, eventually } from '../support/kube.ts';
+import { eventually } from '../support/kube.ts';
 import { invalidEchoManifest } from '../support/echo.ts';
 import { foreignDeployment } from '../support/fixtures.ts';
-import { startOperator, type RunningOperator } from '../support/operator.ts';
+import { startOperator } from '../support/operator.ts';
+import { useNamespace } from '../support/namespaces.ts';
 import { namespaceApi, type Deployment } from '../support/namespace-api.ts';
 
 interface Pod {
@@ -18,9 +18,8 @@ interface Pod {
 }
 
 describe('bad input', () => {
-  let admin: KubeClient;
-  let ns: Awaited<ReturnType<typeof createNamespace>>;
-  let running: RunningOperator;
+  const env = useNamespace('bad-input', { operator: true });
+  const { admin, ns } = env;
 
   const { echoes, deployments, createEcho, getEcho, getDeployment, patch, readyEcho } =
     namespaceApi(
@@ -51,18 +50,6 @@ describe('bad input', () => {
     const owner = d.metadata.ownerReferences?.find((r) => r.controller === true);
     return owner?.kind === 'Echo' && owner.uid === echo.metadata.uid;
   };
-
-  before(async () => {
-    admin = adminClient();
-    ns = await createNamespace(admin, 'bad-input');
-    running = await startOperator([ns.name]);
-  });
-
-  after(async () => {
-    await running.stop();
-    await ns.remove();
-    await admin.close();
-  });
 
   it('refuses an Echo with no spec at all, with the schema’s message', async () => {
     const err = await refusal(
@@ -190,7 +177,7 @@ describe('bad input', () => {
 
     // The operator is stopped while the Deployment is replaced: running, it may recreate its own
     // on the delete event before the hand-made one is posted, which then gets 409 AlreadyExists.
-    await running.stop();
+    await env.operator.stop();
     let foreign: Deployment;
     try {
       await admin.request({ method: 'DELETE', path: `${deployments()}/reselected` });
@@ -209,7 +196,7 @@ describe('bad input', () => {
         },
       });
     } finally {
-      running = await startOperator([ns.name]);
+      env.operator = await startOperator([ns.name]);
     }
     const d = await eventually('the operator’s own Deployment back', async () => {
       const current = await getDeployment('reselected');

@@ -3,14 +3,13 @@
 // progress deadline. Each failure is named in Ready with the Deployment's own reason and message,
 // told by one Warning Event, and cleared when its cause goes.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { Condition, Echo } from '../../src/echo/api.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
-import { adminClient, createNamespace, eventually, kubectl } from '../support/kube.ts';
+import { eventually, kubectl, type TestNamespace } from '../support/kube.ts';
 import { namespaceApi } from '../support/namespace-api.ts';
-import { startOperator, type RunningOperator } from '../support/operator.ts';
+import { useNamespaces } from '../support/namespaces.ts';
 
-type Namespace = Awaited<ReturnType<typeof createNamespace>>;
+type Namespace = TestNamespace;
 
 const PROGRESS_HOLD_MS = 1000;
 
@@ -18,12 +17,25 @@ const condition = (echo: Echo, type: string): Condition | undefined =>
   echo.status?.conditions?.find((c) => c.type === type);
 
 describe('Echo conditions through rollouts and failures', () => {
-  let admin: KubeClient;
-  let plain: Namespace;
-  let quota: Namespace;
-  let replicaSetQuota: Namespace;
-  let restricted: Namespace;
-  let running: RunningOperator;
+  const {
+    admin,
+    namespaces: [plain, quota, replicaSetQuota, restricted],
+  } = useNamespaces(
+    [
+      'conditions',
+      'quota',
+      'rs-quota',
+      {
+        prefix: 'restricted',
+        labels: {
+          'pod-security.kubernetes.io/enforce': 'restricted',
+          'pod-security.kubernetes.io/enforce-version': 'latest',
+        },
+      },
+    ],
+    // A short hold of a rollout's progress: the slow rollout below has it written within a second.
+    { operator: { progressStatusDelayMs: PROGRESS_HOLD_MS } },
+  );
 
   const api = (ns: () => Namespace) =>
     namespaceApi(
@@ -68,27 +80,6 @@ describe('Echo conditions through rollouts and failures', () => {
       JSON.stringify(body),
     );
   };
-
-  before(async () => {
-    admin = adminClient();
-    plain = await createNamespace(admin, 'conditions');
-    quota = await createNamespace(admin, 'quota');
-    replicaSetQuota = await createNamespace(admin, 'rs-quota');
-    restricted = await createNamespace(admin, 'restricted', {
-      'pod-security.kubernetes.io/enforce': 'restricted',
-      'pod-security.kubernetes.io/enforce-version': 'latest',
-    });
-    // A short hold of a rollout's progress: the slow rollout below has it written within a second.
-    running = await startOperator([plain.name, quota.name, replicaSetQuota.name, restricted.name], {
-      progressStatusDelayMs: PROGRESS_HOLD_MS,
-    });
-  });
-
-  after(async () => {
-    await running.stop();
-    for (const ns of [plain, quota, replicaSetQuota, restricted]) await ns.remove();
-    await admin.close();
-  });
 
   it('rolls the Deployment on an image change, Ready for the new generation only once its pods are', async () => {
     await inPlain.createEcho('image', 2);

@@ -2,23 +2,22 @@
 // cases where it fell short (long names, label edits, foreign owners, zero steady-state writes).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'yaml';
 import type { Echo } from '../../src/echo/api.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
 import { isInvalid, isNotFound, type ApiError } from '../../src/kube/errors.ts';
-import { adminClient, createNamespace, eventually, kubectl } from '../support/kube.ts';
+import { eventually, kubectl } from '../support/kube.ts';
 import { foreignDeployment, isReady } from '../support/fixtures.ts';
 import { echoManifest, invalidEchoManifest } from '../support/echo.ts';
 import { installCrd } from '../../hack/cluster/crd.ts';
-import { startOperator, type RunningOperator } from '../support/operator.ts';
+import { startOperator } from '../support/operator.ts';
+import { testNamespace, useNamespace } from '../support/namespaces.ts';
 import { namespaceApi } from '../support/namespace-api.ts';
 
 describe('echo operator', () => {
-  let admin: KubeClient;
-  let ns: Awaited<ReturnType<typeof createNamespace>>;
-  let running: RunningOperator;
+  const env = useNamespace('operator');
+  const { admin, ns } = env;
 
   const { echoes, deployments, createEcho, getEcho, getDeployment, patch, readyEcho } =
     namespaceApi(
@@ -36,16 +35,8 @@ describe('echo operator', () => {
   };
 
   before(async () => {
-    admin = adminClient();
     await installCrd(admin);
-    ns = await createNamespace(admin, 'operator');
-    running = await startOperator([ns.name]);
-  });
-
-  after(async () => {
-    await running.stop();
-    await ns.remove();
-    await admin.close();
+    env.operator = await startOperator([ns.name]);
   });
 
   it('creates a Deployment for a new Echo and reports it Ready', async () => {
@@ -302,9 +293,9 @@ describe('echo operator', () => {
     assert.match(out, /Normal\s+DeploymentReverted\s+.*spec\.replicas was changed by someone else/);
   });
 
-  it('makes zero API calls in steady state, across a forced resync', async () => {
+  it('makes zero API calls in steady state, across a forced resync', async (t) => {
     // A namespace and an operator of its own: no other test's Echo is still settling here.
-    const quiet = await createNamespace(admin, 'steady');
+    const quiet = await testNamespace(t, admin, 'steady');
     // Reconciles that ran to their end, and workers busy now, as the controller reports them.
     let reconciled = 0;
     let busyWorkers = 0;
@@ -377,7 +368,6 @@ describe('echo operator', () => {
       assert.ok(own.counts.writes() >= names.length * 2, 'the operator did write while converging');
     } finally {
       await own.stop();
-      await quiet.remove();
     }
   });
 

@@ -4,21 +4,13 @@
 // what it owns is still put back.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { DEFAULT_IMAGE } from '../../src/echo/api.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
 import { auditedCalls } from '../support/audit.ts';
-import { OPERATOR_RULES } from '../support/fixtures.ts';
-import {
-  adminClient,
-  createNamespace,
-  eventually,
-  grantRole,
-  kubectl,
-  serviceAccountKubeconfig,
-} from '../support/kube.ts';
+import { eventually, kubectl } from '../support/kube.ts';
 import { namespaceApi } from '../support/namespace-api.ts';
 import { startOperator, type RunningOperator } from '../support/operator.ts';
+import { useNamespace } from '../support/namespaces.ts';
 
 const ACCOUNT = 'echo-operator';
 const RESYNC_MS = 2000;
@@ -37,10 +29,8 @@ interface LiveDeployment {
 }
 
 describe('Deployments that other field managers also write', () => {
-  let admin: KubeClient;
-  let ns: Awaited<ReturnType<typeof createNamespace>>;
-  let kubeconfig: string;
-  let running: RunningOperator | undefined;
+  const fixture = useNamespace('shared', { serviceAccount: ACCOUNT });
+  const { admin, ns } = fixture;
   /** Reconciles finished by the running operator: what waits on resyncs count. */
   let reconciles = 0;
 
@@ -54,7 +44,7 @@ describe('Deployments that other field managers also write', () => {
 
   const start = async (): Promise<RunningOperator> => {
     reconciles = 0;
-    running = await startOperator(
+    fixture.operator = await startOperator(
       [ns.name],
       {
         resyncMs: RESYNC_MS,
@@ -64,9 +54,9 @@ describe('Deployments that other field managers also write', () => {
           },
         },
       },
-      kubeconfig,
+      fixture.kubeconfig,
     );
-    return running;
+    return fixture.operator;
   };
 
   /** Waits until `count` more reconciles have finished, and the Events they recorded are sent. */
@@ -75,7 +65,7 @@ describe('Deployments that other field managers also write', () => {
     await eventually(`${String(count)} more reconciles`, () =>
       Promise.resolve(reconciles >= target ? true : undefined),
     );
-    await running?.operator.recorder.flush();
+    await fixture.operator.operator.recorder.flush();
   };
 
   /**
@@ -99,18 +89,7 @@ describe('Deployments that other field managers also write', () => {
     });
 
   before(async () => {
-    admin = adminClient();
-    ns = await createNamespace(admin, 'shared');
-    // Its own identity, so the audit log tells its requests from the test's.
-    await grantRole(admin, ns.name, `${ns.name}/${ACCOUNT}`, OPERATOR_RULES);
-    kubeconfig = await serviceAccountKubeconfig(admin, ns.name, ACCOUNT);
     await start();
-  });
-
-  after(async () => {
-    await running?.stop();
-    await ns.remove();
-    await admin.close();
   });
 
   const names = ['sidecar', 'env', 'label'];
@@ -163,7 +142,7 @@ describe('Deployments that other field managers also write', () => {
 
     // Their rollouts moved the Echoes' status, which the operator writes; never a Deployment or
     // an Event.
-    await running?.operator.recorder.flush();
+    await fixture.operator.operator.recorder.flush();
     const duringRollouts = (await auditedCalls(admin, operatorUser(), others)).filter(
       (c) => !c.startsWith('patch echoes/status '),
     );
@@ -176,12 +155,12 @@ describe('Deployments that other field managers also write', () => {
     assert.equal(reconciles, before, 'settled Echoes are not reconciled at a resync');
 
     // A restart: the new process lists and watches, reconciles every Echo once, resyncs twice.
-    await running?.stop();
+    await fixture.operator.stop();
     const restart = Date.now();
     const restarted = await start();
     await reconciled(names.length);
     await sleep(2 * RESYNC_MS + 500);
-    await running?.operator.recorder.flush();
+    await fixture.operator.operator.recorder.flush();
     const afterRestart = (await auditedCalls(admin, operatorUser(), restart)).sort();
 
     assert.deepEqual(
@@ -199,7 +178,7 @@ describe('Deployments that other field managers also write', () => {
   });
 
   it('still puts back the fields it owns, and leaves the sidecar', async () => {
-    const before = running?.counts.writes() ?? 0;
+    const before = fixture.operator.counts.writes();
     await patch(`${deployments()}/sidecar`, { spec: { replicas: 5 } });
     await eventually('replicas put back', async () =>
       (await getDeployment('sidecar')).spec.replicas === REPLICAS ? true : undefined,
@@ -224,6 +203,6 @@ describe('Deployments that other field managers also write', () => {
       `echo ${DEFAULT_IMAGE}`,
       'sidecar busybox',
     ]);
-    assert.ok((running?.counts.writes() ?? 0) > before, 'the operator did write');
+    assert.ok(fixture.operator.counts.writes() > before, 'the operator did write');
   });
 });

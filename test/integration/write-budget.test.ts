@@ -3,20 +3,13 @@
 // scaled one at most 2.5. The operator holds a rollout's progress back for longer than any rollout
 // here takes, so what is counted is what the design writes, not how fast the machine is.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { Echo } from '../../src/echo/api.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
 import { auditedCalls } from '../support/audit.ts';
-import { OPERATOR_RULES, isReady } from '../support/fixtures.ts';
-import {
-  adminClient,
-  createNamespace,
-  eventually,
-  grantRole,
-  serviceAccountKubeconfig,
-} from '../support/kube.ts';
+import { isReady } from '../support/fixtures.ts';
+import { eventually } from '../support/kube.ts';
 import { namespaceApi } from '../support/namespace-api.ts';
-import { startOperator, type RunningOperator } from '../support/operator.ts';
+import { useNamespace } from '../support/namespaces.ts';
 
 const ACCOUNT = 'echo-operator';
 const BURST = 30;
@@ -24,10 +17,19 @@ const REPLICAS = 1;
 const WRITE_VERBS = new Set(['create', 'patch', 'update', 'delete', 'deletecollection']);
 
 describe('writes per Echo in a burst', () => {
-  let admin: KubeClient;
-  let ns: Awaited<ReturnType<typeof createNamespace>>;
-  let running: RunningOperator;
   let busyWorkers = 0;
+  const env = useNamespace('writes', {
+    serviceAccount: ACCOUNT,
+    operator: {
+      progressStatusDelayMs: 10 * 60_000,
+      controllerObserver: {
+        activeWorkers: (count) => {
+          busyWorkers = count;
+        },
+      },
+    },
+  });
+  const { admin, ns } = env;
 
   const { echoes, createEcho, patch } = namespaceApi(
     () => admin,
@@ -51,9 +53,11 @@ describe('writes per Echo in a burst', () => {
       180_000,
     );
     await eventually('the operator to be idle', () =>
-      Promise.resolve(busyWorkers === 0 && running.operator.queue.length === 0 ? true : undefined),
+      Promise.resolve(
+        busyWorkers === 0 && env.operator.operator.queue.length === 0 ? true : undefined,
+      ),
     );
-    await running.operator.recorder.flush();
+    await env.operator.operator.recorder.flush();
   };
 
   /** The operator's writes since `since`, counted as `verb resource`. */
@@ -70,32 +74,6 @@ describe('writes per Echo in a burst', () => {
   };
   const total = (counts: Record<string, number>): number =>
     Object.values(counts).reduce((a, b) => a + b, 0);
-
-  before(async () => {
-    admin = adminClient();
-    ns = await createNamespace(admin, 'writes');
-    // Its own identity, so the audit log tells its requests from the test's.
-    await grantRole(admin, ns.name, `${ns.name}/${ACCOUNT}`, OPERATOR_RULES);
-    const kubeconfig = await serviceAccountKubeconfig(admin, ns.name, ACCOUNT);
-    running = await startOperator(
-      [ns.name],
-      {
-        progressStatusDelayMs: 10 * 60_000,
-        controllerObserver: {
-          activeWorkers: (count) => {
-            busyWorkers = count;
-          },
-        },
-      },
-      kubeconfig,
-    );
-  });
-
-  after(async () => {
-    await running.stop();
-    await ns.remove();
-    await admin.close();
-  });
 
   it(`costs at most 2 writes per created Echo, Events included, in a burst of ${String(BURST)}`, async (t) => {
     const since = Date.now();

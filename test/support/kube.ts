@@ -134,13 +134,23 @@ export async function serviceAccountClient(
   return KubeClient.fromFile(await serviceAccountKubeconfig(admin, namespace, name));
 }
 
-/** Creates a namespace with a random suffix; the returned function deletes it. */
+/** A namespace of the shared cluster a test made: `remove` deletes it. */
+export interface TestNamespace {
+  name: string;
+  remove: () => Promise<void>;
+}
+
+/** `prefix` with a random suffix: a namespace name no other test uses. */
+export const namespaceName = (prefix: string): string =>
+  `${prefix}-${randomBytes(3).toString('hex')}`;
+
+/** Creates a namespace with a random suffix (or named `name`); the returned function deletes it. */
 export async function createNamespace(
   admin: KubeClient,
   prefix: string,
   labels: Record<string, string> = {},
-): Promise<{ name: string; remove: () => Promise<void> }> {
-  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  name = namespaceName(prefix),
+): Promise<TestNamespace> {
   await admin.request({
     method: 'POST',
     path: '/api/v1/namespaces',
