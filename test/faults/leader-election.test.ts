@@ -5,14 +5,11 @@
 // renewing until the write is through, then releases. Client-go's default timings throughout
 // (lease 15 s, renew deadline 10 s, retry 2 s), so the recovery times printed are the real ones.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type { KubeClient } from '../../src/kube/client.ts';
+import { describe, it } from 'node:test';
 import { isWriteVerb } from '../../src/kube/request-info.ts';
 import type { LeaseSpec } from '../../src/runtime/leader-election.ts';
 import {
-  adminClient,
   clusterKubeconfig,
-  createNamespace,
   eventually,
   grantRole,
   serviceAccountKubeconfig,
@@ -23,6 +20,7 @@ import { auditedCalls } from '../support/audit.ts';
 import { startMain, whenReady, type OperatorProcess } from '../support/main-process.ts';
 import { scrape } from '../support/metrics.ts';
 import { startHoldingWebhook } from '../support/holding-webhook.ts';
+import { useNamespace, testNamespace } from '../support/namespaces.ts';
 
 const LEASE = 'echo-operator-faults';
 
@@ -33,8 +31,7 @@ interface Replica {
 }
 
 describe('leader election', () => {
-  let admin: KubeClient;
-  let ns: { name: string; remove: () => Promise<void> };
+  const { admin, ns, cleanup } = useNamespace('leader-election');
   const replicas: Replica[] = [];
   const wanted = new Map<string, number>();
 
@@ -132,18 +129,11 @@ describe('leader election', () => {
       (l) => verb(l.verb ?? '') && l.resource !== 'leases.coordination.k8s.io',
     );
 
-  before(async () => {
-    admin = adminClient();
-    ns = await createNamespace(admin, 'leader-election');
-  });
-
-  after(async () => {
+  cleanup(() => {
     for (const r of replicas) {
       r.process.child.kill('SIGCONT');
       r.process.child.kill('SIGKILL');
     }
-    await ns.remove();
-    await admin.close();
   });
 
   it('runs one leader; a standby keeps warm caches and writes nothing', async () => {
@@ -262,7 +252,7 @@ describe('leader election', () => {
   });
 
   it('keeps renewing through the drain of a slow in-flight write, and releases the lease after it', async (t) => {
-    const team = await createNamespace(admin, 'drain');
+    const team = await testNamespace(t, admin, 'drain');
     const where = { namespace: team.name, name: 'echo-operator' };
     // The Deployment write of Echo `slow` is held by the API server for four retry periods.
     const webhook = await startHoldingWebhook(admin, {
@@ -327,12 +317,11 @@ describe('leader election', () => {
     } finally {
       p.child.kill('SIGKILL');
       await webhook.remove();
-      await team.remove();
     }
   });
 
   it('makes a leader that cannot renew within the deadline stop and exit', async (t) => {
-    const team = await createNamespace(admin, 'renew-refused');
+    const team = await testNamespace(t, admin, 'renew-refused');
     const leases = {
       apiGroups: ['coordination.k8s.io'],
       resources: ['leases'],
@@ -373,12 +362,11 @@ describe('leader election', () => {
       assert.ok(exitedMs >= 8000, `exited after ${String(exitedMs)} ms, before the renew deadline`);
     } finally {
       p.child.kill('SIGKILL');
-      await team.remove();
     }
   });
 
-  it('runs independent instances side by side, each scoped to its namespaces with its own lease', async () => {
-    const teams = await Promise.all(['team-a', 'team-b'].map((p) => createNamespace(admin, p)));
+  it('runs independent instances side by side, each scoped to its namespaces with its own lease', async (t) => {
+    const teams = await Promise.all(['team-a', 'team-b'].map((p) => testNamespace(t, admin, p)));
     const instances = teams.map((team) =>
       startMain(
         [
@@ -416,7 +404,6 @@ describe('leader election', () => {
     } finally {
       for (const p of instances) p.child.kill('SIGTERM');
       for (const p of instances) assert.equal(await p.exited, 0);
-      await Promise.all(teams.map((team) => team.remove()));
     }
   });
 });

@@ -5,45 +5,25 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { writeKubeconfig } from '../../hack/cluster/cluster.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { ApiError } from '../../src/kube/errors.ts';
-import {
-  adminClient,
-  clusterAddress,
-  clusterKubeconfig,
-  createNamespace,
-  eventually,
-  grantRole,
-} from '../support/kube.ts';
+import { clusterAddress, clusterKubeconfig, eventually, grantRole } from '../support/kube.ts';
 import { informerAttemptsWithin, queueAttemptsWithin } from '../support/backoff.ts';
 import { createEchoes, fleetDifferences, listDeployments } from '../support/fleet.ts';
 import { OPERATOR_RULES } from '../support/fixtures.ts';
 import { startMain, whenReady } from '../support/main-process.ts';
 import { scrape } from '../support/metrics.ts';
+import { testNamespace, useAdmin } from '../support/namespaces.ts';
 
 describe('operator process faults', () => {
-  let admin: KubeClient;
-  const namespaces: { remove: () => Promise<void> }[] = [];
-
-  before(() => {
-    admin = adminClient();
-  });
-
-  after(async () => {
-    for (const ns of namespaces) await ns.remove();
-    await admin.close();
-  });
-
-  const namespace = async (prefix: string): Promise<string> => {
-    const ns = await createNamespace(admin, prefix);
-    namespaces.push(ns);
-    return ns.name;
-  };
+  const admin = useAdmin();
+  const namespace = async (t: TestContext, prefix: string): Promise<string> =>
+    (await testNamespace(t, admin, prefix)).name;
 
   it('converges after being killed in the middle of a burst: no Echo without its one Deployment', async (t) => {
-    const ns = await namespace('killed-mid-burst');
+    const ns = await namespace(t, 'killed-mid-burst');
     const args = [`--kubeconfig=${clusterKubeconfig()}`, `--namespaces=${ns}`];
     const wanted = new Map(
       Array.from({ length: 200 }, (_, i) => [`echo-${String(i)}`, 1 + (i % 3)]),
@@ -85,7 +65,7 @@ describe('operator process faults', () => {
   });
 
   it('reports refused credentials, not ready, retrying with backoff; recovers when the token is rotated', async (t) => {
-    const ns = await namespace('revoked');
+    const ns = await namespace(t, 'revoked');
     const account = 'echo-operator';
     await grantRole(admin, ns, `${ns}/${account}`, OPERATOR_RULES);
     const tokenFile = join(dirname(clusterKubeconfig()), `${ns}.token`);

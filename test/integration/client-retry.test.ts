@@ -13,20 +13,15 @@ import { auditedRequests } from '../support/audit.ts';
 import { startHttpFaultProxy, type HttpFaultProxy } from '../support/fault-proxy.ts';
 import { throttleServiceAccount } from '../support/flowcontrol.ts';
 import { startHoldingWebhook } from '../support/holding-webhook.ts';
-import {
-  adminClient,
-  clusterAddress,
-  createNamespace,
-  eventually,
-  grantRole,
-  serviceAccountToken,
-} from '../support/kube.ts';
+import { clusterAddress, eventually, grantRole, serviceAccountToken } from '../support/kube.ts';
+import { useNamespace } from '../support/namespaces.ts';
 
 const ACCOUNT = 'client-retry';
 
 describe('KubeClient retries against the API server', () => {
-  const admin = adminClient();
-  let ns: string;
+  const fixture = useNamespace('client-retry');
+  const { admin } = fixture;
+  const ns = fixture.ns.name;
   let token: string;
   let proxy: HttpFaultProxy;
   const ca = readFileSync(clusterAddress().caFile);
@@ -35,7 +30,6 @@ describe('KubeClient retries against the API server', () => {
     method === 'GET' && path.startsWith(configmaps());
 
   before(async () => {
-    ns = (await createNamespace(admin, 'client-retry')).name;
     await grantRole(admin, ns, `${ns}/${ACCOUNT}`, [
       { apiGroups: [''], resources: ['configmaps'], verbs: ['list', 'create'] },
     ]);
@@ -47,7 +41,6 @@ describe('KubeClient retries against the API server', () => {
 
   after(async () => {
     await proxy.close();
-    await admin.close();
   });
 
   /** A client as the test's ServiceAccount, through the proxy unless `direct`; `codes` its attempts. */

@@ -2,28 +2,17 @@
 // pods on kwok's fake node, the garbage collector follows owner references, RBAC refuses what
 // was not granted, and PodSecurity admission judges pod specs.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type { KubeClient } from '../../src/kube/client.ts';
+import { describe, it } from 'node:test';
 import { isForbidden, isNotFound } from '../../src/kube/errors.ts';
-import { adminClient, createNamespace, eventually, serviceAccountClient } from '../support/kube.ts';
+import { eventually, serviceAccountClient } from '../support/kube.ts';
+import { useNamespace, testNamespace } from '../support/namespaces.ts';
 
 interface Deployment {
   status?: { readyReplicas?: number; replicas?: number };
 }
 
 describe('local control plane', () => {
-  let admin: KubeClient;
-  let ns: Awaited<ReturnType<typeof createNamespace>>;
-
-  before(async () => {
-    admin = adminClient();
-    ns = await createNamespace(admin, 'smoke');
-  });
-
-  after(async () => {
-    await ns.remove();
-    await admin.close();
-  });
+  const { admin, ns } = useNamespace('smoke');
 
   it('rolls a Deployment out to 3 Ready replicas', async () => {
     await admin.request({
@@ -134,43 +123,39 @@ describe('local control plane', () => {
     }
   });
 
-  it('enforces PodSecurity restricted on a labelled namespace', async () => {
-    const restricted = await createNamespace(admin, 'restricted', {
+  it('enforces PodSecurity restricted on a labelled namespace', async (t) => {
+    const restricted = await testNamespace(t, admin, 'restricted', {
       'pod-security.kubernetes.io/enforce': 'restricted',
     });
-    try {
-      const pod = (securityContext: object) => ({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { generateName: 'p-' },
-        spec: { containers: [{ name: 'c', image: 'registry.invalid/c:1', securityContext }] },
-      });
-      const rejected = await admin
-        .request({
-          method: 'POST',
-          path: `/api/v1/namespaces/${restricted.name}/pods`,
-          body: pod({}),
-        })
-        .then(
-          () => undefined,
-          (err: unknown) => err,
-        );
-      assert.ok(isForbidden(rejected), `expected PodSecurity to refuse, got ${String(rejected)}`);
-      assert.match(rejected.message, /violates PodSecurity "restricted/);
-
-      await admin.request({
+    const pod = (securityContext: object) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { generateName: 'p-' },
+      spec: { containers: [{ name: 'c', image: 'registry.invalid/c:1', securityContext }] },
+    });
+    const rejected = await admin
+      .request({
         method: 'POST',
         path: `/api/v1/namespaces/${restricted.name}/pods`,
-        body: pod({
-          runAsNonRoot: true,
-          runAsUser: 65534,
-          allowPrivilegeEscalation: false,
-          capabilities: { drop: ['ALL'] },
-          seccompProfile: { type: 'RuntimeDefault' },
-        }),
-      });
-    } finally {
-      await restricted.remove();
-    }
+        body: pod({}),
+      })
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    assert.ok(isForbidden(rejected), `expected PodSecurity to refuse, got ${String(rejected)}`);
+    assert.match(rejected.message, /violates PodSecurity "restricted/);
+
+    await admin.request({
+      method: 'POST',
+      path: `/api/v1/namespaces/${restricted.name}/pods`,
+      body: pod({
+        runAsNonRoot: true,
+        runAsUser: 65534,
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ['ALL'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      }),
+    });
   });
 });

@@ -6,30 +6,28 @@
 import assert from 'node:assert/strict';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { stringify } from 'yaml';
-import type { KubeClient } from '../../src/kube/client.ts';
 import { startConnectProxy, type ConnectProxy } from '../support/connect-proxy.ts';
 import { OPERATOR_RULES } from '../support/fixtures.ts';
 import { auditEvents, type AuditEvent } from '../support/audit.ts';
 import { echoManifest } from '../support/echo.ts';
 import { logsPort, startMain, whenReady, type OperatorProcess } from '../support/main-process.ts';
 import {
-  adminClient,
   clusterAddress,
   clusterKubeconfig,
-  createNamespace,
   eventually,
   grantRole,
   serviceAccountToken,
+  type TestNamespace,
 } from '../support/kube.ts';
 import { scrape } from '../support/metrics.ts';
+import { useNamespace, testNamespace } from '../support/namespaces.ts';
 
 const EXEC_V1BETA1 = 'client.authentication.k8s.io/v1beta1';
 
 describe('kubeconfig, through the operator process', () => {
-  let admin: KubeClient;
-  let ns: Awaited<ReturnType<typeof createNamespace>>;
+  const { admin, ns } = useNamespace('kubeconfig');
   /** Kubeconfigs and the files they name, beside the cluster's own so they go with it. */
   let work: string;
   /** Scripted exec plugins, put first on the operator's PATH. */
@@ -41,8 +39,6 @@ describe('kubeconfig, through the operator process', () => {
     (await readFile(join(clusterDir(), name))).toString('base64');
 
   before(async () => {
-    admin = adminClient();
-    ns = await createNamespace(admin, 'kubeconfig');
     work = await mkdtemp(join(clusterDir(), 'kubeconfig-test-'));
     bin = join(work, 'bin');
     await mkdir(bin);
@@ -51,8 +47,6 @@ describe('kubeconfig, through the operator process', () => {
   });
 
   after(async () => {
-    await ns.remove();
-    await admin.close();
     await rm(work, { recursive: true, force: true });
   });
 
@@ -549,10 +543,8 @@ describe('kubeconfig, through the operator process', () => {
       auditEvents(admin, `"impersonatedUser":{"username":"${username}"`);
 
     /** A namespace where `group` may do all the operator does but write Deployments. */
-    const readersNamespace = async (
-      group: string,
-    ): Promise<Awaited<ReturnType<typeof createNamespace>>> => {
-      const space = await createNamespace(admin, 'impersonation');
+    const readersNamespace = async (t: TestContext, group: string): Promise<TestNamespace> => {
+      const space = await testNamespace(t, admin, 'impersonation');
       const rbac = `/apis/rbac.authorization.k8s.io/v1/namespaces/${space.name}`;
       await admin.request({
         method: 'POST',
@@ -591,9 +583,9 @@ describe('kubeconfig, through the operator process', () => {
         },
       );
 
-    it('acts as the user, uid, group and extras it names: the API server authorizes and audits them', async () => {
+    it('acts as the user, uid, group and extras it names: the API server authorizes and audits them', async (t) => {
       const group = `echo-readers-${String(Date.now())}`;
-      const space = await readersNamespace(group);
+      const space = await readersNamespace(t, group);
       const user = `echo-impersonated-${space.name}`;
       const path = await actingAs('impersonation', {
         as: user,
@@ -635,14 +627,13 @@ describe('kubeconfig, through the operator process', () => {
         }
       } finally {
         p.child.kill('SIGTERM');
-        await space.remove();
       }
       assert.equal(await p.exited, 0);
     });
 
-    it('sends each group in a header of its own: rights from the second group count', async () => {
+    it('sends each group in a header of its own: rights from the second group count', async (t) => {
       const group = `echo-readers-${String(Date.now())}`;
-      const space = await readersNamespace(group);
+      const space = await readersNamespace(t, group);
       const user = `echo-two-groups-${space.name}`;
       const path = await actingAs('two-groups', { as: user, 'as-groups': ['echo-nobody', group] });
       const p = startMain([`--kubeconfig=${path}`, `--namespaces=${space.name}`]);
@@ -656,7 +647,6 @@ describe('kubeconfig, through the operator process', () => {
         );
       } finally {
         p.child.kill('SIGTERM');
-        await space.remove();
       }
       assert.equal(await p.exited, 0);
     });

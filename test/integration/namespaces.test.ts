@@ -3,12 +3,12 @@
 // namespace get their Deployments, and the connections stay within the bound the operator logs.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
-import type { KubeClient } from '../../src/kube/client.ts';
+import { describe, it } from 'node:test';
 import { createEchoes, deploymentsPath } from '../support/fleet.ts';
-import { adminClient, clusterKubeconfig, createNamespace, eventually } from '../support/kube.ts';
+import { clusterKubeconfig, eventually } from '../support/kube.ts';
 import { startMain, whenReady } from '../support/main-process.ts';
 import { scrape } from '../support/metrics.ts';
+import { useNamespaces } from '../support/namespaces.ts';
 
 const COUNT = 120;
 
@@ -21,23 +21,7 @@ function establishedConnections(pid: number, port: string): number {
 }
 
 describe(`${String(COUNT)} namespaces`, () => {
-  let admin: KubeClient;
-  const namespaces: { name: string; remove: () => Promise<void> }[] = [];
-
-  before(async () => {
-    admin = adminClient();
-    for (let i = 0; i < COUNT; i += 20) {
-      const batch = Array.from({ length: Math.min(20, COUNT - i) }, () =>
-        createNamespace(admin, 'many'),
-      );
-      namespaces.push(...(await Promise.all(batch)));
-    }
-  });
-
-  after(async () => {
-    await Promise.all(namespaces.map((ns) => ns.remove()));
-    await admin.close();
-  });
+  const { admin, namespaces } = useNamespaces(Array.from({ length: COUNT }, () => 'many'));
 
   it('syncs every informer, reconciles in the first and the last, within its connection bound', async (t) => {
     const names = namespaces.map((ns) => ns.name);

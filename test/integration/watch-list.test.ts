@@ -3,28 +3,19 @@
 // does. The compatibility suite (make test-compat) runs this on the oldest supported release
 // (1.33, WatchList off by default: the fallback runs) and on the newest (WatchList served).
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Informer } from '../../src/runtime/cache/informer.ts';
 import type { KubeObject } from '../../src/kube/object.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
-import { adminClient, createNamespace, eventually, servesWatchList } from '../support/kube.ts';
+import { eventually, servesWatchList } from '../support/kube.ts';
+import { testNamespace, useAdmin } from '../support/namespaces.ts';
 
 describe('informer start on this API server', () => {
-  let admin: KubeClient;
-
-  before(() => {
-    admin = adminClient();
-  });
-
-  after(async () => {
-    await admin.close();
-  });
+  const admin = useAdmin();
 
   it('syncs every object, by WatchList if served, else in pages, then watches', async (t) => {
     const watchList = await servesWatchList(admin);
     t.diagnostic(`the API server ${watchList ? 'serves' : 'refuses'} WatchList`);
-    const ns = await createNamespace(admin, 'watch-list');
-    t.after(ns.remove);
+    const ns = await testNamespace(t, admin, 'watch-list');
     const createConfigMap = (name: string) =>
       admin.request({
         method: 'POST',
