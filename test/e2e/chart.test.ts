@@ -13,15 +13,12 @@ import { parseAllDocuments } from 'yaml';
 import { execFileSync } from 'node:child_process';
 import { toolsBinDir } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
 import { isNotFound } from '../../src/kube/errors.ts';
 import { auditEvents } from '../support/audit.ts';
 import { OPERATOR_RULES, foreignDeployment, isReady } from '../support/fixtures.ts';
 import { echoManifest } from '../support/echo.ts';
 import { CHART, MONITORING_CRDS, helm } from '../support/helm.ts';
 import {
-  adminClient,
-  createNamespace,
   eventually,
   kubectl,
   kubectlWithInput,
@@ -29,6 +26,7 @@ import {
 } from '../support/kube.ts';
 import { startMain, whenReady, type OperatorProcess } from '../support/main-process.ts';
 import { scrape } from '../support/metrics.ts';
+import { useNamespaces } from '../support/namespaces.ts';
 
 const RELEASE = 'echo';
 const FULLNAME = 'echo-echo-operator';
@@ -61,21 +59,25 @@ const render = (...args: string[]): K8sObject[] =>
     .filter((o): o is K8sObject => o !== null);
 
 describe('Helm chart, end to end', () => {
-  let admin: KubeClient;
-  let system: Awaited<ReturnType<typeof createNamespace>>;
-  let work: Awaited<ReturnType<typeof createNamespace>>;
+  const {
+    admin,
+    namespaces: [system, work],
+  } = useNamespaces([
+    {
+      prefix: 'echo-system',
+      labels: {
+        'pod-security.kubernetes.io/enforce': 'restricted',
+        'pod-security.kubernetes.io/enforce-version': 'latest',
+      },
+    },
+    'echo-e2e',
+  ]);
 
-  before(async () => {
-    admin = adminClient();
+  before(() => {
     for (const file of readdirSync(MONITORING_CRDS))
       kubectl('apply', '--server-side', '-f', join(MONITORING_CRDS, file));
     kubectl('wait', '--for=condition=Established', 'crd/servicemonitors.monitoring.coreos.com');
     kubectl('wait', '--for=condition=Established', 'crd/prometheusrules.monitoring.coreos.com');
-    system = await createNamespace(admin, 'echo-system', {
-      'pod-security.kubernetes.io/enforce': 'restricted',
-      'pod-security.kubernetes.io/enforce-version': 'latest',
-    });
-    work = await createNamespace(admin, 'echo-e2e');
   });
 
   /** The operator's own Deployment, as the chart installed it. */
@@ -83,11 +85,6 @@ describe('Helm chart, end to end', () => {
     JSON.parse(
       kubectl('get', 'deployment', FULLNAME, '-n', system.name, '-o', 'json'),
     ) as Deployment;
-
-  after(async () => {
-    await Promise.all([system.remove(), work.remove()]);
-    await admin.close();
-  });
 
   it('renders objects the API server accepts, with defaults and with every value set', () => {
     const all = join(CHART, 'tests/values/all.yaml');

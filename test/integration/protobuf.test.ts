@@ -3,7 +3,7 @@
 // compared object by object after the WatchList start, a spec change, status-only changes from the
 // Deployment controller, and a delete.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Echo } from '../../src/echo/api.ts';
 import { trimDeployment, type CachedDeployment } from '../../src/echo/projection.ts';
@@ -13,16 +13,13 @@ import {
   desiredDeployment,
   FIELD_MANAGER,
 } from '../../src/echo/desired.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
 import { Informer } from '../../src/runtime/cache/informer.ts';
 import { echoManifest } from '../support/echo.ts';
-import { adminClient, createNamespace, eventually } from '../support/kube.ts';
-
-type Namespace = Awaited<ReturnType<typeof createNamespace>>;
+import { eventually } from '../support/kube.ts';
+import { useNamespace } from '../support/namespaces.ts';
 
 describe('Deployments watched in protobuf', () => {
-  let admin: KubeClient;
-  let ns: Namespace;
+  const { admin, ns, cleanup } = useNamespace('protobuf');
   let protobuf: Informer<CachedDeployment>;
   let json: Informer<CachedDeployment>;
   const stop = new AbortController();
@@ -51,8 +48,6 @@ describe('Deployments watched in protobuf', () => {
   };
 
   before(async () => {
-    admin = adminClient();
-    ns = await createNamespace(admin, 'protobuf');
     // A real Echo as the owner, so the garbage collector leaves the Deployment be (no operator runs
     // here to act on it).
     const echo = await admin.request<Echo>({
@@ -129,11 +124,9 @@ describe('Deployments watched in protobuf', () => {
     await Promise.all([protobuf.whenSynced(), json.whenSynced()]);
   });
 
-  after(async () => {
+  cleanup(async () => {
     stop.abort();
     await running.catch(() => undefined);
-    await ns.remove();
-    await admin.close();
   });
 
   it('start with the same objects (WatchList initial events)', async () => {

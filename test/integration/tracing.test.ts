@@ -4,16 +4,13 @@
 // the bearer token. The operator runs as a ServiceAccount that may not write Deployments in one of
 // its two namespaces, so every run holds a success and a failure.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import type { Echo } from '../../src/echo/api.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
 import { loadConnection } from '../../src/kube/kubeconfig/kubeconfig.ts';
 import { isReady } from '../support/fixtures.ts';
 import { echoManifest } from '../support/echo.ts';
 import { startJaeger, tag, type Jaeger, type JaegerSpan } from '../../hack/cluster/jaeger.ts';
 import {
-  adminClient,
-  createNamespace,
   eventually,
   grantRole,
   serviceAccountKubeconfig,
@@ -21,6 +18,7 @@ import {
 } from '../support/kube.ts';
 import { startMain, whenReady } from '../support/main-process.ts';
 import { scrape, type Sample } from '../support/metrics.ts';
+import { testNamespace, useAdmin } from '../support/namespaces.ts';
 
 const READ_ECHOES: PolicyRule[] = [
   { apiGroups: ['example.com'], resources: ['echoes'], verbs: ['get', 'list', 'watch'] },
@@ -78,23 +76,21 @@ async function reconcilesOf(
 }
 
 describe('tracing and logs', () => {
-  let admin: KubeClient;
+  const admin = useAdmin();
   let jaeger: Jaeger;
 
   before(async () => {
-    admin = adminClient();
     jaeger = await startJaeger();
   });
 
   after(async () => {
     await jaeger.stop();
-    await admin.close();
   });
 
   /** Two namespaces for a ServiceAccount: in `allowed` it may write Deployments, in `denied` not. */
-  const setUp = async (prefix: string) => {
-    const allowed = await createNamespace(admin, prefix);
-    const denied = await createNamespace(admin, `${prefix}-denied`);
+  const setUp = async (t: TestContext, prefix: string) => {
+    const allowed = await testNamespace(t, admin, prefix);
+    const denied = await testNamespace(t, admin, `${prefix}-denied`);
     const account = `${allowed.name}/operator`;
     await grantRole(admin, allowed.name, account, [
       ...READ_ECHOES,
@@ -111,7 +107,6 @@ describe('tracing and logs', () => {
       denied: denied.name,
       kubeconfig,
       token,
-      remove: () => Promise.all([allowed.remove(), denied.remove()]),
     };
   };
 
@@ -122,8 +117,8 @@ describe('tracing and logs', () => {
       body: echoManifest({ name, replicas }),
     });
 
-  it('sends a span per reconcile with its API calls as children over OTLP/gRPC, and logs its trace id', async () => {
-    const env = await setUp('traced');
+  it('sends a span per reconcile with its API calls as children over OTLP/gRPC, and logs its trace id', async (t) => {
+    const env = await setUp(t, 'traced');
     const p = startMain([
       `--kubeconfig=${env.kubeconfig}`,
       `--namespaces=${env.allowed},${env.denied}`,
@@ -222,11 +217,10 @@ describe('tracing and logs', () => {
     const tracedFailures = new Set(refused.map((r) => r.reconcile.traceID));
     for (const l of failedLines) assert.ok(l.trace_id && tracedFailures.has(l.trace_id));
     assert.ok(!p.output().includes(env.token), 'the bearer token never appears in the output');
-    await env.remove();
   });
 
-  it('sends spans over OTLP/HTTP as well', async () => {
-    const env = await setUp('traced-http');
+  it('sends spans over OTLP/HTTP as well', async (t) => {
+    const env = await setUp(t, 'traced-http');
     const p = startMain([
       `--kubeconfig=${env.kubeconfig}`,
       `--namespaces=${env.allowed}`,
@@ -247,11 +241,10 @@ describe('tracing and logs', () => {
       p.child.kill('SIGTERM');
     }
     assert.equal(await p.exited, 0);
-    await env.remove();
   });
 
-  it('logs no trace ids and sends nothing when tracing is off', async () => {
-    const env = await setUp('untraced');
+  it('logs no trace ids and sends nothing when tracing is off', async (t) => {
+    const env = await setUp(t, 'untraced');
     // The OpenTelemetry SDK's own variables point at this Jaeger: were tracing on by mistake
     // (an SDK started without --otlp-endpoint), its spans would land where the test looks.
     const p = startMain([`--kubeconfig=${env.kubeconfig}`, `--namespaces=${env.allowed}`], {
@@ -272,6 +265,5 @@ describe('tracing and logs', () => {
     assert.doesNotMatch(p.stdout(), /trace_id/);
     // Spans are flushed before exit (see above), so any sent would be in Jaeger by now.
     assert.deepEqual(await reconcilesOf(jaeger, env.allowed, 'plain'), []);
-    await env.remove();
   });
 });

@@ -12,14 +12,9 @@ import { Informer } from '../../src/runtime/cache/informer.ts';
 import type { KubeObject } from '../../src/kube/object.ts';
 import { ShortWatchError, WatchSilentError } from '../../src/runtime/cache/watchdog.ts';
 import { informerAttemptsWithin } from '../support/backoff.ts';
-import {
-  adminClient,
-  clusterAddress,
-  clusterKubeconfig,
-  createNamespace,
-  eventually,
-} from '../support/kube.ts';
+import { clusterAddress, clusterKubeconfig, eventually } from '../support/kube.ts';
 import { startStreamProxy, type StreamProxy } from '../support/stream-proxy.ts';
+import { useAdmin, testNamespace } from '../support/namespaces.ts';
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
@@ -30,12 +25,11 @@ const watchOf =
     path.startsWith(`/api/v1/namespaces/${ns}/configmaps?`) && path.includes('watch=true');
 
 describe('informer watches through a proxy that faults one stream', () => {
-  let admin: KubeClient;
+  const admin = useAdmin();
   let proxy: StreamProxy;
   let client: KubeClient;
 
   before(async () => {
-    admin = adminClient();
     const clusterDir = process.env.ECHO_TEST_CLUSTER_DIR ?? dirname(clusterKubeconfig());
     proxy = await startStreamProxy(clusterDir, clusterAddress().server);
     client = KubeClient.fromFile(proxy.kubeconfig);
@@ -44,7 +38,6 @@ describe('informer watches through a proxy that faults one stream', () => {
   after(async () => {
     await client.close();
     await proxy.close();
-    await admin.close();
   });
 
   /** A ConfigMaps informer of `ns` through the proxy, running until the test's end. */
@@ -79,7 +72,7 @@ describe('informer watches through a proxy that faults one stream', () => {
     });
 
   it('aborts a silent watch at its limit, resumes it, and sees a change made after', async (t) => {
-    const ns = (await createNamespace(admin, 'silent-watch')).name;
+    const ns = (await testNamespace(t, admin, 'silent-watch')).name;
     const limitMs = 3000;
     const failures: unknown[] = [];
     await createConfigMap(ns, 'heartbeat');
@@ -157,7 +150,7 @@ describe('informer watches through a proxy that faults one stream', () => {
   });
 
   it('backs off from watches answered 200 and closed at once, then recovers', async (t) => {
-    const ns = (await createNamespace(admin, 'short-watch')).name;
+    const ns = (await testNamespace(t, admin, 'short-watch')).name;
     const failures: unknown[] = [];
     const { informer, stop } = configMaps(ns, 150_000, failures);
     try {
