@@ -22,10 +22,7 @@ describe('bad input', () => {
   const { admin, ns } = env;
 
   const { echoes, deployments, createEcho, getEcho, getDeployment, patch, readyEcho } =
-    namespaceApi(
-      () => admin,
-      () => ns.name,
-    );
+    namespaceApi(admin, ns.name);
   const podsSelectedBy = async (matchLabels: Record<string, string>): Promise<Pod[]> =>
     (
       await admin.request<{ items: Pod[] }>({

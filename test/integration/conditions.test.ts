@@ -37,15 +37,10 @@ describe('Echo conditions through rollouts and failures', () => {
     { operator: { progressStatusDelayMs: PROGRESS_HOLD_MS } },
   );
 
-  const api = (ns: () => Namespace) =>
-    namespaceApi(
-      () => admin,
-      () => ns().name,
-    );
-  const inPlain = api(() => plain);
-  const inQuota = api(() => quota);
-  const inReplicaSetQuota = api(() => replicaSetQuota);
-  const inRestricted = api(() => restricted);
+  const inPlain = namespaceApi(admin, plain.name);
+  const inQuota = namespaceApi(admin, quota.name);
+  const inReplicaSetQuota = namespaceApi(admin, replicaSetQuota.name);
+  const inRestricted = namespaceApi(admin, restricted.name);
 
   /** Waits until the Echo's Ready condition has `reason`, and returns the Echo. */
   const readyReason = (inNs: typeof inPlain, name: string, reason: string): Promise<Echo> =>

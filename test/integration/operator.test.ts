@@ -20,10 +20,7 @@ describe('echo operator', () => {
   const { admin, ns } = env;
 
   const { echoes, deployments, createEcho, getEcho, getDeployment, patch, readyEcho } =
-    namespaceApi(
-      () => admin,
-      () => ns.name,
-    );
+    namespaceApi(admin, ns.name);
   const gone = async (path: string): Promise<true | undefined> => {
     try {
       await admin.request({ path });

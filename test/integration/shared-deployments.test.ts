@@ -34,10 +34,7 @@ describe('Deployments that other field managers also write', () => {
   /** Reconciles finished by the running operator: what waits on resyncs count. */
   let reconciles = 0;
 
-  const { deployments, createEcho, getEcho, patch, readyEcho } = namespaceApi(
-    () => admin,
-    () => ns.name,
-  );
+  const { deployments, createEcho, getEcho, patch, readyEcho } = namespaceApi(admin, ns.name);
   const getDeployment = (name: string): Promise<LiveDeployment> =>
     admin.request<LiveDeployment>({ path: `${deployments()}/${name}` });
   const operatorUser = (): string => `system:serviceaccount:${ns.name}:${ACCOUNT}`;

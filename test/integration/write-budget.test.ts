@@ -31,10 +31,7 @@ describe('writes per Echo in a burst', () => {
   });
   const { admin, ns } = env;
 
-  const { echoes, createEcho, patch } = namespaceApi(
-    () => admin,
-    () => ns.name,
-  );
+  const { echoes, createEcho, patch } = namespaceApi(admin, ns.name);
   const names = Array.from({ length: BURST }, (_, i) => `burst-${String(i)}`);
 
   /**

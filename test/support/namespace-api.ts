@@ -18,26 +18,25 @@ export interface Deployment {
   status?: { readyReplicas?: number };
 }
 
-/** `admin` and `namespace` are read at each call: tests set them in `before`. */
-export function namespaceApi(admin: () => KubeClient, namespace: () => string) {
-  const echoes = (): string => `/apis/example.com/v1/namespaces/${namespace()}/echoes`;
-  const deployments = (): string => `/apis/apps/v1/namespaces/${namespace()}/deployments`;
+export function namespaceApi(admin: KubeClient, namespace: string) {
+  const echoes = (): string => `/apis/example.com/v1/namespaces/${namespace}/echoes`;
+  const deployments = (): string => `/apis/apps/v1/namespaces/${namespace}/deployments`;
   const getEcho = (name: string): Promise<Echo> =>
-    admin().request<Echo>({ path: `${echoes()}/${name}` });
+    admin.request<Echo>({ path: `${echoes()}/${name}` });
   return {
     echoes,
     deployments,
     createEcho: (name: string, replicas: number, labels: Record<string, string> = {}) =>
-      admin().request<Echo>({
+      admin.request<Echo>({
         method: 'POST',
         path: echoes(),
         body: echoManifest({ name, replicas, labels }),
       }),
     getEcho,
     getDeployment: (name: string): Promise<Deployment> =>
-      admin().request<Deployment>({ path: `${deployments()}/${name}` }),
+      admin.request<Deployment>({ path: `${deployments()}/${name}` }),
     patch: <T = unknown>(path: string, body: unknown): Promise<T> =>
-      admin().request<T>({
+      admin.request<T>({
         method: 'PATCH',
         path,
         body,
