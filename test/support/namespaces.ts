@@ -71,6 +71,7 @@ export function useNamespaces<const Specs extends readonly (string | NamespaceSp
     name,
     remove: () => admin.request({ method: 'DELETE', path: `/api/v1/namespaces/${name}` }),
   })) as { -readonly [K in keyof Specs]: TestNamespace };
+  const created = new Set<string>();
   const cleanups: (() => unknown)[] = [];
   let operator: RunningOperator | undefined;
   let kubeconfig = clusterKubeconfig();
@@ -98,9 +99,10 @@ export function useNamespaces<const Specs extends readonly (string | NamespaceSp
     // Twenty at a time: a suite may ask for a hundred.
     for (let i = 0; i < planned.length; i += 20) {
       await Promise.all(
-        planned
-          .slice(i, i + 20)
-          .map(({ prefix, labels, name }) => createNamespace(admin, prefix, labels, name)),
+        planned.slice(i, i + 20).map(async ({ prefix, labels, name }) => {
+          await createNamespace(admin, prefix, labels, name);
+          created.add(name);
+        }),
       );
     }
     const account = options.serviceAccount;
@@ -123,7 +125,7 @@ export function useNamespaces<const Specs extends readonly (string | NamespaceSp
   after(async () => {
     for (const fn of cleanups.reverse()) await fn();
     await operator?.stop();
-    await Promise.all(namespaces.map((n) => n.remove()));
+    await Promise.all(namespaces.filter((n) => created.has(n.name)).map((n) => n.remove()));
     await admin.close();
   });
 
