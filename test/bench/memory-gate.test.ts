@@ -4,14 +4,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { inParallel } from '../../bench/run.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { FIELD_MANAGER, desiredDeployment } from '../../src/echo/desired.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
 import { echoManifest } from '../support/echo.ts';
-import { adminClient, clusterKubeconfig, createNamespace } from '../support/kube.ts';
+import { clusterKubeconfig } from '../support/kube.ts';
+import { useNamespace } from '../support/namespaces.ts';
 
 const BASELINE = fileURLToPath(new URL('../../bench/memory-baseline.json', import.meta.url));
 const PROBE = fileURLToPath(new URL('../../bench/memory-probe.ts', import.meta.url));
@@ -25,12 +25,9 @@ interface Probe {
 }
 
 describe('memory per cached object', () => {
-  let admin: KubeClient;
-  let ns: Awaited<ReturnType<typeof createNamespace>>;
+  const { admin, ns } = useNamespace('memory');
 
   before(async () => {
-    admin = adminClient();
-    ns = await createNamespace(admin, 'memory');
     const names = Array.from({ length: N }, (_, i) => `echo-${String(i).padStart(4, '0')}`);
     // What the operator would cache: N Echoes (with labels) and the Deployment of each, as the
     // operator applies it. No operator runs, so nothing changes while the probe measures.
@@ -50,11 +47,6 @@ describe('memory per cached object', () => {
         FIELD_MANAGER,
       );
     });
-  });
-
-  after(async () => {
-    await ns.remove();
-    await admin.close();
   });
 
   it('stays within 10% of the baseline', () => {
