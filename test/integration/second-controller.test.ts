@@ -3,17 +3,16 @@
 // builds, against the local control plane; both converge, share the Manager's client and probes,
 // and stop together.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { MIRROR_LABEL, mirrorController } from '../../examples/configmap-mirror/mirror.ts';
 import { parseConfig } from '../../src/config.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
 import { isNotFound } from '../../src/kube/errors.ts';
 import { operatorManager } from '../../src/main.ts';
 import { createLoggers } from '../../src/telemetry/logger.ts';
-import { echoManifest } from '../support/fixtures.ts';
-import { adminClient, clusterKubeconfig, createNamespace, eventually } from '../support/kube.ts';
+import { echoManifest } from '../support/echo.ts';
+import { clusterKubeconfig, eventually } from '../support/kube.ts';
+import { useNamespaces } from '../support/namespaces.ts';
 
-type Namespace = Awaited<ReturnType<typeof createNamespace>>;
 const configMaps = (ns: string): string => `/api/v1/namespaces/${ns}/configmaps`;
 
 interface ConfigMap {
@@ -21,21 +20,10 @@ interface ConfigMap {
 }
 
 describe('a second controller in the operator’s Manager', () => {
-  let admin: KubeClient;
-  let source: Namespace;
-  let target: Namespace;
-
-  before(async () => {
-    admin = adminClient();
-    source = await createNamespace(admin, 'mirror-src');
-    target = await createNamespace(admin, 'mirror-dst');
-  });
-
-  after(async () => {
-    await source.remove();
-    await target.remove();
-    await admin.close();
-  });
+  const {
+    admin,
+    namespaces: [source, target],
+  } = useNamespaces(['mirror-src', 'mirror-dst']);
 
   it('mirrors ConfigMaps while the Echo controller reconciles Echoes, and both stop together', async () => {
     const parsed = parseConfig(
@@ -58,7 +46,7 @@ describe('a second controller in the operator’s Manager', () => {
       await admin.request({
         method: 'POST',
         path: `/apis/example.com/v1/namespaces/${source.name}/echoes`,
-        body: echoManifest('web', 2),
+        body: echoManifest({ name: 'web', replicas: 2 }),
       });
       await admin.request({
         method: 'POST',
