@@ -109,6 +109,7 @@ export class Manager {
   private http: RunningServer | undefined;
   /** The last answer of the API server was 401: revoked or expired credentials. */
   private credentialsRefused = false;
+  private running = false;
 
   constructor(options: ManagerOptions) {
     this.options = options;
@@ -156,6 +157,7 @@ export class Manager {
     declaration: ControllerDeclaration<C, P>,
   ): ManagedController<C> {
     const { identity, watched } = declaration;
+    if (this.running) throw new Error(`${identity.name}: controllers are added before run`);
     if (this.controllers.some((c) => c.controller.name === identity.name)) {
       throw new Error(`a controller named ${identity.name} is added already`);
     }
@@ -316,6 +318,7 @@ export class Manager {
    * is released, Events flushed, the endpoints and the client closed.
    */
   async run(signal: AbortSignal): Promise<void> {
+    this.running = true;
     await this.listen();
     await this.waitForApiServer(signal);
     if (!signal.aborted) await this.runControllers(signal);
