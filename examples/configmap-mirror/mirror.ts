@@ -32,8 +32,11 @@ export const mirrorController = newController({
     return {
       async reconcile(source, { key, signal }) {
         const target = source.metadata.labels?.[MIRROR_LABEL];
-        if (source.metadata.deletionTimestamp || !target) return Result.done();
         const { name, namespace = '' } = source.metadata;
+        // Going, or nowhere else to go: nothing to copy.
+        if (source.metadata.deletionTimestamp || !target || target === namespace) {
+          return Result.done();
+        }
         const copy = caches.copies.get(`${target}/${name}`);
         if (JSON.stringify(copy?.data ?? {}) !== JSON.stringify(source.data ?? {})) {
           const labels = { [SOURCE_LABEL]: namespace };
@@ -42,7 +45,10 @@ export const mirrorController = newController({
             metadata: { name, labels },
             data: source.data ?? {},
           };
-          await configMaps.namespace(target).apply(desired, { fieldManager: 'mirror', signal });
+          const copies = configMaps.namespace(target);
+          const written = await copies.apply(desired, { fieldManager: 'mirror', signal });
+          // The watch's copy of this write then queues nothing.
+          caches.copies.assume(written, copy?.metadata.resourceVersion);
         }
         await prune(key, target, signal);
         return Result.done();

@@ -16,6 +16,7 @@ import { useNamespaces } from '../support/namespaces.ts';
 const configMaps = (ns: string): string => `/api/v1/namespaces/${ns}/configmaps`;
 
 interface ConfigMap {
+  metadata: { labels?: Record<string, string> };
   data?: Record<string, string>;
 }
 
@@ -48,16 +49,22 @@ describe('a second controller in the operator’s Manager', () => {
         path: `/apis/example.com/v1/namespaces/${source.name}/echoes`,
         body: echoManifest({ name: 'web', replicas: 2 }),
       });
-      await admin.request({
-        method: 'POST',
-        path: configMaps(source.name),
-        body: {
-          apiVersion: 'v1',
-          kind: 'ConfigMap',
-          metadata: { name: 'settings', labels: { [MIRROR_LABEL]: target.name } },
-          data: { greeting: 'hello' },
-        },
-      });
+      // Labelled with its own namespace: nowhere else to go, so it is left as it is.
+      for (const [name, to] of [
+        ['own-namespace', source.name],
+        ['settings', target.name],
+      ] as const) {
+        await admin.request({
+          method: 'POST',
+          path: configMaps(source.name),
+          body: {
+            apiVersion: 'v1',
+            kind: 'ConfigMap',
+            metadata: { name, labels: { [MIRROR_LABEL]: to } },
+            data: { greeting: 'hello' },
+          },
+        });
+      }
       const copy = (): Promise<ConfigMap> =>
         admin.request<ConfigMap>({ path: `${configMaps(target.name)}/settings` });
       const copyWith = (greeting: string) =>
@@ -99,6 +106,14 @@ describe('a second controller in the operator’s Manager', () => {
           throw err;
         }
       });
+      const own = await admin.request<ConfigMap>({
+        path: `${configMaps(source.name)}/own-namespace`,
+      });
+      assert.deepEqual(
+        own.metadata.labels,
+        { [MIRROR_LABEL]: source.name },
+        'not copied onto itself',
+      );
       assert.ok(manager.ready, `ready: ${JSON.stringify(manager.cacheSizes())}`);
       assert.deepEqual(Object.keys(manager.cacheSizes()).sort(), [
         'configmaps',
