@@ -37,7 +37,12 @@ export const mirrorController = newController({
         if (source.metadata.deletionTimestamp || !target || target === namespace) {
           return Result.done();
         }
+        const copies = configMaps.namespace(target);
         const copy = caches.copies.get(`${target}/${name}`);
+        // A ConfigMap of that name that is not this source's copy is someone else's: left alone.
+        if (copy ? sourceKey(copy)[0] !== key : await copies.find(name, { signal })) {
+          return Result.blocked('NameTaken', { initialMs: 5_000, maxMs: 300_000 }, 'any');
+        }
         if (JSON.stringify(copy?.data ?? {}) !== JSON.stringify(source.data ?? {})) {
           const labels = { [SOURCE_LABEL]: namespace };
           const desired = {
@@ -45,8 +50,9 @@ export const mirrorController = newController({
             metadata: { name, labels },
             data: source.data ?? {},
           };
-          const copies = configMaps.namespace(target);
-          const written = await copies.apply(desired, { fieldManager: 'mirror', signal });
+          // Forced only over our own copy: a ConfigMap made meanwhile is a conflict, not taken.
+          const force = copy !== undefined;
+          const written = await copies.apply(desired, { fieldManager: 'mirror', force, signal });
           // The watch's copy of this write then queues nothing.
           caches.copies.assume(written, copy?.metadata.resourceVersion);
         }

@@ -49,20 +49,23 @@ describe('a second controller in the operator’s Manager', () => {
         path: `/apis/example.com/v1/namespaces/${source.name}/echoes`,
         body: echoManifest({ name: 'web', replicas: 2 }),
       });
+      const createConfigMap = (ns: string, name: string, body: object) =>
+        admin.request({
+          method: 'POST',
+          path: configMaps(ns),
+          body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, ...body },
+        });
+      // A user's own ConfigMap where a copy would go: never written.
+      await createConfigMap(target.name, 'users', { data: { mine: 'yes' } });
       // Labelled with its own namespace: nowhere else to go, so it is left as it is.
       for (const [name, to] of [
         ['own-namespace', source.name],
+        ['users', target.name],
         ['settings', target.name],
       ] as const) {
-        await admin.request({
-          method: 'POST',
-          path: configMaps(source.name),
-          body: {
-            apiVersion: 'v1',
-            kind: 'ConfigMap',
-            metadata: { name, labels: { [MIRROR_LABEL]: to } },
-            data: { greeting: 'hello' },
-          },
+        await createConfigMap(source.name, name, {
+          metadata: { name, labels: { [MIRROR_LABEL]: to } },
+          data: { greeting: 'hello' },
         });
       }
       const copy = (): Promise<ConfigMap> =>
@@ -113,6 +116,12 @@ describe('a second controller in the operator’s Manager', () => {
         own.metadata.labels,
         { [MIRROR_LABEL]: source.name },
         'not copied onto itself',
+      );
+      const users = await admin.request<ConfigMap>({ path: `${configMaps(target.name)}/users` });
+      assert.deepEqual(
+        { labels: users.metadata.labels, data: users.data },
+        { labels: undefined, data: { mine: 'yes' } },
+        "the user's ConfigMap of a copy's name is not taken over",
       );
       assert.ok(manager.ready, `ready: ${JSON.stringify(manager.cacheSizes())}`);
       assert.deepEqual(Object.keys(manager.cacheSizes()).sort(), [
