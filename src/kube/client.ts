@@ -63,6 +63,24 @@ export interface WatchOptions<T> extends RequestOptions {
   protobuf?: (object: Buffer) => T;
 }
 
+/** The request of a server-side apply: forced (taking over others' fields) unless told not. */
+export function applyRequest(
+  path: string,
+  object: unknown,
+  fieldManager: string,
+  options: { signal?: AbortSignal; force?: boolean } = {},
+): RequestOptions {
+  const { signal, force = true } = options;
+  return {
+    method: 'PATCH',
+    path,
+    query: { fieldManager, ...(force ? { force: true } : {}) },
+    body: object,
+    contentType: APPLY_PATCH,
+    ...(signal ? { signal } : {}),
+  };
+}
+
 export interface ResponseEvent extends RequestInfo {
   /** The HTTP method. */
   method: string;
@@ -270,15 +288,7 @@ export class KubeClient {
     fieldManager: string,
     options: { signal?: AbortSignal; force?: boolean } = {},
   ): Promise<T> {
-    const { signal, force = true } = options;
-    return this.request<T>({
-      method: 'PATCH',
-      path,
-      query: { fieldManager, ...(force ? { force: true } : {}) },
-      body: object,
-      contentType: APPLY_PATCH,
-      ...(signal ? { signal } : {}),
-    });
+    return this.request<T>(applyRequest(path, object, fieldManager, options));
   }
 
   /**

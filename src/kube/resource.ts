@@ -1,10 +1,9 @@
 // A typed handle on one resource, as kube-rs's `Api<K>`: `resource(client, ECHOES).namespace(ns)`
 // then get/apply/applyStatus/patch/delete. Every API path and content type the operator sends is
 // built here, from the resource's type, so no caller spells `/apis/.../namespaces/...` by hand.
-import type { KubeClient } from './client.ts';
+import { applyRequest, type KubeClient } from './client.ts';
 import { isNotFound } from './errors.ts';
 import type { KubeObject } from './object.ts';
-import { APPLY_PATCH } from './request-info.ts';
 
 /** What a handle sends its requests through: a KubeClient, or a test's stand-in. */
 export type Requester = Pick<KubeClient, 'request'>;
@@ -187,15 +186,8 @@ export class Resource<T extends KubeObject = KubeObject> {
   }
 
   private applyAt(path: string, object: unknown, options: ApplyOptions): Promise<T> {
-    const { fieldManager, force = true, signal } = options;
-    return this.client.request<T>({
-      method: 'PATCH',
-      path,
-      query: { fieldManager, ...(force ? { force: true } : {}) },
-      body: object,
-      contentType: APPLY_PATCH,
-      ...(signal ? { signal } : {}),
-    });
+    const { fieldManager, ...rest } = options;
+    return this.client.request<T>(applyRequest(path, object, fieldManager, rest));
   }
 }
 
