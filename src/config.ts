@@ -8,8 +8,10 @@ import { timingsProblem, type LeaderElectionTimings } from './runtime/leader-ele
 export type LogFormat = 'text' | 'json';
 
 export interface Config {
-  /** HTTP port of /metrics and the health endpoints. */
+  /** HTTP port of the health endpoints, and of /metrics unless `metrics` gives it a port of its own. */
   port: number;
+  /** /metrics on a port of its own; undefined: on `port`, plain HTTP, beside the probes. */
+  metrics: MetricsConfig | undefined;
   /** The IP address that port listens on; empty means every interface. */
   bindAddress: string;
   /** `info`, or per-module levels: `info,controller=debug,kube=warn`. */
@@ -37,6 +39,14 @@ export interface LeaderElectionConfig extends LeaderElectionTimings {
   leaseName: string;
 }
 
+export interface MetricsConfig {
+  port: number;
+  /** TLS, and only callers the API server authenticates and allows `get` on /metrics. */
+  secure: boolean;
+  /** tls.crt and tls.key; empty: a self-signed certificate made at start. */
+  certDir: string;
+}
+
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
@@ -52,7 +62,26 @@ const flags = {
   port: {
     env: 'ECHO_OPERATOR_PORT',
     default: '8080',
-    description: 'HTTP port for /metrics, /healthz and /readyz',
+    description: 'HTTP port for /healthz, /livez and /readyz, and /metrics without --metrics-port',
+  },
+  // Empty, not a port: `make run`, the benchmark and whatever scrapes --port keep /metrics there.
+  'metrics-port': {
+    env: 'ECHO_OPERATOR_METRICS_PORT',
+    default: '',
+    description:
+      'port of /metrics alone, secure unless --metrics-secure=false (on --port when empty)',
+  },
+  'metrics-secure': {
+    env: 'ECHO_OPERATOR_METRICS_SECURE',
+    default: '',
+    description:
+      'serve --metrics-port over TLS to callers allowed get on /metrics (default true with --metrics-port)',
+  },
+  'metrics-cert-dir': {
+    env: 'ECHO_OPERATOR_METRICS_CERT_DIR',
+    default: '',
+    description:
+      'directory of tls.crt and tls.key for --metrics-port, reloaded when they change (self-signed when empty)',
   },
   // Empty, not 0.0.0.0: Node then listens on IPv6 and IPv4 both, so an IPv6-only pod's kubelet and
   // Prometheus still reach it.
@@ -227,11 +256,13 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
   if (badNamespace !== undefined)
     throw new ConfigError(`--namespaces: "${badNamespace}" is not a namespace name`);
   const leaderElection = leaderElectionConfig(value);
+  const port = integer('port', value('port'), 0, 65535);
 
   return {
     kind: 'run',
     config: {
-      port: integer('port', value('port'), 0, 65535),
+      port,
+      metrics: metricsConfig(value, port),
       bindAddress: ipAddress('bind-address', value('bind-address')),
       logFilter: value('log-filter'),
       logFormat,
@@ -273,6 +304,39 @@ function leaderElectionConfig(value: (name: keyof typeof flags) => string): Lead
   const problem = timingsProblem(timings);
   if (problem) throw new ConfigError(`leader election timings: ${problem}`);
   return { enabled: enabled === 'true', namespace, leaseName, ...timings };
+}
+
+function metricsConfig(
+  value: (name: keyof typeof flags) => string,
+  port: number,
+): MetricsConfig | undefined {
+  const rawPort = value('metrics-port');
+  const secure = value('metrics-secure');
+  const certDir = value('metrics-cert-dir');
+  if (secure !== '' && secure !== 'true' && secure !== 'false') {
+    throw new ConfigError(`--metrics-secure must be true or false, not "${secure}"`);
+  }
+  if (!rawPort) {
+    if (secure === 'true' || certDir) {
+      throw new ConfigError(
+        `--${secure === 'true' ? 'metrics-secure' : 'metrics-cert-dir'} needs --metrics-port: without it /metrics is served on --port, plain, beside the probes`,
+      );
+    }
+    return undefined;
+  }
+  const metricsPort = integer('metrics-port', rawPort, 0, 65535);
+  // 0 picks a free port, for each of the two.
+  if (metricsPort !== 0 && metricsPort === port) {
+    throw new ConfigError(
+      `--metrics-port must differ from --port (${String(port)}): the probes stay on --port and /metrics moves`,
+    );
+  }
+  if (secure === 'false' && certDir) {
+    throw new ConfigError(
+      '--metrics-cert-dir needs --metrics-secure: plain metrics use no certificate',
+    );
+  }
+  return { port: metricsPort, secure: secure !== 'false', certDir };
 }
 
 function integer(flag: string, raw: string, min: number, max: number): number {

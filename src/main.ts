@@ -97,7 +97,19 @@ export function operatorManager(
     resyncMs: config.resyncSeconds * 1000,
     log,
     metrics: { prefix: 'echo_operator_' },
-    serve: { port: config.port, bindAddress: config.bindAddress },
+    serve: {
+      port: config.port,
+      bindAddress: config.bindAddress,
+      ...(config.metrics
+        ? {
+            metrics: {
+              port: config.metrics.port,
+              secure: config.metrics.secure,
+              ...(config.metrics.certDir ? { certDir: config.metrics.certDir } : {}),
+            },
+          }
+        : {}),
+    },
     ...(election.enabled
       ? {
           leaderElection: {
@@ -170,6 +182,8 @@ function logStarting(config: Config, manager: Manager, port: number, log: Logger
       version: VERSION,
       server: manager.client.server.origin,
       port,
+      metricsPort: manager.metricsPort,
+      metrics: config.metrics?.secure ? 'https, authorized by the API server' : 'http',
       namespaces: config.namespaces.length ? config.namespaces : 'all',
       maxConnections: connectionLimit(config),
       leaderElection: election.enabled ? `${election.namespace}/${election.leaseName}` : 'off',

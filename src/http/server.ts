@@ -1,29 +1,50 @@
 // The operator's HTTP endpoints: /metrics, /healthz (the process serves), /readyz (caches
 // synced), and a plain 404 elsewhere. `?verbose` lists the individual checks, as the Kubernetes components do.
+// A port serves the health endpoints, /metrics, or both; over TLS, and /metrics only to callers an
+// authorizer lets through, when asked (the metrics port of controller-runtime's secure serving).
 // Any pod in the cluster may reach this port (the chart's NetworkPolicy is off by default), and an
 // exception out of the listener would end the process: no request, however malformed, may throw.
 import type { OutgoingHttpHeaders, RequestListener, Server, ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 
 // Required, not imported: an ES import of node:http builds its namespace, which reads the lazy
 // WebSocket exports and so loads Node's bundled undici, a client this server never uses
-// (docs/benchmark.md, "Where the memory goes").
-const { createServer } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
+// (docs/benchmark.md, "Where the memory goes"). node:https only when a port serves TLS.
+const require = createRequire(import.meta.url);
+const { createServer } = require('node:http') as typeof import('node:http');
 
 /** True passes; false fails; a string fails and says why (what is failing, named). */
 export type Check = () => boolean | string;
 
 type Exposition = Promise<{ contentType: string; body: string }>;
 
+/** A certificate and its private key, PEM. */
+export interface Certificate {
+  cert: string;
+  key: string;
+}
+
+/** Whether a request may read /metrics: yes, or the answer to give instead. */
+export type AccessDecision =
+  { allowed: true } | { allowed: false; code: 401 | 403 | 500 | 503; message: string };
+
+/** Decides on a request's Authorization header (undefined when it sent none). Never rejects. */
+export type Authorizer = (authorization: string | undefined) => Promise<AccessDecision>;
+
 export interface HttpServerOptions {
   port: number;
   /** The IP address to listen on; empty or absent: every interface. */
   bindAddress?: string;
-  /** Named readiness checks: all must pass for /readyz to answer 200. */
-  readiness: Record<string, Check>;
-  /** Renders the metrics exposition for an Accept header. */
-  metrics: (accept: string | undefined) => Exposition;
+  /** Named readiness checks: all must pass for /readyz to answer 200. Absent: no health endpoints. */
+  readiness?: Record<string, Check>;
+  /** Renders the metrics exposition for an Accept header. Absent: no /metrics on this port. */
+  metrics?: (accept: string | undefined) => Exposition;
+  /** Who may read /metrics; absent: whoever reaches the port. */
+  authorize?: Authorizer;
+  /** Serves HTTPS with this certificate (RunningServer.setCertificate replaces it). */
+  tls?: Certificate;
   /** Tighter bounds than `httpLimits`, for tests. */
   limits?: Partial<HttpLimits>;
 }
@@ -37,6 +58,7 @@ export interface HttpLimits {
   idleTimeoutMs: number;
   maxConnections: number;
   maxMetricsRenders: number;
+  handshakeTimeoutMs: number;
 }
 
 /** The bounds of a port that only the kubelet's probes and Prometheus need. */
@@ -64,6 +86,9 @@ const httpLimits: HttpLimits = {
   // in practice); past the bound 503, so varied Accept headers cannot queue renders on the event
   // loop that renews the lease.
   maxMetricsRenders: 4,
+  // A TLS handshake not done in 5 s (Node waits 120 s) is a client holding the connection, as
+  // headers not sent in 5 s are.
+  handshakeTimeoutMs: 5_000,
 };
 
 export interface RunningServer {
@@ -71,21 +96,43 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startHttpServer(options: HttpServerOptions): Promise<RunningServer> {
+export interface RunningTlsServer extends RunningServer {
+  /** Serves `certificate` to the connections that begin from now on. */
+  setCertificate(certificate: Certificate): void;
+}
+
+export async function startHttpServer(
+  options: HttpServerOptions & { tls: Certificate },
+): Promise<RunningTlsServer>;
+export async function startHttpServer(options: HttpServerOptions): Promise<RunningServer>;
+export async function startHttpServer(
+  options: HttpServerOptions,
+): Promise<RunningServer | RunningTlsServer> {
   const limits = { ...httpLimits, ...options.limits };
   // Requests the parser refuses (malformed, headers too large, too slow) never reach the handler:
   // Node's default clientError handling answers 400, 431 or 408 and closes the connection.
   const listener = handler(options, limits.maxMetricsRenders);
-  const server: Server = createServer(
-    {
-      maxHeaderSize: limits.maxHeaderSize,
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      connectionsCheckingInterval: limits.connectionsCheckingIntervalMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-    },
-    listener,
-  );
+  const httpOptions = {
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionsCheckingInterval: limits.connectionsCheckingIntervalMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+  };
+  let tlsServer: HttpsServer | undefined;
+  if (options.tls) {
+    const https = require('node:https') as typeof import('node:https');
+    tlsServer = https.createServer(
+      { ...httpOptions, ...options.tls, handshakeTimeout: limits.handshakeTimeoutMs },
+      listener,
+    );
+    // A failed handshake (garbage, plain HTTP, a client refusing the certificate, a timeout):
+    // Node destroys the socket; listening says so here rather than leaving it to a default.
+    tlsServer.on('tlsClientError', (_err: Error, socket: Socket) => {
+      socket.destroy();
+    });
+  }
+  const server: Server = tlsServer ?? createServer(httpOptions, listener);
   // A client asking before it sends a body gets its 413 at once, not Node's 100 Continue.
   server.on('checkContinue', listener);
   server.setTimeout(limits.idleTimeoutMs);
@@ -97,7 +144,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       resolve();
     });
   });
-  return {
+  const running: RunningServer = {
     port: (server.address() as AddressInfo).port,
     close: () =>
       new Promise((resolve) => {
@@ -107,10 +154,18 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         server.closeAllConnections();
       }),
   };
+  const secure = tlsServer;
+  if (!secure) return running;
+  return {
+    ...running,
+    setCertificate: (certificate) => {
+      secure.setSecureContext(certificate);
+    },
+  };
 }
 
 function handler(options: HttpServerOptions, maxMetricsRenders: number): RequestListener {
-  const metrics = sharedRenders(options.metrics, maxMetricsRenders);
+  const metrics = options.metrics && sharedRenders(options.metrics, maxMetricsRenders);
   return (req, res) => {
     try {
       const reply = (code: number, body: string, headers: OutgoingHttpHeaders = {}): void => {
@@ -135,17 +190,14 @@ function handler(options: HttpServerOptions, maxMetricsRenders: number): Request
         return;
       }
       const verbose = target.query.has('verbose');
-      switch (target.path) {
-        case '/healthz':
-        case '/livez':
-          reply(200, verbose ? '[+]ping ok\nhealthz check passed\n' : 'ok');
-          return;
-        case '/readyz': {
-          const [code, body] = readyz(options.readiness, verbose);
-          reply(code, body);
-          return;
-        }
-        case '/metrics': {
+      const { readiness } = options;
+      if (readiness && (target.path === '/healthz' || target.path === '/livez')) {
+        reply(200, verbose ? '[+]ping ok\nhealthz check passed\n' : 'ok');
+      } else if (readiness && target.path === '/readyz') {
+        const [code, body] = readyz(readiness, verbose);
+        reply(code, body);
+      } else if (metrics && target.path === '/metrics') {
+        const serve = (): void => {
           const rendering = metrics(req.headers.accept);
           if (!rendering) {
             reply(503, 'metrics: too many renders at once\n', { 'retry-after': '1' });
@@ -158,13 +210,33 @@ function handler(options: HttpServerOptions, maxMetricsRenders: number): Request
             .catch((err: unknown) => {
               fail(res, 'metrics', err);
             });
+        };
+        if (!options.authorize) {
+          serve();
           return;
         }
-        default:
-          reply(
-            404,
-            `404 not found: ${target.path}\nendpoints: /metrics, /healthz, /livez, /readyz\n`,
-          );
+        options
+          .authorize(req.headers.authorization)
+          .then((decision) => {
+            if (decision.allowed) {
+              serve();
+              return;
+            }
+            const headers: OutgoingHttpHeaders = {
+              ...(decision.code === 401 ? { 'www-authenticate': 'Bearer' } : {}),
+              ...(decision.code === 503 ? { 'retry-after': '1' } : {}),
+            };
+            reply(decision.code, `${decision.message}\n`, headers);
+          })
+          .catch((err: unknown) => {
+            fail(res, 'metrics authorization', err);
+          });
+      } else {
+        const endpoints = [
+          ...(metrics ? ['/metrics'] : []),
+          ...(readiness ? ['/healthz', '/livez', '/readyz'] : []),
+        ];
+        reply(404, `404 not found: ${target.path}\nendpoints: ${endpoints.join(', ')}\n`);
       }
     } catch (err) {
       fail(res, 'internal error', err);
@@ -219,7 +291,7 @@ function readyz(readiness: Record<string, Check>, verbose: boolean): [number, st
  * undefined when `max` different ones are already rendering.
  */
 function sharedRenders(
-  render: HttpServerOptions['metrics'],
+  render: NonNullable<HttpServerOptions['metrics']>,
   max: number,
 ): (accept: string | undefined) => Exposition | undefined {
   const inFlight = new Map<string, Exposition>();

@@ -2,7 +2,7 @@
 // The operator's own account of its API usage: tests assert on it (zero writes in steady state)
 // and the metrics endpoint exports the same numbers.
 import type { ResponseEvent } from './client.ts';
-import { isWriteVerb } from './request-info.ts';
+import { isReview, isWriteVerb } from './request-info.ts';
 
 export interface RequestCount {
   verb: string;
@@ -31,10 +31,13 @@ export class RequestCounts {
     return [...this.counts.values()].map((c) => ({ ...c }));
   }
 
-  /** Requests that change state (create, update, patch, apply, delete), whatever their answer. */
+  /**
+   * Requests that change state (create, update, patch, apply, delete), whatever their answer;
+   * reviews (/metrics' TokenReviews and SubjectAccessReviews) store nothing and are not counted.
+   */
   writes(): number {
     return this.all()
-      .filter((c) => isWriteVerb(c.verb))
+      .filter((c) => isWriteVerb(c.verb) && !isReview(c.resource))
       .reduce((n, c) => n + c.count, 0);
   }
 

@@ -82,3 +82,11 @@ function verbOf(
 export function isWriteVerb(verb: string): boolean {
   return ['create', 'update', 'patch', 'apply', 'delete', 'deletecollection'].includes(verb);
 }
+
+/**
+ * Reviews (TokenReview, SubjectAccessReview and their kin) are created and stored nowhere: a
+ * question to the API server, not a write, though their verb is create.
+ */
+export function isReview(resource: string): boolean {
+  return /^[a-z]+reviews\.(authentication|authorization)\.k8s\.io$/.test(resource);
+}

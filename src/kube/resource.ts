@@ -19,6 +19,8 @@ export interface ResourceType<Plural extends string = string, T extends KubeObje
   kind: string;
   /** The resource's name in URLs; also its informer's name in logs and metrics. */
   plural: Plural;
+  /** False for a cluster-scoped type: its paths never name a namespace, whatever a handle is given. */
+  namespaced?: boolean;
   /** Never set: carries `T` (a method, so a type narrows or widens to another object type). */
   objectType?(object: T): void;
 }
@@ -47,15 +49,67 @@ export const LEASES = {
 } as const;
 export const EVENTS = { apiVersion: 'events.k8s.io/v1', kind: 'Event', plural: 'events' } as const;
 
+/** The user a token authenticates as, as TokenReview answers and SubjectAccessReview asks. */
+export interface UserInfo {
+  username?: string;
+  uid?: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
+/**
+ * A question to the API server, answered in `status` and stored nowhere: created, never read,
+ * listed or named (an empty name is what the API server reads when there is none).
+ */
+export interface Review<Spec, Status> extends KubeObject {
+  spec: Spec;
+  status?: Status;
+}
+
+export type TokenReview = Review<
+  { token: string; audiences?: string[] },
+  { authenticated?: boolean; user?: UserInfo; error?: string }
+>;
+
+export type SubjectAccessReview = Review<
+  UserInfo & {
+    user?: string;
+    nonResourceAttributes?: { path: string; verb: string };
+    resourceAttributes?: Record<string, string>;
+  },
+  { allowed: boolean; denied?: boolean; reason?: string; evaluationError?: string }
+>;
+
+/** Whom a bearer token belongs to (authentication.k8s.io/v1): cluster-scoped, create only. */
+export const TOKEN_REVIEWS: ResourceType<'tokenreviews', TokenReview> = {
+  apiVersion: 'authentication.k8s.io/v1',
+  kind: 'TokenReview',
+  plural: 'tokenreviews',
+  namespaced: false,
+};
+
+/** Whether a user may do something (authorization.k8s.io/v1): cluster-scoped, create only. */
+export const SUBJECT_ACCESS_REVIEWS: ResourceType<'subjectaccessreviews', SubjectAccessReview> = {
+  apiVersion: 'authorization.k8s.io/v1',
+  kind: 'SubjectAccessReview',
+  plural: 'subjectaccessreviews',
+  namespaced: false,
+};
+
 /** The path of the API group version that serves `type`: `/apis/apps/v1`, `/api/v1`. */
 export function groupVersionPath(type: Pick<ResourceType, 'apiVersion'>): string {
   return type.apiVersion.includes('/') ? `/apis/${type.apiVersion}` : `/api/${type.apiVersion}`;
 }
 
-/** The collection path of `type` in `namespace`, or across the cluster when it is undefined. */
+/**
+ * The collection path of `type` in `namespace`, or across the cluster when it is undefined or
+ * `type` is cluster-scoped.
+ */
 export function collectionPath(type: ResourceType, namespace: string | undefined): string {
   const base = groupVersionPath(type);
-  return namespace ? `${base}/namespaces/${namespace}/${type.plural}` : `${base}/${type.plural}`;
+  return namespace && type.namespaced !== false
+    ? `${base}/namespaces/${namespace}/${type.plural}`
+    : `${base}/${type.plural}`;
 }
 
 export type PatchType = 'merge' | 'strategic' | 'json';

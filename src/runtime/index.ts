@@ -6,7 +6,9 @@ export type {
   ManagedController,
   ManagerOptions,
   RuntimeObservers,
+  ServeOptions,
 } from './manager.ts';
+export type { MetricsServeOptions } from './metrics-server.ts';
 export { newController, controllerOwnerKey } from './builder.ts';
 export type {
   Caches,

@@ -31,6 +31,7 @@ import { Controller, type ControllerObserver } from './controller.ts';
 import { EventRecorder } from './events.ts';
 import { LeaderElector, type LeaderElectionTimings } from './leader-election.ts';
 import { Metrics } from './metrics.ts';
+import { startMetricsServer, type MetricsServeOptions } from './metrics-server.ts';
 import { WorkQueue, type QueueObserver } from './workqueue.ts';
 
 export interface LeaderElectionOptions extends LeaderElectionTimings {
@@ -38,6 +39,15 @@ export interface LeaderElectionOptions extends LeaderElectionTimings {
   leaseName: string;
   /** Unique per process: two processes with one identity would both believe they lead. */
   identity: string;
+}
+
+export interface ServeOptions {
+  /** The port of the health endpoints, and of /metrics too unless `metrics` gives it its own. */
+  port: number;
+  /** The IP address both ports listen on; empty: every interface. */
+  bindAddress: string;
+  /** /metrics on a port of its own, secure or not, instead of on `port`. */
+  metrics?: MetricsServeOptions;
 }
 
 /** Hooks a caller (a test, a benchmark) adds beside the metrics. */
@@ -64,8 +74,8 @@ export interface ManagerOptions {
   log: (module: string) => Logger;
   /** Builds the Prometheus registry (served at /metrics when `serve` is set). */
   metrics?: { prefix: string };
-  /** Serves /healthz, /readyz and /metrics. */
-  serve?: { port: number; bindAddress: string };
+  /** Serves /healthz, /livez, /readyz and /metrics. */
+  serve?: ServeOptions;
   leaderElection?: LeaderElectionOptions;
   /** Called when the lease could not be renewed in time; the default exits the process. */
   onLeadershipLost?: () => void;
@@ -107,6 +117,7 @@ export class Manager {
   private readonly elector: LeaderElector | undefined;
   private readonly recorder: EventRecorder;
   private http: RunningServer | undefined;
+  private metricsHttp: RunningServer | undefined;
   /** The last answer of the API server was 401: revoked or expired credentials. */
   private credentialsRefused = false;
   private running = false;
@@ -296,20 +307,46 @@ export class Manager {
     await Promise.all(this.groups().map((g) => g.whenSynced()));
   }
 
-  /** Starts the HTTP endpoints, if any; resolves with their port. Called by `run` if not before. */
+  /**
+   * Starts the HTTP endpoints, if any; resolves with the health endpoints' port. Called by `run`
+   * if not before. Rejects, listening on nothing, when the metrics certificate cannot be used.
+   */
   async listen(): Promise<number | undefined> {
     const serve = this.options.serve;
     if (!serve) return undefined;
+    if (this.http) return this.http.port;
     const metrics = this.metrics;
-    this.http ??= await startHttpServer({
-      port: serve.port,
-      bindAddress: serve.bindAddress,
-      readiness: this.checks,
-      metrics: metrics
-        ? (accept) => metrics.render(accept)
-        : () => Promise.resolve({ contentType: 'text/plain', body: '' }),
-    });
+    const render = metrics
+      ? (accept: string | undefined) => metrics.render(accept)
+      : () => Promise.resolve({ contentType: 'text/plain', body: '' });
+    const own = serve.metrics;
+    // The metrics port first: a certificate it cannot load stops the start before a probe passes.
+    const metricsHttp = own
+      ? await startMetricsServer(own, {
+          bindAddress: serve.bindAddress,
+          render,
+          client: this.client,
+          log: this.log,
+        })
+      : undefined;
+    try {
+      this.http = await startHttpServer({
+        port: serve.port,
+        bindAddress: serve.bindAddress,
+        readiness: this.checks,
+        ...(own ? {} : { metrics: render }),
+      });
+    } catch (err) {
+      await metricsHttp?.close();
+      throw err;
+    }
+    this.metricsHttp = metricsHttp;
     return this.http.port;
+  }
+
+  /** The port /metrics is served on, once listening: its own, or the health endpoints'. */
+  get metricsPort(): number | undefined {
+    return this.metricsHttp?.port ?? this.http?.port;
   }
 
   /**
@@ -322,6 +359,7 @@ export class Manager {
     await this.listen();
     await this.waitForApiServer(signal);
     if (!signal.aborted) await this.runControllers(signal);
+    await this.metricsHttp?.close();
     await this.http?.close();
     await this.client.close();
     this.log.info({ requests: this.counts.total(), writes: this.counts.writes() }, 'stopped');

@@ -4,7 +4,9 @@
 // plays the kubelet), and the operator process, holding a token of the chart's ServiceAccount and
 // the environment of the chart's Deployment, passes echo-operator-rs's scenarios through kubectl.
 // So the chart's RBAC is exactly what the operator has: the audit log shows each rule in use, and a
-// rule taken away shows up as refusals. Then `helm upgrade` and `helm uninstall`.
+// rule taken away shows up as refusals. Its /metrics is scraped as the chart's ServiceMonitor
+// scrapes it: over TLS, with the token of a ServiceAccount bound to the chart's metrics-reader
+// ClusterRole. Then `helm upgrade` and `helm uninstall`.
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,8 +26,13 @@ import {
   kubectlWithInput,
   serviceAccountKubeconfig,
 } from '../support/kube.ts';
-import { startMain, whenReady, type OperatorProcess } from '../support/main-process.ts';
-import { scrape } from '../support/metrics.ts';
+import {
+  logsMetricsPort,
+  startMain,
+  whenReady,
+  type OperatorProcess,
+} from '../support/main-process.ts';
+import { getMetrics, promtoolCheck, scrape, type MetricsTarget } from '../support/metrics.ts';
 import { useNamespaces } from '../support/namespaces.ts';
 
 const RELEASE = 'echo';
@@ -149,7 +156,21 @@ describe('Helm chart, end to end', () => {
     let operator: OperatorProcess;
     let standby: OperatorProcess;
     let port: number;
+    let metricsPort: number;
     let serviceAccount: string;
+    /** Tokens of a ServiceAccount bound to the chart's metrics-reader ClusterRole, and of one not. */
+    let readerToken: string;
+    let strangerToken: string;
+    /** The leader's /metrics as the ServiceMonitor scrapes it, with the reader's token. */
+    const secureMetrics = (
+      at = metricsPort,
+      token: string | undefined = readerToken,
+    ): MetricsTarget => ({
+      port: at,
+      secure: true,
+      ...(token ? { token } : {}),
+    });
+    const readerBinding = `${system.name}-prometheus-metrics-reader`;
     const echoPath = (name = ''): string =>
       `/apis/example.com/v1/namespaces/${work.name}/echoes${name ? `/${name}` : ''}`;
     const deploymentPath = (name: string): string =>
@@ -180,19 +201,40 @@ describe('Helm chart, end to end', () => {
       serviceAccount = `system:serviceaccount:${system.name}:${FULLNAME}`;
       const kubeconfig = await serviceAccountKubeconfig(admin, system.name, FULLNAME);
       assert.equal(env.ECHO_OPERATOR_LEADER_ELECT, 'true');
+      assert.equal(env.ECHO_OPERATOR_METRICS_SECURE, 'true');
+      // Prometheus's ServiceAccount as a platform binds it, and one nobody bound.
+      for (const name of ['prometheus', 'stranger'])
+        kubectl('create', 'serviceaccount', name, '-n', system.name);
+      kubectl(
+        'create',
+        'clusterrolebinding',
+        readerBinding,
+        `--clusterrole=${FULLNAME}-metrics-reader`,
+        `--serviceaccount=${system.name}:prometheus`,
+      );
+      readerToken = kubectl('create', 'token', 'prometheus', '-n', system.name).trim();
+      strangerToken = kubectl('create', 'token', 'stranger', '-n', system.name).trim();
+      // Free ports for the health endpoints and /metrics: two replicas share this host.
       const replica = (name: string): OperatorProcess =>
-        startMain([`--kubeconfig=${kubeconfig}`, '--port=0'], { ...env, POD_NAME: name });
+        startMain([`--kubeconfig=${kubeconfig}`, '--port=0', '--metrics-port=0'], {
+          ...env,
+          POD_NAME: name,
+        });
       operator = replica('echo-echo-operator-e2e-a');
       port = await whenReady(operator);
+      metricsPort = await logsMetricsPort(operator);
       await eventually('the first replica to lead', async () =>
-        (await scrape(port)).value('leader_election_master_status', { name: FULLNAME }) === 1
+        (await scrape(secureMetrics())).value('leader_election_master_status', {
+          name: FULLNAME,
+        }) === 1
           ? true
           : undefined,
       );
       standby = replica('echo-echo-operator-e2e-b');
-      const standbyPort = await whenReady(standby);
+      await whenReady(standby);
+      const standbyMetrics = secureMetrics(await logsMetricsPort(standby));
       assert.equal(
-        (await scrape(standbyPort)).value('leader_election_master_status', { name: FULLNAME }),
+        (await scrape(standbyMetrics)).value('leader_election_master_status', { name: FULLNAME }),
         0,
       );
     });
@@ -202,6 +244,37 @@ describe('Helm chart, end to end', () => {
         p.child.kill('SIGTERM');
         assert.equal(await p.exited, 0, p.output());
       }
+      kubectl('delete', 'clusterrolebinding', readerBinding);
+    });
+
+    it('serves /metrics as the ServiceMonitor scrapes it: TLS, and a token allowed get on /metrics', async () => {
+      const monitor = render('--set', 'metrics.serviceMonitor.enabled=true').find(
+        (o) => o.kind === 'ServiceMonitor',
+      );
+      const [endpoint] = (monitor?.spec as { endpoints: Record<string, unknown>[] }).endpoints;
+      assert.deepEqual(
+        {
+          scheme: endpoint?.scheme,
+          path: endpoint?.path,
+          bearerTokenFile: endpoint?.bearerTokenFile,
+          tlsConfig: endpoint?.tlsConfig,
+        },
+        {
+          scheme: 'https',
+          path: '/metrics',
+          bearerTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+          tlsConfig: { insecureSkipVerify: true },
+        },
+      );
+      const scraped = await getMetrics(secureMetrics());
+      assert.equal(scraped.status, 200, scraped.body);
+      promtoolCheck(scraped.body);
+      assert.ok((await scrape(secureMetrics())).samples.length > 100);
+      assert.equal((await getMetrics(secureMetrics(metricsPort, ''))).status, 401, 'no token');
+      const stranger = await getMetrics(secureMetrics(metricsPort, strangerToken));
+      assert.equal(stranger.status, 403, stranger.body);
+      assert.equal((await getMetrics(port)).status, 404, 'the probes’ port has no /metrics');
+      assert.equal((await fetch(`http://127.0.0.1:${String(port)}/readyz`)).status, 200);
     });
 
     it('creates the Deployment of a new Echo and reports Ready, as kubectl shows', async () => {
@@ -370,7 +443,9 @@ describe('Helm chart, end to end', () => {
       );
       names.delete('up');
       const exported = new Set(
-        (await scrape(port)).samples.map((s) => s.name.replace(/_(bucket|sum|count)$/, '')),
+        (await scrape(secureMetrics())).samples.map((s) =>
+          s.name.replace(/_(bucket|sum|count)$/, ''),
+        ),
       );
       const missing = [...names].filter(
         (n) => !exported.has(n) && !exported.has(n.replace(/_bucket$/, '')),
@@ -415,6 +490,9 @@ describe('Helm chart, end to end', () => {
         'get coordination.k8s.io/leases',
         'create coordination.k8s.io/leases',
         'update coordination.k8s.io/leases',
+        // The metrics port's questions about the scrapers' tokens (metrics-auth ClusterRole).
+        'create authentication.k8s.io/tokenreviews',
+        'create authorization.k8s.io/subjectaccessreviews',
       ];
       assert.deepEqual(
         granted.filter((g) => !used.has(g)),
@@ -457,7 +535,7 @@ describe('Helm chart, end to end', () => {
           body: echoManifest({ name: 'no-create', replicas: 1 }),
         });
         await eventually('the apply to be refused', async () => {
-          const m = await scrape(port);
+          const m = await scrape(secureMetrics());
           return m.value('echo_operator_kubernetes_requests_total', {
             verb: 'apply',
             resource: 'deployments.apps',

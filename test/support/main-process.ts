@@ -47,19 +47,32 @@ export function captured(child: ChildProcessByStdio<null, Readable, Readable>): 
   return { child, output: () => out, stdout: () => stdout, exited };
 }
 
-/** The port the operator logged at startup. */
-function httpPort(p: OperatorProcess): number | undefined {
+/** A port the operator logged at startup: the health endpoints' (`port`), or /metrics'. */
+function loggedPort(p: OperatorProcess, field: 'port' | 'metricsPort'): number | undefined {
   for (const line of p.output().split('\n')) {
     if (!line.startsWith('{')) continue;
-    const entry = JSON.parse(line) as { msg?: string; port?: number };
-    if (entry.msg === 'echo-operator starting') return entry.port;
+    const entry = JSON.parse(line) as { msg?: string; port?: number; metricsPort?: number };
+    if (entry.msg === 'echo-operator starting') return entry[field];
   }
   return undefined;
 }
 
 /** Waits until the operator logged its HTTP port, and returns it. */
 export function logsPort(p: OperatorProcess): Promise<number> {
-  return eventually('the operator to log its port', () => Promise.resolve(httpPort(p)), 30_000);
+  return eventually(
+    'the operator to log its port',
+    () => Promise.resolve(loggedPort(p, 'port')),
+    30_000,
+  );
+}
+
+/** Waits until the operator logged the port of /metrics (its own, or the HTTP port), and returns it. */
+export function logsMetricsPort(p: OperatorProcess): Promise<number> {
+  return eventually(
+    'the operator to log its metrics port',
+    () => Promise.resolve(loggedPort(p, 'metricsPort')),
+    30_000,
+  );
 }
 
 /** Waits until the operator serves /readyz with 200, and returns its HTTP port. */

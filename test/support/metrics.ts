@@ -1,7 +1,10 @@
 // Reading the operator's /metrics in tests with the Prometheus project's own tools, built from Go
 // modules: `metrics-parse` (Prometheus's scrape parser, chosen by Content-Type) turns the
 // exposition into samples, and `promtool check metrics` lints the text format's names and help.
+// A secure metrics port is scraped as a ServiceMonitor with insecureSkipVerify and a bearer token
+// scrapes it: HTTPS, the certificate taken as is, the token in the Authorization header.
 import { execFileSync } from 'node:child_process';
+import { request } from 'node:https';
 import { join } from 'node:path';
 import { toolsBinDir } from '../../hack/cluster/cluster.ts';
 
@@ -26,11 +29,55 @@ export interface Scrape {
   total(name: string, where?: (labels: Record<string, string>) => boolean): number;
 }
 
-export async function scrape(port: number, accept = 'text/plain'): Promise<Scrape> {
-  const res = await fetch(`http://127.0.0.1:${String(port)}/metrics`, { headers: { accept } });
-  if (!res.ok) throw new Error(`/metrics answered ${String(res.status)}`);
-  const contentType = res.headers.get('content-type') ?? '';
-  const body = await res.text();
+/** Where /metrics is: a plain port, or a secure one and the token to show it. */
+export type MetricsTarget = number | { port: number; secure: true; token?: string };
+
+export interface MetricsAnswer {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
+/** GET /metrics (or `path`) on `target`, whatever the answer. */
+export async function getMetrics(
+  target: MetricsTarget,
+  accept = 'text/plain',
+  path = '/metrics',
+): Promise<MetricsAnswer> {
+  if (typeof target === 'number') {
+    const res = await fetch(`http://127.0.0.1:${String(target)}${path}`, { headers: { accept } });
+    return {
+      status: res.status,
+      contentType: res.headers.get('content-type') ?? '',
+      body: await res.text(),
+    };
+  }
+  const headers = { accept, ...(target.token ? { authorization: `Bearer ${target.token}` } : {}) };
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port: target.port, path, headers, rejectUnauthorized: false },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => {
+          resolve({
+            status: res.statusCode ?? 0,
+            contentType: res.headers['content-type'] ?? '',
+            body,
+          });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export async function scrape(target: MetricsTarget, accept = 'text/plain'): Promise<Scrape> {
+  const { status, contentType, body } = await getMetrics(target, accept);
+  if (status !== 200) throw new Error(`/metrics answered ${String(status)}: ${body}`);
   const samples = parseExposition(contentType, body);
   return {
     contentType,

@@ -13,6 +13,7 @@ describe('parseConfig', () => {
     const c = run([]);
     assert.deepEqual(c, {
       port: 8080,
+      metrics: undefined,
       bindAddress: '',
       logFilter: 'info',
       logFormat: 'text',
@@ -71,6 +72,63 @@ describe('parseConfig', () => {
       '::1',
     );
     assert.equal(run(['--bind-address='], { ECHO_OPERATOR_BIND_ADDRESS: '::' }).bindAddress, '');
+  });
+
+  it('moves /metrics to --metrics-port, secure unless told otherwise, with a certificate directory', () => {
+    assert.deepEqual(run(['--metrics-port=8443']).metrics, {
+      port: 8443,
+      secure: true,
+      certDir: '',
+    });
+    assert.deepEqual(
+      run([], {
+        ECHO_OPERATOR_METRICS_PORT: '8443',
+        ECHO_OPERATOR_METRICS_CERT_DIR: '/etc/echo-operator/metrics-certs',
+      }).metrics,
+      { port: 8443, secure: true, certDir: '/etc/echo-operator/metrics-certs' },
+    );
+    assert.deepEqual(
+      run(['--metrics-secure=false'], { ECHO_OPERATOR_METRICS_PORT: '9090' }).metrics,
+      { port: 9090, secure: false, certDir: '' },
+    );
+    // Two free ports, each picked when it listens.
+    assert.equal(run(['--port=0', '--metrics-port=0']).metrics?.port, 0);
+  });
+
+  it('refuses a metrics port that is --port, and metrics settings without a metrics port', () => {
+    const cases: [string[], string][] = [
+      [
+        ['--metrics-port=8080'],
+        '--metrics-port must differ from --port (8080): the probes stay on --port and /metrics moves',
+      ],
+      [
+        ['--port=9000', '--metrics-port=9000'],
+        '--metrics-port must differ from --port (9000): the probes stay on --port and /metrics moves',
+      ],
+      [
+        ['--metrics-secure=true'],
+        '--metrics-secure needs --metrics-port: without it /metrics is served on --port, plain, beside the probes',
+      ],
+      [
+        ['--metrics-cert-dir=/certs'],
+        '--metrics-cert-dir needs --metrics-port: without it /metrics is served on --port, plain, beside the probes',
+      ],
+      [
+        ['--metrics-port=8443', '--metrics-secure=false', '--metrics-cert-dir=/certs'],
+        '--metrics-cert-dir needs --metrics-secure: plain metrics use no certificate',
+      ],
+      [
+        ['--metrics-port=8443', '--metrics-secure=yes'],
+        '--metrics-secure must be true or false, not "yes"',
+      ],
+      [
+        ['--metrics-port=https'],
+        '--metrics-port must be a whole number from 0 to 65535, not "https"',
+      ],
+    ];
+    for (const [argv, message] of cases) {
+      assert.throws(() => parseConfig(argv, {}, 'h'), new ConfigError(message));
+    }
   });
 
   it('leaves KUBECONFIG to the kubeconfig loader: a list of files, not one path', () => {

@@ -175,3 +175,27 @@ operator would take it, and Node would fire the timer every millisecond instead.
 {{- end -}}
 {{- $total -}}
 {{- end -}}
+
+{{/* The metrics port's name, on the container and the Service: https-metrics, or http-metrics when not secure. */}}
+{{- define "echo-operator.metricsPortName" -}}
+{{- if .Values.metrics.secure }}https-metrics{{ else }}http-metrics{{ end -}}
+{{- end -}}
+
+{{/* Where metrics.certSecret is mounted: the operator's --metrics-cert-dir. */}}
+{{- define "echo-operator.metricsCertDir" -}}
+/etc/echo-operator/metrics-certs
+{{- end -}}
+
+{{/*
+Fails on metrics values the operator would refuse at start, which values.schema.json cannot
+compare: the metrics port on the health port, a certificate for plain metrics. Included once, by
+deployment.yaml.
+*/}}
+{{- define "echo-operator.validateMetrics" -}}
+{{- if eq (int .Values.metrics.port) (int .Values.service.port) -}}
+{{- fail (printf "metrics.port (%d) must differ from service.port: the probes stay on service.port and /metrics has a port of its own" (int .Values.metrics.port)) -}}
+{{- end -}}
+{{- if and .Values.metrics.certSecret (not .Values.metrics.secure) -}}
+{{- fail "metrics.certSecret is set but metrics.secure is false: plain metrics use no certificate" -}}
+{{- end -}}
+{{- end -}}

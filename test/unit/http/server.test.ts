@@ -11,7 +11,7 @@ import {
   type RunningServer,
 } from '../../../src/http/server.ts';
 
-const plainMetrics: HttpServerOptions['metrics'] = () =>
+const plainMetrics: NonNullable<HttpServerOptions['metrics']> = () =>
   Promise.resolve({ contentType: 'text/plain', body: 'echo_up 1\n' });
 
 /** A server with every check passing, for the duration of `test`. */

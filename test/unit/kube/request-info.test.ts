@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { APPLY_PATCH, describeRequest, isWriteVerb } from '../../../src/kube/request-info.ts';
+import { RequestCounts } from '../../../src/kube/request-counts.ts';
+import {
+  APPLY_PATCH,
+  describeRequest,
+  isReview,
+  isWriteVerb,
+} from '../../../src/kube/request-info.ts';
 
 describe('describeRequest', () => {
   const cases: [
@@ -138,5 +144,42 @@ describe('isWriteVerb', () => {
       ].filter(isWriteVerb),
       ['create', 'update', 'patch', 'apply', 'delete', 'deletecollection'],
     );
+  });
+});
+
+describe('reviews', () => {
+  it('are creates of authentication and authorization reviews, and nothing else', () => {
+    const resourceOf = (path: string): string => describeRequest('POST', path).resource;
+    assert.equal(
+      resourceOf('/apis/authentication.k8s.io/v1/tokenreviews'),
+      'tokenreviews.authentication.k8s.io',
+    );
+    assert.deepEqual(
+      [
+        '/apis/authentication.k8s.io/v1/tokenreviews',
+        '/apis/authorization.k8s.io/v1/subjectaccessreviews',
+        '/apis/authorization.k8s.io/v1/namespaces/team/localsubjectaccessreviews',
+        '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews',
+        '/apis/apps/v1/namespaces/team/deployments',
+        '/apis/example.com/v1/namespaces/team/reviews',
+      ].map((path) => isReview(resourceOf(path))),
+      [true, true, true, true, false, false],
+    );
+  });
+
+  it('are counted among requests, not writes', () => {
+    const counts = new RequestCounts();
+    const event = (method: string, path: string) => ({
+      ...describeRequest(method, path),
+      method,
+      code: 201,
+      durationSeconds: 0.001,
+    });
+    counts.record(event('POST', '/apis/authentication.k8s.io/v1/tokenreviews'));
+    counts.record(event('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews'));
+    assert.equal(counts.writes(), 0);
+    assert.equal(counts.total(), 2);
+    counts.record(event('POST', '/apis/events.k8s.io/v1/namespaces/team/events'));
+    assert.equal(counts.writes(), 1);
   });
 });

@@ -10,6 +10,8 @@ import {
   DEPLOYMENTS,
   EVENTS,
   LEASES,
+  SUBJECT_ACCESS_REVIEWS,
+  TOKEN_REVIEWS,
   collectionPath,
   groupVersionPath,
   resource,
@@ -50,6 +52,35 @@ describe('collectionPath', () => {
     assert.equal(groupVersionPath(CONFIGMAPS), '/api/v1');
     assert.equal(groupVersionPath(LEASES), '/apis/coordination.k8s.io/v1');
     assert.equal(collectionPath(EVENTS, 'team'), '/apis/events.k8s.io/v1/namespaces/team/events');
+  });
+
+  it('never puts a namespace in the path of a cluster-scoped type, such as the reviews', () => {
+    assert.equal(
+      collectionPath(TOKEN_REVIEWS, 'team'),
+      '/apis/authentication.k8s.io/v1/tokenreviews',
+    );
+    assert.equal(
+      resource(fake().client, SUBJECT_ACCESS_REVIEWS).namespace('team').path(),
+      '/apis/authorization.k8s.io/v1/subjectaccessreviews',
+    );
+  });
+});
+
+describe('reviews', () => {
+  it('are created with a POST to the cluster-wide collection, and answer in status', async () => {
+    const { client, sent } = fake(() => ({
+      metadata: {},
+      status: { authenticated: true, user: { username: 'system:serviceaccount:mon:prom' } },
+    }));
+    const review = await resource(client, TOKEN_REVIEWS).create({
+      metadata: { name: '' },
+      spec: { token: 't' },
+    });
+    assert.equal(review.status?.user?.username, 'system:serviceaccount:mon:prom');
+    const [created] = sent;
+    assert.ok(created);
+    assert.equal(created.method, 'POST');
+    assert.equal(created.path, '/apis/authentication.k8s.io/v1/tokenreviews');
   });
 });
 
