@@ -69,7 +69,7 @@ run: $(NODE_DEPS) ## Run the operator from source: on a local control plane (sta
 	node src/main.ts $(RUN_FLAGS)
 else ifeq ($(CLUSTER),local)
 run: setup cluster-up
-	$(KUBECTL) apply --server-side -f charts/echo-operator/crds/
+	$(KUBECTL) apply --server-side -f charts/echo-operator/files/crds/
 	@echo "operator starting; in another shell: source .cluster/env; kubectl apply -f examples/echo.yaml; kubectl get echo"
 	node src/main.ts --kubeconfig=$(CURDIR)/.cluster/kubeconfig $(RUN_FLAGS)
 else
