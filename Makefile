@@ -57,7 +57,7 @@ cluster-tools: ## Build the control plane from Go modules (cached): etcd, kube-*
 	hack/tools/build.sh cluster >/dev/null
 
 .PHONY: tools
-tools: ## Build every tool from Go modules (cached): the control plane, helm, helm-unittest, promtool, jaeger, crane
+tools: ## Build every tool from Go modules (cached): the control plane, helm, helm-unittest, promtool, jaeger, crane, cosign
 	hack/tools/build.sh >/dev/null
 
 ##@ Development
