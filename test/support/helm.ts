@@ -11,18 +11,23 @@ export const CHART = fileURLToPath(new URL('../../charts/echo-operator', import.
 /** Where hack/tools/build.sh put the Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule). */
 export const MONITORING_CRDS = join(toolsBinDir(), '..', 'monitoring-crds');
 
+/** The environment of the tests' helm: its cache, config (registry logins) and data in the cluster's directory. */
+export function helmEnv(): NodeJS.ProcessEnv {
+  const home = join(dirname(clusterKubeconfig()), 'helm');
+  return {
+    ...process.env,
+    HELM_CACHE_HOME: join(home, 'cache'),
+    HELM_CONFIG_HOME: join(home, 'config'),
+    HELM_DATA_HOME: join(home, 'data'),
+  };
+}
+
 export function helm(...args: string[]): string {
-  const kubeconfig = clusterKubeconfig();
-  const home = join(dirname(kubeconfig), 'helm');
-  return execFileSync(join(toolsBinDir(), 'helm'), [`--kubeconfig=${kubeconfig}`, ...args], {
-    encoding: 'utf8',
-    env: {
-      ...process.env,
-      HELM_CACHE_HOME: join(home, 'cache'),
-      HELM_CONFIG_HOME: join(home, 'config'),
-      HELM_DATA_HOME: join(home, 'data'),
-    },
-  });
+  return execFileSync(
+    join(toolsBinDir(), 'helm'),
+    [`--kubeconfig=${clusterKubeconfig()}`, ...args],
+    { encoding: 'utf8', env: helmEnv() },
+  );
 }
 
 /**
