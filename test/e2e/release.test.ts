@@ -314,7 +314,7 @@ describe('a release, from an OCI registry', () => {
       '--plain-http',
       '--namespace',
       system.name,
-      '--reuse-values',
+      '--reset-then-reuse-values',
       '--wait',
       '--timeout=120s',
     );
