@@ -11,6 +11,16 @@ NODE_DEPS := node_modules/.install-stamp
 CLUSTER ?= local
 # Extra operator flags for `make run`, e.g. RUN_FLAGS="--log-filter=debug --port=9090".
 RUN_FLAGS ?=
+# `make release`: the version (x.y.z) and the cosign key that signs it (a file or a KMS URI; its
+# password in COSIGN_PASSWORD); `make release-push`: the registry, e.g. ghcr.io/echo-operator.
+VERSION ?=
+COSIGN_KEY ?=
+REGISTRY ?=
+# Optional for `make release`: another chart directory to package (CHART_DIR), or the image of an
+# earlier release folder to release again under VERSION (IMAGE_FROM=dist/release/0.1.0: a
+# chart-only release).
+CHART_DIR ?=
+IMAGE_FROM ?=
 # Benchmark flags for `make bench` and `make bench-compare`, e.g. BENCH_FLAGS="--n 5000".
 BENCH_FLAGS ?=
 # The benchmark's peers sit in shared/ beside the main clone (<x>/main, <x>/shared), also seen from
@@ -57,7 +67,7 @@ cluster-tools: ## Build the control plane from Go modules (cached): etcd, kube-*
 	hack/tools/build.sh cluster >/dev/null
 
 .PHONY: tools
-tools: ## Build every tool from Go modules (cached): the control plane, helm, helm-unittest, promtool, jaeger, crane
+tools: ## Build every tool from Go modules (cached): the control plane, helm, helm-unittest, promtool, jaeger, crane, cosign
 	hack/tools/build.sh >/dev/null
 
 ##@ Development
@@ -69,7 +79,7 @@ run: $(NODE_DEPS) ## Run the operator from source: on a local control plane (sta
 	node src/main.ts $(RUN_FLAGS)
 else ifeq ($(CLUSTER),local)
 run: setup cluster-up
-	$(KUBECTL) apply --server-side -f charts/echo-operator/crds/
+	$(KUBECTL) apply --server-side -f charts/echo-operator/files/crds/
 	@echo "operator starting; in another shell: source .cluster/env; kubectl apply -f examples/echo.yaml; kubectl get echo"
 	node src/main.ts --kubeconfig=$(CURDIR)/.cluster/kubeconfig $(RUN_FLAGS)
 else
@@ -108,7 +118,7 @@ lint: $(NODE_DEPS) ## Type check, lint and check formatting
 	tsc -p tsconfig.json
 	eslint --max-warnings=0 .
 	prettier --check --log-level=warn .
-	for script in hack/tools/build.sh hack/image/build.sh .ci/run; do bash -n "$$script"; done
+	for script in hack/tools/build.sh hack/image/build.sh hack/release/release.sh .ci/run; do bash -n "$$script"; done
 
 ##@ Tests
 
@@ -157,6 +167,15 @@ test-e2e: setup tools ## End-to-end tests through the Helm chart on a local cont
 image: setup tools ## Build the container image into dist/image without a daemon, then check it (root: chroot)
 	hack/image/build.sh
 	hack/image/build.sh --verify
+
+.PHONY: release
+release: setup tools ## Build release VERSION=x.y.z into dist/release/VERSION: image (OCI archive), SBOM, chart, SHA256SUMS signed with COSIGN_KEY
+	COSIGN_KEY="$(COSIGN_KEY)" hack/release/release.sh build "$(VERSION)" \
+		$(if $(CHART_DIR),--chart "$(CHART_DIR)") $(if $(IMAGE_FROM),--image "$(IMAGE_FROM)")
+
+.PHONY: release-push
+release-push: setup tools ## Push dist/release/VERSION's image and chart to REGISTRY and sign them with COSIGN_KEY
+	COSIGN_KEY="$(COSIGN_KEY)" hack/release/release.sh push "dist/release/$(VERSION)" "$(REGISTRY)"
 
 ##@ Performance
 

@@ -2,10 +2,12 @@
 # Builds the operator's container image without a container engine, with the layout of the
 # Dockerfile, and checks what it built.
 #
-#   hack/image/build.sh [--output DIR]
-#       build into DIR (default dist/image): an OCI layout in DIR/oci and a `docker load`-able
-#       archive DIR/echo-operator-VERSION.tar, tagged as the chart's default image
-#   hack/image/build.sh --verify [--output DIR] [--rootfs DIR]
+#   hack/image/build.sh [--output DIR] [--version VERSION]
+#       build into DIR (default dist/image): an OCI layout in DIR/oci, a `docker load`-able
+#       archive DIR/echo-operator-VERSION.tar, tagged as the chart's default image, and its SBOM,
+#       DIR/sbom.cdx.json (CycloneDX). VERSION (default package.json's) is the tag, the version
+#       label and what the operator's --version says (the image's package.json carries it)
+#   hack/image/build.sh --verify [--output DIR] [--version VERSION] [--rootfs DIR]
 #       check the image in DIR (needs root, for chroot); with --rootfs, keep its unpacked root
 #       filesystem in that directory
 #
@@ -42,12 +44,17 @@ die() {
 mode=build
 output=$repo/dist/image
 keep_rootfs=
+version=
 while (($# > 0)); do
   case $1 in
     --verify) mode=verify ;;
     --output) output=${2:?--output needs a directory}; shift ;;
     --rootfs) keep_rootfs=${2:?--rootfs needs a directory}; shift ;;
-    *) echo "usage: $0 [--output DIR] | --verify [--output DIR] [--rootfs DIR]" >&2; exit 2 ;;
+    --version) version=${2:?--version needs a version}; shift ;;
+    *)
+      echo "usage: $0 [--output DIR] [--version VERSION] | --verify [--output DIR] [--version VERSION] [--rootfs DIR]" >&2
+      exit 2
+      ;;
   esac
   shift
 done
@@ -60,7 +67,7 @@ crane="$("$repo/hack/tools/build.sh" --print-dir)/crane"
 [[ -x $crane ]] || die "crane is missing from the tool cache: run make tools"
 
 # What the image says about itself comes from package.json and the chart, so it never drifts.
-IFS=$'\t' read -r version license node_version repository source node_options < <(
+IFS=$'\t' read -r package_version license node_version repository source node_options < <(
   cd "$repo" && node --input-type=module -e '
     import { readFileSync } from "node:fs";
     import { parse } from "yaml";
@@ -71,6 +78,10 @@ IFS=$'\t' read -r version license node_version repository source node_options < 
       chart.home, values.operator.nodeOptions].join("\t"));
   '
 )
+version=${version:-$package_version}
+# Semantic versioning, as helm wants a chart's version (an image tag takes no `+`).
+[[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] ||
+  die "version '$version' is not MAJOR.MINOR.PATCH[-PRERELEASE]"
 archive=$output/echo-operator-$version.tar
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/echo-image.XXXXXX")
@@ -138,6 +149,11 @@ fetch_debs() {
   (cd "$work/uris" && apt-get "${apt_options[@]}" --print-uris download "${packages[@]}") \
     >"$work/uris/list"
   mapfile -t debs < <(awk -v dir="$apt_dir/debs" '{print dir "/" $2}' "$work/uris/list")
+  # What the SBOM lists: each package's name, version, architecture and source package.
+  local deb
+  for deb in "${debs[@]}"; do
+    dpkg-deb --show --showformat='${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\n' "$deb"
+  done >"$work/debian.tsv"
   # apt-get download keeps a file that is already there with the right checksum.
   (cd "$apt_dir/debs" && apt-get "${apt_options[@]}" -qq download "${packages[@]}")
 }
@@ -181,6 +197,22 @@ build_app_layers() {
   log "compiling src/ to JavaScript (type stripping at run time would cost ~25 MB of memory)"
   "$repo/node_modules/.bin/tsc" -p "$repo/tsconfig.build.json" --outDir "$app/app" --sourceMap false
   cp "$repo/package.json" "$repo/LICENSE" "$app/app/"
+  # The version the operator reports (--version, its metrics) is its package.json's: the image's.
+  node -e '
+    const fs = require("node:fs");
+    const [file, version] = process.argv.slice(1);
+    const pkg = JSON.parse(fs.readFileSync(file, "utf8"));
+    if (pkg.version !== version) fs.writeFileSync(file, JSON.stringify({ ...pkg, version }, null, 2) + "\n");
+  ' "$app/app/package.json" "$version"
+  # The lockfile's packages that are in the image, for the SBOM.
+  (cd "$repo" && node -e '
+    const fs = require("node:fs");
+    const path = require("node:path");
+    const lock = JSON.parse(fs.readFileSync("package-lock.json", "utf8"));
+    for (const where of Object.keys(lock.packages))
+      if (where !== "" && fs.existsSync(path.join(process.argv[1], where, "package.json")))
+        console.log(where);
+  ' "$deps/app") >"$work/npm.txt"
   # Readable by all, writable by root only, whatever modes the packages or the checkout had.
   layer_tar "$deps" "$work/deps.tar" --mode=u+rwX,go=rX
   layer_tar "$app" "$work/app.tar" --mode=u+rwX,go=rX
@@ -238,9 +270,15 @@ build() {
 
   local digest size
   digest=$("$crane" digest "$ref")
+  log "writing the SBOM from what went into the image"
+  node "$repo/hack/image/sbom.ts" --version "$version" --repository "$repository" \
+    --digest "$digest" --platform "linux/$(dpkg --print-architecture)" \
+    --debian "$work/debian.tsv" --npm "$work/npm.txt" \
+    --debian-version "$(cat "$work/layers/base/etc/debian_version")" \
+    --node-binary "$work/layers/node/usr/local/bin/node" >"$output/sbom.cdx.json"
   size=$(du -sm "$output/oci/blobs" | cut -f1)
   log "built $repository:$version ($size MB compressed) in $((SECONDS - started))s"
-  log "OCI layout: $output/oci; docker archive: $archive"
+  log "OCI layout: $output/oci; docker archive: $archive; SBOM: $output/sbom.cdx.json"
   echo "$digest"
 }
 
@@ -319,7 +357,7 @@ verify() {
   local got
   got=$(in_image "$rootfs" "${entrypoint[@]}" --version) ||
     die "the entrypoint failed with --version"
-  [[ $got == "$version" ]] || die "the entrypoint says version '$got', package.json says $version"
+  [[ $got == "$version" ]] || die "the entrypoint says version '$got', expected $version"
   got=$(in_image "$rootfs" "${entrypoint[@]}" --help) || die "the entrypoint failed with --help"
   [[ $got == *--namespaces* ]] || die "the entrypoint's --help does not list the flags: $got"
   got=$(in_image "$rootfs" /usr/local/bin/node --version)

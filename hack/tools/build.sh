@@ -95,6 +95,9 @@ sync_wrappers() {
   log "crane wrapper: github.com/google/go-containerregistry $CRANE_VERSION"
   simple_wrapper crane github.com/google/go-containerregistry "$CRANE_VERSION" \
     github.com/google/go-containerregistry/cmd/crane
+  log "cosign wrapper: github.com/sigstore/cosign/v2 $COSIGN_VERSION"
+  simple_wrapper cosign github.com/sigstore/cosign/v2 "$COSIGN_VERSION" \
+    github.com/sigstore/cosign/v2/cmd/cosign
   align_control_plane
   sync_compat_wrappers
 }
@@ -151,6 +154,7 @@ helm-unittest github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VERSION
 prometheus github.com/prometheus/prometheus $PROMETHEUS_VERSION
 jaeger github.com/jaegertracing/jaeger $JAEGER_VERSION
 crane github.com/google/go-containerregistry $CRANE_VERSION
+cosign github.com/sigstore/cosign/v2 $COSIGN_VERSION
 $(for v in $KUBERNETES_COMPAT_VERSIONS; do echo "$(compat_dir "$v") k8s.io/kubernetes $v"; done)
 EOF
 }
@@ -319,7 +323,7 @@ fi
 metrics_parse_hash=$(sha256sum "$here/prometheus/metrics-parse/main.go" | cut -c1-8)
 prefetch_modules "helm-unittest:$HELM_UNITTEST_VERSION:helm-unittest" \
   "prometheus:$PROMETHEUS_VERSION-$metrics_parse_hash:prometheus" "jaeger:$JAEGER_VERSION:jaeger" \
-  "crane:$CRANE_VERSION:crane"
+  "crane:$CRANE_VERSION:crane" "cosign:$COSIGN_VERSION:cosign"
 # The Kubernetes version helm assumes without a cluster (helm template, lint: what a chart's
 # kubeVersion is checked against), set as helm's Makefile does from its client-go: else v1.20.0,
 # which the chart's kubeVersion refuses. Part of the cache key, so a build without it is replaced.
@@ -336,6 +340,9 @@ build_tool prometheus "$PROMETHEUS_VERSION-$metrics_parse_hash" prometheus "" \
   github.com/prometheus/prometheus/cmd/promtool metrics-parse=./metrics-parse
 build_tool jaeger "$JAEGER_VERSION" jaeger "" github.com/jaegertracing/jaeger/cmd/jaeger
 build_tool crane "$CRANE_VERSION" crane "" github.com/google/go-containerregistry/cmd/crane
+# What `cosign version` reports, as cosign's own Makefile sets it.
+build_tool cosign "$COSIGN_VERSION" cosign "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION" \
+  github.com/sigstore/cosign/v2/cmd/cosign
 fetch_monitoring_crds
 build_compat
 # A stable name for the plugin directory, wherever the versioned one is.

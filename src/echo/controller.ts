@@ -64,6 +64,6 @@ export function echoChanged(old: Echo, next: Echo): boolean {
 export function crdMissing(server: string): string {
   return (
     `the Echo CRD (${PLURAL}.${GROUP}) is not installed in ${server}: ` +
-    'kubectl apply -f charts/echo-operator/crds/'
+    'kubectl apply -f charts/echo-operator/files/crds/'
   );
 }

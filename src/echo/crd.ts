@@ -1,11 +1,11 @@
 // The Echo CRD, defined once: the TypeBox schemas below are the CRD's OpenAPI schema, written to
-// charts/echo-operator/crds/ by `make generate`, and (through api.ts) the operator's types. Only
+// charts/echo-operator/files/crds/ by `make generate`, and (through api.ts) the operator's types. Only
 // the generator, the tests and the tooling load this module; the operator does not.
 import Type from 'typebox';
 import { stringify } from 'yaml';
 import { DEFAULT_IMAGE, GROUP, KIND, MAX_REPLICAS, PLURAL, VERSION } from './api.ts';
 
-export const CRD_FILE = 'charts/echo-operator/crds/echoes.example.com.yaml';
+export const CRD_FILE = 'charts/echo-operator/files/crds/echoes.example.com.yaml';
 
 export const EchoSpec = Type.Object(
   {

@@ -19,7 +19,7 @@ import { isNotFound } from '../../src/kube/errors.ts';
 import { auditEvents } from '../support/audit.ts';
 import { OPERATOR_RULES, foreignDeployment, isReady } from '../support/fixtures.ts';
 import { echoManifest } from '../support/echo.ts';
-import { CHART, MONITORING_CRDS, helm } from '../support/helm.ts';
+import { CHART, MONITORING_CRDS, adoptCrd, helm } from '../support/helm.ts';
 import {
   eventually,
   kubectl,
@@ -126,6 +126,8 @@ describe('Helm chart, end to end', () => {
   });
 
   it('installs two replicas into a restricted namespace; the pods are admitted and Ready', () => {
+    // The test kit applied the CRD before any test: the release takes it over, as a user's would.
+    adoptCrd(RELEASE, system.name);
     helm(
       'install',
       RELEASE,
@@ -597,6 +599,15 @@ describe('Helm chart, end to end', () => {
       'name',
     );
     assert.equal(clusterWide.trim(), '');
-    assert.match(kubectl('get', 'crd', 'echoes.example.com', '-o', 'name'), /echoes\.example\.com/);
+    // The release's own CRD, kept by its resource policy (and so every Echo and its Deployment).
+    const crd = JSON.parse(kubectl('get', 'crd', 'echoes.example.com', '-o', 'json')) as K8sObject;
+    assert.equal(
+      (crd.metadata as { annotations?: Record<string, string> }).annotations?.[
+        'meta.helm.sh/release-namespace'
+      ],
+      system.name,
+    );
+    assert.match(kubectl('get', 'echo', 'hello', '-n', work.name, '-o', 'name'), /echo/);
+    assert.match(kubectl('get', 'deployment', 'hello', '-n', work.name, '-o', 'name'), /hello/);
   });
 });
