@@ -258,6 +258,8 @@ class BenchRun {
   /** Our operator's own counters; undefined for another operator. */
   private scrape: (() => Promise<OperatorCounts>) | undefined;
   private countsBefore: OperatorCounts = { requests: {}, reconciles: {} };
+  /** What a process stopped by a restart counted in the current scenario: its successor starts at 0. */
+  private carried: OperatorCounts = { requests: {}, reconciles: {} };
   private cpuBefore = 0;
   private windowStart = Date.now();
   /** How the operator under test is started again, and its metrics port. */
@@ -364,14 +366,21 @@ class BenchRun {
       apiCalls: {},
       ...(counts
         ? {
-            clientCalls: subtract(counts.requests, this.countsBefore.requests),
-            reconciles: subtract(counts.reconciles, this.countsBefore.reconciles),
+            clientCalls: sum(
+              subtract(counts.requests, this.countsBefore.requests),
+              this.carried.requests,
+            ),
+            reconciles: sum(
+              subtract(counts.reconciles, this.countsBefore.reconciles),
+              this.carried.reconciles,
+            ),
           }
         : {}),
       rssBytesAtEnd: stats?.rssNow() ?? 0,
       cpuSeconds: cpu - this.cpuBefore,
     });
     if (counts) this.countsBefore = counts;
+    this.carried = { requests: {}, reconciles: {} };
     this.cpuBefore = cpu;
     this.windowStart = end;
   }
@@ -558,7 +567,15 @@ class BenchRun {
     previous?.removeAllListeners('exit');
     previous?.removeAllListeners('error');
     const cpu = stats.cpuSeconds();
+    const counted = this.scrape ? await this.scrape() : undefined;
     await stopOperator(previous);
+    if (counted) {
+      this.carried = {
+        requests: subtract(counted.requests, this.countsBefore.requests),
+        reconciles: subtract(counted.reconciles, this.countsBefore.reconciles),
+      };
+      this.countsBefore = { requests: {}, reconciles: {} };
+    }
     const start = performance.now();
     const operator = launch();
     stats.follow(operator.pid ?? 0, cpu);
@@ -843,6 +860,12 @@ async function operatorCounts(port: number): Promise<OperatorCounts> {
       add(counts.reconciles, /result="([^"]*)"/.exec(line)?.[1] ?? '', line);
   }
   return counts;
+}
+
+function sum(a: VerbCounts, b: VerbCounts): VerbCounts {
+  const out: VerbCounts = { ...a };
+  for (const [verb, count] of Object.entries(b)) out[verb] = (out[verb] ?? 0) + count;
+  return out;
 }
 
 function subtract(after: VerbCounts, before: VerbCounts): VerbCounts {
