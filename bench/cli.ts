@@ -19,7 +19,9 @@ const USAGE = `Usage: node bench/cli.ts [flags]
 
 Starts a local control plane with audit logging, runs the operator under test as a
 ServiceAccount with the chart's RBAC, and measures: cold start, create burst, scale burst,
-drift repair, steady state (across one resync) and delete, plus a floor (the same Deployments
+drift repair, edit during a restart (the operator restarted over 2N converged Echoes, 50 of them
+scaled as soon as it is ready: their time to the Deployment, p50/p95/max, beside the restart's
+full pass), steady state (across one resync) and delete, plus a floor (the same Deployments
 applied by a bare client). API calls are counted from the API server's audit log.
 
   --n N                  Echoes per scenario (default 1000)

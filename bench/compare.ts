@@ -98,6 +98,16 @@ export const ROWS: Row[] = [
   },
   { name: 'drift repair', unit: 's', pick: timed('drift repair', (s) => s.seconds) },
   { name: 'drift repair p50', unit: 'ms', pick: timed('drift repair', (s) => s.latencyMs?.p50) },
+  ...(['p50', 'p95', 'max'] as const).map((q) => ({
+    name: `edit during a restart ${q}`,
+    unit: 'ms',
+    pick: timed('edit during a restart', (s) => s.latencyMs?.[q]),
+  })),
+  {
+    name: 'restart: the full pass',
+    unit: 's',
+    pick: timed('edit during a restart', (s) => s.times?.fullPassSeconds),
+  },
   ...SCENARIOS.map((name) => ({
     name: `writes: ${name}`,
     unit: 'calls',

@@ -14,7 +14,9 @@ export class ProcessStats {
   readonly samples: RssSample[] = [];
   private readonly started = performance.now();
   private readonly timer: NodeJS.Timeout;
-  private readonly pid: number;
+  private pid: number;
+  /** CPU seconds of the operator's earlier processes (before a restart). */
+  private cpuBefore = 0;
 
   constructor(pid: number) {
     this.pid = pid;
@@ -56,10 +58,19 @@ export class ProcessStats {
       const stat = readFileSync(`/proc/${String(this.pid)}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       // utime and stime are fields 14 and 15 of stat; 12 and 13 after the command name.
-      return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+      return this.cpuBefore + (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
     } catch {
-      return 0;
+      return this.cpuBefore;
     }
+  }
+
+  /**
+   * Follows the operator's next process after a restart: its CPU adds to `cpuSoFar` (read before
+   * the last one stopped), its samples go on in the same series.
+   */
+  follow(pid: number, cpuSoFar: number): void {
+    this.pid = pid;
+    this.cpuBefore = cpuSoFar;
   }
 
   elapsedMs(): number {

@@ -20,7 +20,7 @@ import { echo as cachedEcho, echoManifest } from '../test/support/echo.ts';
 import { callsOf, type Rejected, type VerbCounts } from './audit.ts';
 import { ProcessStats, type RssSample } from './process-stats.ts';
 import { lastOf, ScenarioClock, type Shortfall } from './deadline.ts';
-import { Tracker, type BenchDeployment, type BenchEcho } from './tracker.ts';
+import { Tracker, type BenchDeployment, type BenchEcho, type Waiting } from './tracker.ts';
 
 export interface BenchOptions {
   n: number;
@@ -52,6 +52,7 @@ export interface BenchOptions {
 export interface Latency {
   p50: number;
   p90: number;
+  p95: number;
   p99: number;
   max: number;
 }
@@ -123,7 +124,7 @@ export function percentiles(values: number[]): Latency {
     sorted.length === 0
       ? 0
       : (sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? 0);
-  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted.at(-1) ?? 0 };
+  return { p50: at(0.5), p90: at(0.9), p95: at(0.95), p99: at(0.99), max: sorted.at(-1) ?? 0 };
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time. */
@@ -144,6 +145,9 @@ export async function inParallel<T>(
 
 /** How long nothing must change before steady state is measured. */
 const QUIET_MS = 3000;
+
+/** Echoes edited right after the operator restarts, in 'edit during a restart'. */
+const RESTART_EDITS = 50;
 
 const echoName = (i: number): string => `echo-${String(i).padStart(5, '0')}`;
 
@@ -254,8 +258,13 @@ class BenchRun {
   /** Our operator's own counters; undefined for another operator. */
   private scrape: (() => Promise<OperatorCounts>) | undefined;
   private countsBefore: OperatorCounts = { requests: {}, reconciles: {} };
+  /** What a process stopped by a restart counted in the current scenario: its successor starts at 0. */
+  private carried: OperatorCounts = { requests: {}, reconciles: {} };
   private cpuBefore = 0;
   private windowStart = Date.now();
+  /** How the operator under test is started again, and its metrics port. */
+  private launch: (() => ChildProcess) | undefined;
+  private metricsPort = 0;
 
   constructor(options: BenchOptions, admin: KubeClient, tracker: Tracker, measured: Measured) {
     this.options = options;
@@ -292,24 +301,30 @@ class BenchRun {
     this.clock.begin();
     const operatorStart = performance.now();
     this.windowStart = Date.now();
-    const operator = startOperator(this.options, kubeconfig, metricsPort, started.jaeger);
-    started.operator = operator;
-    const gone = (why: string): void => {
-      this.operatorGone.abort(new Error(`the operator under test ${why}`));
+    this.metricsPort = metricsPort;
+    this.launch = () => {
+      const operator = startOperator(this.options, kubeconfig, metricsPort, started.jaeger);
+      started.operator = operator;
+      const gone = (why: string): void => {
+        this.operatorGone.abort(new Error(`the operator under test ${why}`));
+      };
+      operator.once('exit', (code, signal) => {
+        gone(`exited (${code === null ? String(signal) : `code ${String(code)}`})`);
+      });
+      operator.once('error', (err) => {
+        gone(`failed: ${err.message}`);
+      });
+      if (operator.pid === undefined) throw new Error('the operator under test did not start');
+      return operator;
     };
-    operator.once('exit', (code, signal) => {
-      gone(`exited (${code === null ? String(signal) : `code ${String(code)}`})`);
-    });
-    operator.once('error', (err) => {
-      gone(`failed: ${err.message}`);
-    });
-    if (operator.pid === undefined) throw new Error('the operator under test did not start');
-    this.measured.stats = new ProcessStats(operator.pid);
+    const operator = this.launch();
+    this.measured.stats = new ProcessStats(operator.pid ?? 0);
 
     await this.coldStart(operatorStart);
     await this.createBurst();
     await this.scaleBurst();
     await this.driftRepair();
+    await this.editDuringRestart(started);
     await this.steadyState();
     await this.deleteAll();
     await this.floor();
@@ -351,14 +366,21 @@ class BenchRun {
       apiCalls: {},
       ...(counts
         ? {
-            clientCalls: subtract(counts.requests, this.countsBefore.requests),
-            reconciles: subtract(counts.reconciles, this.countsBefore.reconciles),
+            clientCalls: sum(
+              subtract(counts.requests, this.countsBefore.requests),
+              this.carried.requests,
+            ),
+            reconciles: sum(
+              subtract(counts.reconciles, this.countsBefore.reconciles),
+              this.carried.reconciles,
+            ),
           }
         : {}),
       rssBytesAtEnd: stats?.rssNow() ?? 0,
       cpuSeconds: cpu - this.cpuBefore,
     });
     if (counts) this.countsBefore = counts;
+    this.carried = { requests: {}, reconciles: {} };
     this.cpuBefore = cpu;
     this.windowStart = end;
   }
@@ -513,6 +535,95 @@ class BenchRun {
       this.tracker.echoes.until(keys, (e) => (e.status?.readyReplicas ?? 0) === e.spec?.replicas),
     );
     await this.clock.quiet(this.tracker, QUIET_MS);
+  }
+
+  /**
+   * Every Echo converged, the operator restarted; as soon as it is ready (its caches synced: the
+   * moment its first pass over every Echo begins) 50 Echoes of the burst are scaled. Reported: how
+   * long each edit took to reach its Deployment (p50, p95, max), beside how long the restart's
+   * full pass took (ours: from its metrics, until it has reconciled every Echo and nothing waits
+   * at low priority). Another operator's readiness is not known: its edits follow its start.
+   */
+  private async editDuringRestart(started: Started): Promise<void> {
+    const { progress, replicas } = this.options;
+    const launch = this.launch;
+    const stats = this.measured.stats;
+    if (!launch || !stats) throw new Error('the operator under test was never started');
+    await settle();
+    this.clock.begin();
+    const every = [...this.coldKeys, ...this.burstKeys];
+    const count = Math.min(RESTART_EDITS, this.burstKeys.length);
+    // Spread over the burst, so that in a queue in key order they would wait behind the others.
+    const edited = Array.from(
+      { length: count },
+      (_, i) => this.burstKeys[Math.floor(((i + 1) * this.burstKeys.length) / count) - 1] ?? '',
+    );
+    const want = replicas + 2;
+    progress(
+      `edit during a restart: ${String(every.length)} Echoes converged; the operator restarted, ` +
+        `then ${String(count)} of them scaled to ${String(want)} as it starts`,
+    );
+    const previous = started.operator;
+    previous?.removeAllListeners('exit');
+    previous?.removeAllListeners('error');
+    const cpu = stats.cpuSeconds();
+    const counted = this.scrape ? await this.scrape() : undefined;
+    await stopOperator(previous);
+    if (counted) {
+      this.carried = {
+        requests: subtract(counted.requests, this.countsBefore.requests),
+        reconciles: subtract(counted.reconciles, this.countsBefore.reconciles),
+      };
+      this.countsBefore = { requests: {}, reconciles: {} };
+    }
+    const start = performance.now();
+    const operator = launch();
+    stats.follow(operator.pid ?? 0, cpu);
+    const ours = this.scrape !== undefined;
+    if (ours) await this.clock.wait('the restarted operator ready', readyz(this.metricsPort));
+    const readyAt = performance.now();
+    const scaled = this.tracker.deployments.until(edited, hasReplicas(want));
+    const pass = ours ? passDone(this.metricsPort, every.length) : undefined;
+    const sent = new Map<string, number>();
+    await inParallel(edited, this.options.clientParallelism, async (key) => {
+      const [ns = '', name = ''] = key.split('/');
+      sent.set(key, performance.now());
+      await this.admin.request({
+        method: 'PATCH',
+        path: `/apis/example.com/v1/namespaces/${ns}/echoes/${name}`,
+        contentType: 'application/merge-patch+json',
+        body: { spec: { replicas: want } },
+      });
+    });
+    const reached = await this.clock.wait(
+      `edited Deployments with ${String(want)} replicas`,
+      scaled,
+    );
+    const passed = pass && (await this.clock.wait('the full pass over every Echo', pass));
+    progress('  waiting for the edited Echoes to report their pods ready, then for quiet');
+    await this.clock.wait(
+      'edited Echoes reporting their pods ready',
+      this.tracker.echoes.until(edited, echoReady),
+    );
+    await this.clock.quiet(this.tracker, QUIET_MS);
+    const latencies = edited.flatMap((k) => {
+      const at = reached.get(k);
+      return at === undefined ? [] : [at - (sent.get(k) ?? 0)];
+    });
+    const complete = latencies.length === count;
+    const latency = complete ? percentiles(latencies) : undefined;
+    const passAt = passed?.get('pass');
+    await this.finish('edit during a restart', {
+      seconds: complete ? lastOf(reached, count, start) : undefined,
+      times: {
+        untilReadySeconds: (readyAt - start) / 1000,
+        fullPassSeconds: passAt === undefined ? undefined : (passAt - start) / 1000,
+        editP50Seconds: latency && latency.p50 / 1000,
+        editP95Seconds: latency && latency.p95 / 1000,
+        editMaxSeconds: latency && latency.max / 1000,
+      },
+      ...(latency ? { latencyMs: latency } : {}),
+    });
   }
 
   /** Idle across a resync: the target is zero writes. */
@@ -674,6 +785,58 @@ export function spawnLogged(
   }
 }
 
+/** Polls `check` every 100 ms until it holds: one goal, `key`, reached when it does. */
+function polled(key: string, check: () => Promise<boolean>): Waiting {
+  const state = { stopped: false };
+  let hit: number | undefined;
+  const reached = (async () => {
+    while (!state.stopped && hit === undefined) {
+      if (await check().catch(() => false)) hit = performance.now();
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    return new Map(hit === undefined ? [] : [[key, hit]]);
+  })();
+  return {
+    reached,
+    of: 1,
+    count: () => (hit === undefined ? 0 : 1),
+    stop: () => {
+      state.stopped = true;
+    },
+  };
+}
+
+/** Our operator's /readyz answers 200: its caches are synced, its controllers running. */
+function readyz(port: number): Waiting {
+  return polled('ready', async () => {
+    const res = await fetch(`http://127.0.0.1:${String(port)}/readyz`, {
+      signal: AbortSignal.timeout(2000),
+    });
+    await res.body?.cancel();
+    return res.ok;
+  });
+}
+
+/**
+ * Our operator's first pass is over: it has reconciled at least `echoes` times since it started,
+ * and no key waits at low priority (the replay's).
+ */
+function passDone(port: number, echoes: number): Waiting {
+  return polled('pass', async () => {
+    const res = await fetch(`http://127.0.0.1:${String(port)}/metrics`, {
+      signal: AbortSignal.timeout(2000),
+    });
+    let reconciles = 0;
+    let low = -1;
+    for (const line of (await res.text()).split('\n')) {
+      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+      if (line.startsWith('controller_runtime_reconcile_total{')) reconciles += value;
+      else if (line.startsWith('workqueue_depth{') && line.includes('priority="-100"')) low = value;
+    }
+    return reconciles >= echoes && low === 0;
+  });
+}
+
 interface OperatorCounts {
   /** API requests by verb. */
   requests: VerbCounts;
@@ -697,6 +860,12 @@ async function operatorCounts(port: number): Promise<OperatorCounts> {
       add(counts.reconciles, /result="([^"]*)"/.exec(line)?.[1] ?? '', line);
   }
   return counts;
+}
+
+function sum(a: VerbCounts, b: VerbCounts): VerbCounts {
+  const out: VerbCounts = { ...a };
+  for (const [verb, count] of Object.entries(b)) out[verb] = (out[verb] ?? 0) + count;
+  return out;
 }
 
 function subtract(after: VerbCounts, before: VerbCounts): VerbCounts {

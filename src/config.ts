@@ -25,6 +25,8 @@ export interface Config {
   namespaces: string[];
   concurrency: number;
   resyncSeconds: number;
+  /** How long one reconcile may run before it is abandoned and retried; 0: no deadline. */
+  reconcileTimeoutSeconds: number;
   /** A kubeconfig file; empty means the KUBECONFIG list, in-cluster, then ~/.kube/config. */
   kubeconfig: string;
   /** This replica's name in Events and leases: the pod name in a cluster. */
@@ -131,6 +133,14 @@ const flags = {
     env: 'ECHO_OPERATOR_RESYNC_PERIOD',
     default: '10m',
     description: 'how often every Echo is re-checked against the cache (e.g. 30s, 10m, 1h)',
+  },
+  // controller-runtime has no deadline by default; ours is 2 minutes (DEFAULT_RECONCILE_TIMEOUT_MS):
+  // a reconcile's requests each give up after 60 s, so one running longer is stuck, not slow.
+  'reconcile-timeout': {
+    env: 'ECHO_OPERATOR_RECONCILE_TIMEOUT',
+    default: '2m',
+    description:
+      'how long one reconcile may run before it is abandoned and retried with backoff (0: no limit)',
   },
   // No environment fallback: KUBECONFIG is a list of files to merge, which the kubeconfig loader
   // reads itself (as client-go does), not one path.
@@ -272,11 +282,17 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
       namespaces,
       concurrency: integer('concurrency', value('concurrency'), 1, 1000),
       resyncSeconds: duration('resync-period', value('resync-period')),
+      reconcileTimeoutSeconds: durationOrNone('reconcile-timeout', value('reconcile-timeout')),
       kubeconfig: value('kubeconfig'),
       instance: value('instance') || hostname,
       leaderElection,
     },
   };
+}
+
+/** A duration, or 0 for none. */
+function durationOrNone(flag: string, raw: string): number {
+  return raw.trim() === '0' ? 0 : duration(flag, raw);
 }
 
 function isDnsLabel(name: string): boolean {

@@ -95,6 +95,7 @@ export function operatorManager(
     reportingController: REPORTING_CONTROLLER,
     concurrency: config.concurrency,
     resyncMs: config.resyncSeconds * 1000,
+    reconcileTimeoutMs: config.reconcileTimeoutSeconds * 1000,
     log,
     metrics: { prefix: 'echo_operator_' },
     serve: {

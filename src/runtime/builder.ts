@@ -61,6 +61,11 @@ export interface ControllerIdentity {
   reportingController: string;
   /** Workers for this controller; the Manager's default otherwise. */
   concurrency?: number;
+  /**
+   * How long one reconcile may run before its signal aborts and its worker moves on (the key is
+   * retried with backoff); 0 for no deadline. The Manager's `reconcileTimeoutMs` otherwise.
+   */
+  reconcileTimeoutMs?: number;
 }
 
 /** How events of a watched resource become keys of the primary resource. */

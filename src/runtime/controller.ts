@@ -2,11 +2,13 @@
 // reconciler, one worker per key at a time; the reconciler answers with a Result the loop acts on
 // (done, requeue after a delay, blocked until something changes). Failures come back with per-key
 // backoff. Every primary object is re-queued each resync period, except those already settled.
-// Knows nothing of any resource in particular.
+// Replays of the cache (the start, a resync) queue at low priority, events at normal: a change goes
+// before thousands of objects that did not change. A reconcile has a deadline: past it, its signal
+// aborts and its worker moves on. Knows nothing of any resource in particular.
 import type { Span } from '@opentelemetry/api';
 import type { KubeObject } from '../kube/object.ts';
 import { inSpan, recordError, type Tracer } from '../telemetry/tracing.ts';
-import type { WorkQueue } from './workqueue.ts';
+import { Priority, type WorkQueue } from './workqueue.ts';
 
 /**
  * How long in-flight reconciles may go on after the stop: a write under way finishes instead of
@@ -14,6 +16,23 @@ import type { WorkQueue } from './workqueue.ts';
  * process gives its drain.
  */
 export const DRAIN_GRACE_MS = 20_000;
+
+/**
+ * How long a reconcile may run (`--reconcile-timeout`) before its signal aborts and its worker
+ * moves on. A reconcile makes a few requests, each bounded by the client's 60 s deadline: one that
+ * has run for 2 minutes has had its requests fail already, or waits on something that will not
+ * come; holding a worker longer only delays other keys.
+ */
+export const DEFAULT_RECONCILE_TIMEOUT_MS = 120_000;
+
+/** A reconcile's deadline passed: its signal's reason, and the error its key is retried for. */
+export class ReconcileTimeoutError extends Error {
+  override readonly name = 'ReconcileTimeoutError';
+
+  constructor(timeoutMs: number) {
+    super(`the reconcile did not finish within its deadline (${String(timeoutMs / 1000)} s)`);
+  }
+}
 
 /** A retry schedule: the first delay, doubling to the last. */
 export interface RetrySchedule {
@@ -53,7 +72,10 @@ const DONE: Result = { kind: 'done' };
 export interface ReconcileContext {
   /** `namespace/name`, or `name` for a cluster-scoped object. */
   key: string;
-  /** Aborted when the process stops and the drain's grace has run out. */
+  /**
+   * Aborted at the reconcile's deadline (a ReconcileTimeoutError), or when the process stops and
+   * the drain's grace has run out.
+   */
   signal: AbortSignal;
 }
 
@@ -76,7 +98,10 @@ export interface ControllerObserver {
   activeWorkers?(count: number): void;
 }
 
-/** Why a key was queued: resyncs and the start replay the cache, events bring a change. */
+/**
+ * Why a key was queued: resyncs and the start replay the cache (low priority), events bring a
+ * change (normal priority).
+ */
 export type Cause = 'resync' | 'primary' | 'related';
 
 export interface ControllerOptions<T extends KubeObject> {
@@ -93,6 +118,11 @@ export interface ControllerOptions<T extends KubeObject> {
   onError?: (key: string, error: unknown, retries: number) => void;
   /** When set, each reconcile runs in a span of its own, parent of its API calls' spans. */
   tracer?: Tracer;
+  /**
+   * A reconcile's deadline (0: none). Past it its signal aborts, and its worker moves on: the key
+   * is retried with backoff, though not before the call returns (it may still be writing).
+   */
+  reconcileTimeoutMs?: number;
 }
 
 /** A key the reconciler said is blocked, until when it is left alone. */
@@ -136,7 +166,7 @@ export class Controller<T extends KubeObject = KubeObject> {
       // A changed primary object starts the wait afresh if it is still blocked.
       if (cause === 'primary') this.blocked.delete(key);
     }
-    this.options.queue.add(key);
+    this.options.queue.add(key, cause === 'resync' ? Priority.low : Priority.normal);
   }
 
   /** Re-queues every primary object not settled: what the periodic resync does, on demand. */
@@ -146,8 +176,9 @@ export class Controller<T extends KubeObject = KubeObject> {
 
   /**
    * Reconciles until `signal` aborts, once every cache is synced, starting with every cached
-   * primary object (a new leader must check what happened while it stood by); in-flight reconciles
-   * finish first (aborted past DRAIN_GRACE_MS).
+   * primary object at low priority (a new leader must check what happened while it stood by, but
+   * the changes that come meanwhile go first); in-flight reconciles finish first (aborted past
+   * DRAIN_GRACE_MS).
    */
   async run(signal: AbortSignal): Promise<void> {
     const { queue, informers, concurrency, resyncMs } = this.options;
@@ -190,11 +221,13 @@ export class Controller<T extends KubeObject = KubeObject> {
   private async work(signal: AbortSignal): Promise<void> {
     const { queue, observer, tracer, name } = this.options;
     for (;;) {
-      const key = await queue.get();
-      if (key === undefined) return;
+      const item = await queue.getWithPriority();
+      if (item === undefined) return;
+      const { key, priority } = item;
       observer?.activeWorkers?.(++this.active);
+      let abandoned: { returned: Promise<unknown> } | undefined;
       try {
-        await inSpan(
+        abandoned = await inSpan(
           tracer,
           () => {
             const [namespace, objectName] = key.includes('/') ? key.split('/', 2) : ['', key];
@@ -207,35 +240,86 @@ export class Controller<T extends KubeObject = KubeObject> {
               },
             };
           },
-          (span) => this.reconcileOne(key, signal, span),
+          (span) => this.reconcileOne(key, priority, signal, span),
         );
       } finally {
         observer?.activeWorkers?.(--this.active);
-        queue.done(key);
+        // A call abandoned at its deadline keeps its key: no second reconcile of it starts while
+        // the first may still write. Its retry waits in the queue until the call returns.
+        if (abandoned) {
+          void abandoned.returned.then(() => {
+            queue.done(key);
+          });
+        } else {
+          queue.done(key);
+        }
       }
     }
   }
 
-  private async reconcileOne(key: string, signal: AbortSignal, span?: Span): Promise<void> {
+  /**
+   * Reconciles `key` and acts on the result; a failure is retried with backoff at the key's
+   * priority. Resolves when the worker is free: if the call was abandoned at its deadline, with
+   * a promise that settles when the call does (never rejecting), else undefined.
+   */
+  private async reconcileOne(
+    key: string,
+    priority: Priority,
+    signal: AbortSignal,
+    span?: Span,
+  ): Promise<{ returned: Promise<unknown> } | undefined> {
     const { queue, observer, onError } = this.options;
     const traceId = span?.isRecording() ? span.spanContext().traceId : undefined;
     const started = performance.now();
     let outcome: ReconcileOutcome = 'error';
+    const deadline = this.deadline(signal);
+    const call = this.reconcileKey(key, deadline?.signal ?? signal);
     try {
-      const result = await this.reconcileKey(key, signal);
+      const result = await (deadline ? Promise.race([call, deadline.passed]) : call);
       queue.forget(key);
-      outcome = this.act(key, result);
+      outcome = this.act(key, result, priority);
+      return undefined;
     } catch (err) {
       this.settled.delete(key);
       this.blocked.delete(key);
       onError?.(key, err, queue.retries(key));
-      queue.addRateLimited(key);
+      queue.addRateLimited(key, priority);
       // The span records the error; the loop goes on with the next key.
       if (span) recordError(span, err);
+      // Wrapped: an async function returning the promise itself would wait for it.
+      return deadline?.signal.aborted ? { returned: call.catch(() => undefined) } : undefined;
     } finally {
+      deadline?.clear();
       span?.setAttribute('reconcile.result', outcome);
       observer?.reconciled?.(outcome, (performance.now() - started) / 1000, traceId);
     }
+  }
+
+  /**
+   * The deadline of one reconcile, if it has one: a signal that aborts at it or with `signal`,
+   * and a promise that rejects at it, for the worker to stop waiting on a call that ignores it.
+   */
+  private deadline(
+    signal: AbortSignal,
+  ): { signal: AbortSignal; passed: Promise<never>; clear: () => void } | undefined {
+    const timeoutMs = this.options.reconcileTimeoutMs ?? 0;
+    if (timeoutMs <= 0) return undefined;
+    const expired = new AbortController();
+    const passed = Promise.withResolvers<never>();
+    // Unhandled only when the call wins the race, which leaves this one pending forever.
+    passed.promise.catch(() => undefined);
+    const timer = setTimeout(() => {
+      const reason = new ReconcileTimeoutError(timeoutMs);
+      expired.abort(reason);
+      passed.reject(reason);
+    }, timeoutMs);
+    return {
+      signal: AbortSignal.any([signal, expired.signal]),
+      passed: passed.promise,
+      clear: () => {
+        clearTimeout(timer);
+      },
+    };
   }
 
   private async reconcileKey(key: string, signal: AbortSignal): Promise<Result> {
@@ -249,7 +333,7 @@ export class Controller<T extends KubeObject = KubeObject> {
   }
 
   /** Acts on a reconcile's result; the outcome is what the metrics count. */
-  private act(key: string, result: Result): ReconcileOutcome {
+  private act(key: string, result: Result, priority: Priority): ReconcileOutcome {
     const { queue } = this.options;
     switch (result.kind) {
       case 'done':
@@ -259,7 +343,7 @@ export class Controller<T extends KubeObject = KubeObject> {
       case 'requeue':
         this.blocked.delete(key);
         this.settled.delete(key);
-        queue.addAfter(key, result.afterMs);
+        queue.addAfter(key, result.afterMs, priority);
         return 'requeue_after';
       case 'blocked': {
         this.settled.delete(key);
@@ -270,7 +354,7 @@ export class Controller<T extends KubeObject = KubeObject> {
             ? Math.min(known.delayMs * 2, schedule.maxMs)
             : schedule.initialMs;
         this.blocked.set(key, { reason, delayMs, wakeOn });
-        queue.addAfter(key, delayMs);
+        queue.addAfter(key, delayMs, priority);
         return 'requeue_after';
       }
     }

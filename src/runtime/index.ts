@@ -18,7 +18,12 @@ export type {
   MappedWatchOptions,
   WatchOptions,
 } from './builder.ts';
-export { DRAIN_GRACE_MS, Result } from './controller.ts';
+export {
+  DEFAULT_RECONCILE_TIMEOUT_MS,
+  DRAIN_GRACE_MS,
+  ReconcileTimeoutError,
+  Result,
+} from './controller.ts';
 export type { ReconcileContext, Reconciler, RetrySchedule } from './controller.ts';
 export type { EventRecorder, EventType, ObjectReference } from './events.ts';
 export { DEFAULT_TIMINGS } from './leader-election.ts';

@@ -25,9 +25,14 @@ import {
   type ControllerDeclaration,
   type Watched,
 } from './builder.ts';
-import type { InformerObserver } from './cache/informer.ts';
+import type { InformerEvent, InformerObserver } from './cache/informer.ts';
 import { InformerGroup } from './cache/informer-group.ts';
-import { Controller, type ControllerObserver } from './controller.ts';
+import {
+  Controller,
+  DEFAULT_RECONCILE_TIMEOUT_MS,
+  type Cause,
+  type ControllerObserver,
+} from './controller.ts';
 import { EventRecorder } from './events.ts';
 import { LeaderElector, type LeaderElectionTimings } from './leader-election.ts';
 import { Metrics } from './metrics.ts';
@@ -71,6 +76,11 @@ export interface ManagerOptions {
   concurrency: number;
   /** Every primary object not settled is reconciled again this often. */
   resyncMs: number;
+  /**
+   * How long one reconcile may run, unless its declaration says otherwise; 0 for no deadline.
+   * Default DEFAULT_RECONCILE_TIMEOUT_MS (2 minutes).
+   */
+  reconcileTimeoutMs?: number;
   log: (module: string) => Logger;
   /** Builds the Prometheus registry (served at /metrics when `serve` is set). */
   metrics?: { prefix: string };
@@ -195,6 +205,10 @@ export class Manager {
       informers: groups,
       concurrency,
       resyncMs: this.options.resyncMs,
+      reconcileTimeoutMs:
+        identity.reconcileTimeoutMs ??
+        this.options.reconcileTimeoutMs ??
+        DEFAULT_RECONCILE_TIMEOUT_MS,
       reconciler: declaration.reconciler({
         caches,
         client: this.client,
@@ -239,7 +253,11 @@ export class Manager {
     };
   }
 
-  /** Queues on `controller` the keys each event of `w`'s informers concerns. */
+  /**
+   * Queues on `controller` the keys each event of `w`'s informers concerns: at normal priority,
+   * but for what changes nothing (the initial list's adds, before the cache synced; an update of
+   * the same resourceVersion), which is queued as a resync is, at low priority.
+   */
   private route(
     w: Watched,
     group: InformerGroup<KubeObject>,
@@ -248,9 +266,14 @@ export class Manager {
   ): void {
     const { changed } = w.watch;
     const { mapping } = w;
+    const causeOf = (e: InformerEvent<KubeObject>, cause: Cause): Cause =>
+      !group.synced ||
+      (e.type === 'update' && e.old.metadata.resourceVersion === e.object.metadata.resourceVersion)
+        ? 'resync'
+        : cause;
     if (mapping.kind === 'primary') {
       group.onEvent((e) => {
-        for (const key of primaryKeys(e, changed)) controller.enqueue(key, 'primary');
+        for (const key of primaryKeys(e, changed)) controller.enqueue(key, causeOf(e, 'primary'));
       });
       return;
     }
@@ -259,7 +282,9 @@ export class Manager {
         ? mapping.map
         : (object: KubeObject) => [controllerOwnerKey(object, primary)];
     group.onEvent((e) => {
-      for (const key of relatedKeys(e, keysOf, changed)) controller.enqueue(key, 'related');
+      for (const key of relatedKeys(e, keysOf, changed)) {
+        controller.enqueue(key, causeOf(e, 'related'));
+      }
     });
   }
 

@@ -14,7 +14,7 @@ import {
 import type { ResponseEvent } from '../kube/client.ts';
 import type { ControllerObserver, ReconcileOutcome } from './controller.ts';
 import type { InformerObserver } from './cache/informer.ts';
-import type { QueueObserver, WorkQueue } from './workqueue.ts';
+import { Priority, type QueueObserver, type WorkQueue } from './workqueue.ts';
 
 /** controller-runtime's reconcile buckets: 5 ms to 60 s. */
 const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60];
@@ -249,15 +249,7 @@ function queueSeries(registers: Registers, sources: MetricsSources): QueueSeries
       gauge.set({ name: controller, controller }, read(queue));
     }
   };
-  new Gauge({
-    name: 'workqueue_depth',
-    help: 'Current depth of workqueue',
-    labelNames: ['name', 'controller'],
-    registers,
-    collect() {
-      each(this, (queue) => queue.length);
-    },
-  });
+  queuePrioritySeries(registers, sources);
   new Gauge({
     name: 'workqueue_unfinished_work_seconds',
     help: 'How many seconds of work has been done that is in progress and hasn’t been observed by work_duration',
@@ -303,6 +295,43 @@ function queueSeries(registers: Registers, sources: MetricsSources): QueueSeries
     registers,
   });
   return { adds, retries, queueDuration, workDuration };
+}
+
+/** The queue's series by priority: controller-runtime's depth, and our longest wait. */
+function queuePrioritySeries(registers: Registers, sources: MetricsSources): void {
+  /** Sets `gauge` for each controller's queue and priority from `read`. */
+  const byPriority = (
+    gauge: Gauge<'name' | 'controller' | 'priority'>,
+    read: (queue: WorkQueue, priority: Priority) => number,
+  ) => {
+    for (const [controller, queue] of sources.queues()) {
+      for (const priority of [Priority.normal, Priority.low]) {
+        gauge.set(
+          { name: controller, controller, priority: String(priority) },
+          read(queue, priority),
+        );
+      }
+    }
+  };
+  // controller-runtime's name, labels and values: priority "0" (events) and "-100" (replays).
+  new Gauge({
+    name: 'workqueue_depth',
+    help: 'Current depth of workqueue by workqueue and priority',
+    labelNames: ['name', 'controller', 'priority'],
+    registers,
+    collect() {
+      byPriority(this, (queue, priority) => queue.depth(priority));
+    },
+  });
+  new Gauge({
+    name: `${sources.prefix}workqueue_longest_wait_seconds`,
+    help: 'How long the key waiting longest at each priority has waited (0 when none waits)',
+    labelNames: ['name', 'controller', 'priority'],
+    registers,
+    collect() {
+      byPriority(this, (queue, priority) => queue.longestWaitSeconds(priority));
+    },
+  });
 }
 
 /** client-go's request counter, and the operator's own by verb, resource and path. */

@@ -116,6 +116,7 @@ describe('benchmark comparisons', () => {
         ['create burst', 0],
         ['scale burst', 0],
         ['drift repair', 0],
+        ['edit during a restart', 0],
         ['steady state', undefined],
         ['delete', undefined],
       ],

@@ -36,9 +36,17 @@ describe('benchmark harness (N=20)', () => {
     const result = JSON.parse(readFileSync(join(out, 'bench.json'), 'utf8')) as BenchResult;
     assert.deepEqual(
       result.scenarios.map((s) => s.name),
-      ['cold start', 'create burst', 'scale burst', 'drift repair', 'steady state', 'delete'],
+      [
+        'cold start',
+        'create burst',
+        'scale burst',
+        'drift repair',
+        'edit during a restart',
+        'steady state',
+        'delete',
+      ],
     );
-    const [cold, burst, scale, drift, steady] = result.scenarios;
+    const [cold, burst, scale, drift, restart, steady] = result.scenarios;
     // 20 Deployments applied and 20 statuses written, all attributed to the operator's identity.
     assert.ok(writes(cold!.apiCalls) >= 40, JSON.stringify(cold!.apiCalls));
     // The informers start with WatchList (watches that send the initial state), not lists.
@@ -51,6 +59,13 @@ describe('benchmark harness (N=20)', () => {
       scale!.times ?? {};
     assert.ok(pods !== undefined && echoes !== undefined && pods <= echoes, `${pods} ${echoes}`);
     assert.ok(writes(drift!.apiCalls) >= 2);
+    // The restart: 20 edits (all of the burst at N=20) reach their Deployments; the full pass over
+    // the 40 Echoes is timed from our operator's metrics.
+    assert.ok(restart!.latencyMs, JSON.stringify(restart));
+    const { fullPassSeconds, editP95Seconds, untilReadySeconds } = restart!.times ?? {};
+    assert.ok(fullPassSeconds !== undefined && fullPassSeconds > 0, JSON.stringify(restart!.times));
+    assert.ok(editP95Seconds !== undefined && untilReadySeconds !== undefined);
+    assert.ok(writes(restart!.apiCalls) >= 20, JSON.stringify(restart!.apiCalls));
     // Our client's own count matches the audit log over the run (a request in flight at a boundary
     // may fall on either side of it).
     const sum = (pick: (s: (typeof result.scenarios)[number]) => number): number =>

@@ -41,7 +41,7 @@ function writes(m: Scrape): Map<string, number> {
 /** Whether the operator has nothing queued and no reconcile running. */
 function idle(m: Scrape): boolean {
   return (
-    m.value('workqueue_depth', { name: 'echo' }) === 0 &&
+    m.total('workqueue_depth', (labels) => labels.name === 'echo') === 0 &&
     m.value('controller_runtime_active_workers', { controller: 'echo' }) === 0
   );
 }

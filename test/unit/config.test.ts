@@ -23,6 +23,7 @@ describe('parseConfig', () => {
       namespaces: [],
       concurrency: 16,
       resyncSeconds: 600,
+      reconcileTimeoutSeconds: 120,
       kubeconfig: '',
       instance: 'host-1',
       leaderElection: {
@@ -131,6 +132,17 @@ describe('parseConfig', () => {
     }
   });
 
+  it('reads the reconcile deadline from --reconcile-timeout or its environment; 0 is none', () => {
+    const timeout = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+      const parsed = parseConfig(argv, env, 'host-1');
+      assert.equal(parsed.kind, 'run');
+      return parsed.config.reconcileTimeoutSeconds;
+    };
+    assert.equal(timeout(['--reconcile-timeout=30s']), 30);
+    assert.equal(timeout([], { ECHO_OPERATOR_RECONCILE_TIMEOUT: '5m' }), 300);
+    assert.equal(timeout(['--reconcile-timeout=0']), 0);
+  });
+
   it('leaves KUBECONFIG to the kubeconfig loader: a list of files, not one path', () => {
     const env = { KUBECONFIG: '/a/config:/b/config' };
     assert.equal(run([], env).kubeconfig, '');
@@ -159,6 +171,8 @@ describe('parseConfig', () => {
       [['--otlp-protocol=thrift'], /--otlp-protocol must be grpc or http\/json/],
       [['--namespaces=Bad_NS'], /"Bad_NS" is not a namespace name/],
       [['--resync-period=soon'], /--resync-period must be a duration/],
+      [['--reconcile-timeout=0s'], /--reconcile-timeout must be a duration/],
+      [['--reconcile-timeout=-1'], /--reconcile-timeout must be a duration/],
       [['--no-such-flag'], /Unknown option '--no-such-flag'/],
       [['--leader-elect=yes'], /--leader-elect must be true or false/],
       [['--leader-elect-namespace=Echo'], /"Echo" is not a namespace name/],

@@ -2,34 +2,52 @@
 // one worker per key; a Result of done settles the key (resyncs skip it until an event touches it),
 // requeue comes back after its delay, blocked after a delay that doubles while the same reason
 // recurs (capped), woken only by the events it awaits; a failure is retried on the queue's backoff;
-// a key gone from the primary cache is handed to `deleted`; nothing is queued before `run`.
+// a key gone from the primary cache is handed to `deleted`; nothing is queued before `run`; a replay
+// is queued at low priority, an event at normal, and a requeue keeps its key's priority; a reconcile
+// past its deadline frees its worker, and its key is retried, never while the call still runs.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import type { KubeObject } from '../../../src/kube/object.ts';
 import {
   Controller,
+  ReconcileTimeoutError,
   Result,
   type ControllerObserver,
   type ReconcileContext,
   type ReconcileOutcome,
   type RetrySchedule,
 } from '../../../src/runtime/controller.ts';
-import { WorkQueue } from '../../../src/runtime/workqueue.ts';
+import { Priority, WorkQueue } from '../../../src/runtime/workqueue.ts';
 
-/** A real WorkQueue that also records the delays it was asked for, and the keys rate-limited. */
+/**
+ * A real WorkQueue that also records the delays it was asked for, the keys rate-limited, and the
+ * priority of every add.
+ */
 class RecordingQueue extends WorkQueue {
   readonly delays: [string, number][] = [];
   readonly rateLimited: string[] = [];
+  /** `key priority` of each add, delayed or rate-limited ones included (as asked, not as run). */
+  readonly priorities: string[] = [];
+  private retrying = false;
 
-  override addAfter(key: string, ms: number): void {
-    this.delays.push([key, ms]);
-    super.addAfter(key, ms);
+  override add(key: string, priority?: Priority): void {
+    this.priorities.push(`add ${key} ${String(priority ?? Priority.normal)}`);
+    super.add(key, priority);
   }
 
-  override addRateLimited(key: string): void {
+  override addAfter(key: string, ms: number, priority?: Priority): void {
+    this.delays.push([key, ms]);
+    if (!this.retrying) this.priorities.push(`after ${key} ${String(priority ?? Priority.normal)}`);
+    super.addAfter(key, ms, priority);
+  }
+
+  override addRateLimited(key: string, priority?: Priority): void {
     this.rateLimited.push(key);
-    super.addRateLimited(key);
+    this.priorities.push(`retry ${key} ${String(priority ?? Priority.normal)}`);
+    this.retrying = true;
+    super.addRateLimited(key, priority);
+    this.retrying = false;
   }
 }
 
@@ -66,6 +84,7 @@ function harness(
     concurrency?: number;
     synced?: Promise<void>;
     withDeleted?: boolean;
+    reconcileTimeoutMs?: number;
   } = {},
 ) {
   const objects = new Map((options.keys ?? ['team/a']).map((k) => [k, object(k)]));
@@ -108,6 +127,9 @@ function harness(
     resyncMs: 3600_000,
     observer,
     onError: (key, error, retries) => errors.push({ key, error, retries }),
+    ...(options.reconcileTimeoutMs === undefined
+      ? {}
+      : { reconcileTimeoutMs: options.reconcileTimeoutMs }),
   });
   const abort = new AbortController();
   let running: Promise<void> | undefined;
@@ -458,6 +480,161 @@ describe('Controller: a key gone from the cache', () => {
     assert.deepEqual(h.outcomes, ['success', 'success']);
     assert.deepEqual(h.errors, []);
     await h.stop();
+  });
+});
+
+describe('Controller: priorities', () => {
+  it('replays the cache at low priority and queues events at normal: an event goes first', async () => {
+    const release = Promise.withResolvers<undefined>();
+    const keys = ['team/a', 'team/b', 'team/c', 'team/d'];
+    const h = harness({
+      keys,
+      concurrency: 1,
+      answer: async (key, call) => {
+        if (key === 'team/a' && call === 1) await release.promise;
+        return Result.done();
+      },
+    });
+    h.start();
+    await until(() => h.calls.length === 1, 'the replay under way');
+    h.controller.enqueue('team/d', 'primary');
+    h.controller.enqueue('team/c', 'related');
+    release.resolve(undefined);
+    await until(() => h.calls.length === 4, 'the replay done');
+    assert.deepEqual(h.calls, ['team/a', 'team/d', 'team/c', 'team/b']);
+    assert.deepEqual(h.queue.priorities, [
+      ...keys.map((k) => `add ${k} ${String(Priority.low)}`),
+      `add team/d ${String(Priority.normal)}`,
+      `add team/c ${String(Priority.normal)}`,
+    ]);
+    await h.stop();
+  });
+
+  it('keeps the priority of a key it requeues: after a failure, a requeue, a block', async () => {
+    const h = harness({
+      keys: ['team/a', 'team/b'],
+      answer: (_key, call) => {
+        if (call === 1) throw new Error('boom');
+        if (call === 2) return Result.requeueAfter(1);
+        if (call === 3) return Result.blocked('Held', { initialMs: 1, maxMs: 1 });
+        return Result.done();
+      },
+    });
+    h.start();
+    await until(() => h.count('team/a') === 4, 'the replay, retried and requeued');
+    h.controller.enqueue('team/b', 'primary');
+    await until(() => h.count('team/b') === 4, 'team/b');
+    await until(() => h.count('team/b') === 5, 'the event, retried and requeued');
+    await flush();
+    const low = String(Priority.low);
+    const requeues = (key: string) =>
+      h.queue.priorities.filter((p) => p.split(' ')[1] === key && !p.startsWith('add '));
+    assert.deepEqual(requeues('team/a'), [
+      `retry team/a ${low}`,
+      `after team/a ${low}`,
+      `after team/a ${low}`,
+    ]);
+    // team/b: its replay (low) too was retried and requeued at low; its event's reconcile was done.
+    assert.deepEqual(requeues('team/b'), [
+      `retry team/b ${low}`,
+      `after team/b ${low}`,
+      `after team/b ${low}`,
+    ]);
+    await h.stop();
+  });
+
+  it('retries a key queued by an event at normal priority', async () => {
+    const h = harness({
+      keys: ['team/a'],
+      answer: (_key, call) => {
+        if (call === 2) throw new Error('boom');
+        return Result.done();
+      },
+    });
+    h.start();
+    await until(() => h.calls.length === 1, 'the replay');
+    h.controller.enqueue('team/a', 'primary');
+    await until(() => h.calls.length === 3, 'the event, failed and retried');
+    assert.deepEqual(h.queue.priorities.slice(1), [
+      `add team/a ${String(Priority.normal)}`,
+      `retry team/a ${String(Priority.normal)}`,
+      `add team/a ${String(Priority.normal)}`,
+    ]);
+    await h.stop();
+  });
+});
+
+describe('Controller: the reconcile deadline', () => {
+  it('aborts the signal of a reconcile at its deadline, and retries the key with backoff', async () => {
+    let reason: unknown;
+    const h = harness({
+      reconcileTimeoutMs: 30,
+      answer: (_key, call, { signal }) =>
+        call === 1
+          ? new Promise<Result>((_resolve, reject) => {
+              signal.addEventListener('abort', () => {
+                reason = signal.reason;
+                reject(signal.reason as Error);
+              });
+            })
+          : Result.done(),
+    });
+    h.start();
+    await until(() => h.calls.length === 2, 'cut at the deadline, then retried');
+    assert.ok(reason instanceof ReconcileTimeoutError, String(reason));
+    assert.ok(h.times[1]! - h.times[0]! >= 28, 'not before the deadline');
+    assert.deepEqual(h.queue.rateLimited, ['team/a']);
+    assert.equal(h.errors[0]?.error, reason);
+    assert.deepEqual(h.outcomes, ['error', 'success']);
+    await h.stop();
+  });
+
+  it('frees the worker of a reconcile that ignores its signal; the key waits for the call to return', async () => {
+    const hung = Promise.withResolvers<Result>();
+    let aborted = false;
+    const h = harness({
+      keys: ['team/a', 'team/b'],
+      concurrency: 1,
+      reconcileTimeoutMs: 30,
+      answer: (key, call, { signal }) => {
+        if (key !== 'team/a' || call > 1) return Result.done();
+        signal.addEventListener('abort', () => (aborted = true));
+        return hung.promise; // ignores the abort
+      },
+    });
+    h.start();
+    await until(() => h.count('team/b') === 1, 'the one worker moved on to team/b');
+    assert.ok(aborted, 'its signal was aborted');
+    assert.deepEqual(h.outcomes, ['error', 'success']);
+    assert.ok(h.errors[0]?.error instanceof ReconcileTimeoutError);
+    assert.deepEqual(h.workers, [1, 0, 1, 0], 'the worker counted free');
+    // The retry is due after 5 ms, but the abandoned call may still write: no second reconcile.
+    await sleep(60);
+    h.controller.enqueue('team/a', 'primary');
+    await flush();
+    assert.equal(h.count('team/a'), 1, 'not reconciled again while the call runs');
+    hung.resolve(Result.done());
+    await until(() => h.count('team/a') === 2, 'reconciled again once the call returned');
+    await flush();
+    assert.equal(h.count('team/a'), 2, 'once, for the retry and the event together');
+    await h.stop();
+  });
+
+  it('leaves a reconcile that finishes in time alone', async () => {
+    let aborted = false;
+    const h = harness({
+      reconcileTimeoutMs: 1000,
+      answer: async (_key, _call, { signal }) => {
+        await sleep(5);
+        signal.addEventListener('abort', () => (aborted = true));
+        return Result.done();
+      },
+    });
+    h.start();
+    await until(() => h.outcomes.length === 1, 'done');
+    await h.stop();
+    assert.equal(aborted, false);
+    assert.deepEqual(h.outcomes, ['success']);
   });
 });
 

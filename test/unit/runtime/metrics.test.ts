@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { WorkQueue } from '../../../src/runtime/workqueue.ts';
+import { Priority, WorkQueue } from '../../../src/runtime/workqueue.ts';
 import { Metrics, type MetricsSources } from '../../../src/runtime/metrics.ts';
 
 /** Metrics of two controllers, `echo` and `mirror`, each with its queue. */
@@ -87,10 +87,36 @@ describe('Metrics', () => {
     queue.add('a');
     queue.add('b');
     const { body } = await m.render(undefined);
-    assert.match(body, /^workqueue_depth\{name="echo",controller="echo"\} 2$/m);
+    assert.match(body, /^workqueue_depth\{name="echo",controller="echo",priority="0"\} 2$/m);
+    assert.match(body, /^workqueue_depth\{name="echo",controller="echo",priority="-100"\} 0$/m);
     assert.match(body, /^echo_operator_informer_objects\{informer="echoes"\} 3$/m);
     assert.match(body, /^controller_runtime_max_concurrent_reconciles\{controller="echo"\} 4$/m);
     assert.match(body, /^echo_operator_ready 1$/m);
+  });
+
+  it('reports the depth and the longest wait of each priority', async () => {
+    const clock = { now: 0 };
+    const queue = new WorkQueue(undefined, {}, undefined, { now: () => clock.now });
+    const m = new Metrics({
+      prefix: 'echo_operator_',
+      server: 'https://10.0.0.1:6443',
+      queues: () => new Map([['echo', queue]]),
+      cacheSizes: () => ({}),
+      ready: () => true,
+    });
+    queue.add('replayed-1', Priority.low);
+    queue.add('replayed-2', Priority.low);
+    clock.now = 4000;
+    queue.add('changed');
+    clock.now = 5500;
+    const { body } = await m.render(undefined);
+    for (const series of [
+      'workqueue_depth{name="echo",controller="echo",priority="0"} 1',
+      'workqueue_depth{name="echo",controller="echo",priority="-100"} 2',
+      'echo_operator_workqueue_longest_wait_seconds{name="echo",controller="echo",priority="0"} 1.5',
+      'echo_operator_workqueue_longest_wait_seconds{name="echo",controller="echo",priority="-100"} 5.5',
+    ])
+      assert.ok(body.includes(`${series}\n`), series);
   });
 
   it("labels each controller's queue and reconcile series with its name", async () => {
@@ -111,8 +137,9 @@ describe('Metrics', () => {
     echoQueue.retried?.();
     const { body } = await m.render(undefined);
     for (const series of [
-      'workqueue_depth{name="echo",controller="echo"} 1',
-      'workqueue_depth{name="mirror",controller="mirror"} 3',
+      'workqueue_depth{name="echo",controller="echo",priority="0"} 1',
+      'workqueue_depth{name="mirror",controller="mirror",priority="0"} 3',
+      'workqueue_depth{name="mirror",controller="mirror",priority="-100"} 0',
       'workqueue_longest_running_processor_seconds{name="mirror",controller="mirror"} 0',
       'workqueue_unfinished_work_seconds{name="echo",controller="echo"} 0',
       'workqueue_adds_total{name="echo",controller="echo"} 1',

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate } from 'node:timers/promises';
 import { ExponentialBackoff, TokenBucket } from '../../../src/runtime/backoff.ts';
-import { WorkQueue } from '../../../src/runtime/workqueue.ts';
+import { DEFAULT_AGING_MS, Priority, WorkQueue } from '../../../src/runtime/workqueue.ts';
 
 /**
  * Lets every promise callback queued so far run. The queue hands a key to a waiting worker, and
@@ -178,6 +178,155 @@ describe('WorkQueue shutdown (controller-runtime order: nothing handed out once 
     assert.equal(await q.get(), undefined);
     assert.equal(q.retries('d'), 0, 'a retry after shutdown takes no backoff step');
     assert.equal(retried, 0, 'nor counts as a retry');
+  });
+});
+
+/** A queue on a fake monotonic clock, advanced by hand. */
+function onFakeClock(agingMs = DEFAULT_AGING_MS) {
+  const clock = { now: 0 };
+  const q = new WorkQueue(undefined, {}, undefined, { agingMs, now: () => clock.now });
+  return { q, clock };
+}
+
+/** Takes the next key at once (one is waiting), and marks it done. */
+async function next(q: WorkQueue): Promise<{ key: string; priority: Priority }> {
+  const item = await q.getWithPriority();
+  assert.ok(item, 'a key is waiting');
+  q.done(item.key);
+  return item;
+}
+
+describe('WorkQueue priorities', () => {
+  it('hands out normal keys before low ones, each in the order they came', async () => {
+    const { q } = onFakeClock();
+    q.add('low-1', Priority.low);
+    q.add('normal-1');
+    q.add('low-2', Priority.low);
+    q.add('normal-2', Priority.normal);
+    const order = [];
+    for (let i = 0; i < 4; i++) order.push((await next(q)).key);
+    assert.deepEqual(order, ['normal-1', 'normal-2', 'low-1', 'low-2']);
+  });
+
+  it('raises a waiting low key to normal on a normal add, and never lowers one', async () => {
+    const { q } = onFakeClock();
+    q.add('a', Priority.low);
+    q.add('b', Priority.low);
+    q.add('c');
+    q.add('b'); // an event while b waits to be replayed
+    q.add('c', Priority.low); // a replay of a key an event queued
+    assert.equal(q.length, 3, 'each key held once');
+    assert.deepEqual([q.depth(Priority.normal), q.depth(Priority.low)], [2, 1]);
+    const order = [];
+    for (let i = 0; i < 3; i++) order.push(await next(q));
+    assert.deepEqual(order, [
+      { key: 'c', priority: Priority.normal },
+      { key: 'b', priority: Priority.normal },
+      { key: 'a', priority: Priority.low },
+    ]);
+    assert.equal(q.length, 0, 'the stale low slot of b is not handed out');
+  });
+
+  it('runs a key added while it is processed again at the highest priority it was added with', async () => {
+    const { q } = onFakeClock();
+    q.add('a', Priority.low);
+    const a = await q.getWithPriority();
+    q.add('a', Priority.low);
+    q.add('a');
+    q.add('z', Priority.low);
+    q.done(a?.key ?? '');
+    assert.deepEqual(await next(q), { key: 'a', priority: Priority.normal });
+  });
+
+  it('keeps the priority of a delayed or rate-limited add: a requeue keeps its priority', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const { q } = onFakeClock();
+    q.addRateLimited('retry', Priority.low);
+    q.addAfter('later', 10, Priority.low);
+    t.mock.timers.tick(10);
+    q.add('event');
+    const order = [];
+    for (let i = 0; i < 3; i++) order.push(await next(q));
+    assert.deepEqual(order, [
+      { key: 'event', priority: Priority.normal },
+      { key: 'retry', priority: Priority.low },
+      { key: 'later', priority: Priority.low },
+    ]);
+  });
+
+  it(`bounds a low key's wait under a constant stream of normal keys (aging, ${String(DEFAULT_AGING_MS / 1000)} s)`, async () => {
+    // One worker, saturated: every 100 ms a normal key arrives and the worker takes one, so a
+    // normal key always waits. Without aging (controller-runtime's queue) the low key never runs.
+    const { q, clock } = onFakeClock();
+    q.add('replayed', Priority.low);
+    q.add('event-0');
+    let ranAt: number | undefined;
+    for (let tick = 1; tick <= 20 * (DEFAULT_AGING_MS / 100) && ranAt === undefined; tick++) {
+      clock.now = tick * 100;
+      q.add(`event-${String(tick)}`);
+      const { key } = await next(q);
+      if (key === 'replayed') ranAt = clock.now;
+    }
+    assert.ok(ranAt !== undefined, 'the low key was starved');
+    assert.ok(
+      ranAt >= DEFAULT_AGING_MS && ranAt <= DEFAULT_AGING_MS + 100,
+      `ran after ${String(ranAt)} ms, not within one handout of the bound`,
+    );
+  });
+
+  it('lets aged low keys take turns with normal ones, not go before all of them', async () => {
+    // A replay of 1000 keys that outlasts the bound must not starve the edits made meanwhile.
+    const { q, clock } = onFakeClock(1000);
+    for (let i = 0; i < 1000; i++) q.add(`replay-${String(i)}`, Priority.low);
+    clock.now = 5000;
+    for (let i = 0; i < 10; i++) q.add(`edit-${String(i)}`);
+    const first = [];
+    for (let i = 0; i < 20; i++) first.push((await next(q)).priority);
+    assert.deepEqual(
+      first,
+      Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? Priority.low : Priority.normal)),
+    );
+    assert.equal(q.depth(Priority.normal), 0, 'every edit out within 20 handouts');
+  });
+
+  it('does not age a low key that has waited less than the bound', async () => {
+    const { q, clock } = onFakeClock(1000);
+    q.add('replayed', Priority.low);
+    clock.now = 999;
+    q.add('event');
+    assert.equal((await next(q)).key, 'event');
+  });
+
+  it('reports the depth and the longest wait of each priority', async () => {
+    const { q, clock } = onFakeClock();
+    q.add('a', Priority.low);
+    clock.now = 2000;
+    q.add('b');
+    q.add('c', Priority.low);
+    clock.now = 5000;
+    assert.deepEqual([q.depth(Priority.normal), q.depth(Priority.low)], [1, 2]);
+    assert.equal(q.longestWaitSeconds(Priority.low), 5);
+    assert.equal(q.longestWaitSeconds(Priority.normal), 3);
+    q.add('a'); // raised: it has waited at normal priority from now
+    assert.equal(q.longestWaitSeconds(Priority.low), 3, 'c, now the oldest low key');
+    assert.equal(q.longestWaitSeconds(Priority.normal), 3);
+    for (let i = 0; i < 3; i++) await next(q);
+    assert.deepEqual(
+      [q.longestWaitSeconds(Priority.normal), q.longestWaitSeconds(Priority.low)],
+      [0, 0],
+    );
+  });
+
+  it('keeps its lanes compact over many keys', async () => {
+    const { q } = onFakeClock();
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 10_000; i++)
+        q.add(`k${String(i)}`, i % 2 ? Priority.low : Priority.normal);
+      for (let i = 0; i < 10_000; i += 3) q.add(`k${String(i)}`);
+      assert.equal(q.length, 10_000);
+      for (let i = 0; i < 10_000; i++) await next(q);
+      assert.equal(q.length, 0);
+    }
   });
 });
 
