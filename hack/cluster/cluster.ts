@@ -41,6 +41,13 @@ export interface ClusterOptions {
   kubernetesVersion?: string;
   /** Extra kube-apiserver flags, after the launcher's own (a later flag wins). */
   apiserverArgs?: string[];
+  /**
+   * Runs once the API server is ready, before the controller-manager starts. A CRD installed here
+   * is watched by the garbage collector from its start; one installed later only from its next
+   * discovery of resource types, up to 30 s on, so an owner deleted before that keeps its
+   * dependents until then.
+   */
+  beforeControllers?: (admin: KubeClient) => Promise<void>;
   log?: (message: string) => void;
 }
 
@@ -229,6 +236,7 @@ class Launch {
         120_000,
       );
       this.log(`kube-apiserver ready at ${server}`);
+      await this.options.beforeControllers?.(admin);
       await this.startControllers(pki, { controllerManager, scheduler, kwok }, admin);
     } finally {
       await admin.close();

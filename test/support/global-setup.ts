@@ -4,7 +4,6 @@
 import { existsSync } from 'node:fs';
 import { LocalCluster } from '../../hack/cluster/cluster.ts';
 import { isRunning } from '../../hack/cluster/process.ts';
-import { KubeClient } from '../../src/kube/client.ts';
 import { installCrd } from '../../hack/cluster/crd.ts';
 
 let cluster: LocalCluster | undefined;
@@ -14,6 +13,8 @@ export async function globalSetup(): Promise<void> {
   const started = Date.now();
   cluster = await LocalCluster.start({
     auditLog: true,
+    // Before the controllers: the garbage collector watches Echoes from its start.
+    beforeControllers: (admin) => installCrd(admin),
     log: (m) => {
       console.error(`[cluster] ${m}`);
     },
@@ -23,13 +24,6 @@ export async function globalSetup(): Promise<void> {
   );
   process.env.ECHO_TEST_KUBECONFIG = cluster.kubeconfig;
   process.env.ECHO_TEST_CLUSTER_DIR = cluster.state.dir;
-  // Installed before any test: the garbage collector picks up new resource types only every 30 s.
-  const admin = KubeClient.fromFile(cluster.kubeconfig);
-  try {
-    await installCrd(admin);
-  } finally {
-    await admin.close();
-  }
   // An interrupted run still tears the cluster down and removes its directory.
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
