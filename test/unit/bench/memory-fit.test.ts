@@ -2,7 +2,9 @@
 // and N it is drawn through, the table, the picture, the --memory-fit list and the order of the
 // runs (interleaved per round). No control plane: runs are made up.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { runOrder, type Contender, type Run } from '../../../bench/compare.ts';
 import {
   linearFit,
@@ -237,5 +239,26 @@ describe('runOrder', () => {
         ['go-2', undefined],
       ],
     );
+  });
+});
+
+describe('bench/cli.ts --memory-fit', () => {
+  const CLI = fileURLToPath(new URL('../../../bench/cli.ts', import.meta.url));
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
+
+  it('refuses, before any control plane starts, flags that do not belong with it', () => {
+    for (const [args, said] of [
+      [['--memory-fit', '0,20', '--n', '5'], /no --n, --idle/],
+      [['--rest', '5'], /--rest belongs to --memory-fit/],
+    ] as const) {
+      const run = cli(...args);
+      assert.equal(run.status, 2, args.join(' '));
+      assert.match(run.stderr, said);
+    }
+  });
+
+  it('is in --help', () => {
+    assert.match(cli('--help').stdout, /^ {2}--memory-fit N1,N2,\.\.\. /m);
   });
 });
