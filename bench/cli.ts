@@ -14,6 +14,7 @@ import {
   summarize,
   type Contender,
 } from './compare.ts';
+import { memoryFitSvg, memoryFitTable, parseMemoryFit, summarizeMemoryFit } from './memory-fit.ts';
 
 const USAGE = `Usage: node bench/cli.ts [flags]
 
@@ -45,6 +46,17 @@ Comparisons (runs interleaved: ours, peer, ours, peer, ...):
                          gives medians (min–max) and ratios to the first operator
   --label LABEL          the first operator's name in the table (default "ours")
   Writes compare.json and compare.svg in --out, and each run's own files in <LABEL>-<round>/.
+
+Memory: fixed cost and cost per Echo (works with --compare and --repeat as above):
+  --memory-fit N1,N2,...  instead of the scenarios: at each N (e.g. 0,1000,5000,10000), N Echoes
+                         created before the operator starts, its cold start (every Deployment,
+                         every status), then a rest; RSS at rest and peak RSS, and per operator
+                         the line fixed MiB + KiB per Echo through the medians (least squares, R²,
+                         residuals). Each round runs every N, every operator at each N.
+                         --replicas defaults to 0 here (no pods), --resync to 600 (ours' own
+                         10 min: no resync in the run); --n and --idle do not apply
+  --rest S               seconds at rest once nothing changes, before RSS is read (default 10)
+  Writes compare.json and memory-fit.svg in --out, each run's files in <LABEL>-n<N>-<round>/.
 
   --help                 this text`;
 
@@ -78,6 +90,8 @@ const { values } = (() => {
         compare: { type: 'string', multiple: true },
         repeat: { type: 'string' },
         label: { type: 'string' },
+        'memory-fit': { type: 'string' },
+        rest: { type: 'string' },
         help: { type: 'boolean' },
       },
     });
@@ -91,17 +105,36 @@ if (values.help) {
   process.exit(0);
 }
 
-const n = number(values.n, 1000, 'n', 1);
+const memoryFit = (() => {
+  const raw = values['memory-fit'];
+  if (raw === undefined) return undefined;
+  const ns = parseMemoryFit(raw);
+  if (typeof ns === 'string') {
+    console.error(`bench: ${ns}`);
+    process.exit(2);
+  }
+  if (values.n !== undefined || values.idle !== undefined) {
+    console.error('bench: --memory-fit gives the counts itself, and has no idle: no --n, --idle');
+    process.exit(2);
+  }
+  return { ns, restSeconds: number(values.rest, 10, 'rest', 1) };
+})();
+if (!memoryFit && values.rest !== undefined) {
+  console.error('bench: --rest belongs to --memory-fit');
+  process.exit(2);
+}
+const n = memoryFit ? Math.max(...memoryFit.ns) : number(values.n, 1000, 'n', 1);
 const idle = number(values.idle, 45, 'idle', 1);
-const resync = number(values.resync, 30, 'resync', 1);
-if (resync >= idle) {
+// In the memory fit, ours' own default (10 min): no resync falls in a run.
+const resync = number(values.resync, memoryFit ? 600 : 30, 'resync', 1);
+if (!memoryFit && resync >= idle) {
   console.error('bench: --resync must be shorter than --idle, so a resync falls in steady state');
   process.exit(2);
 }
 const traceRatio = values['trace-ratio'];
 const options: BenchOptions = {
   n,
-  replicas: number(values.replicas, 1, 'replicas', 0),
+  replicas: number(values.replicas, memoryFit ? 0 : 1, 'replicas', 0),
   drift: number(values.drift, Math.max(1, Math.min(100, Math.floor(n / 10))), 'drift', 1),
   idleSeconds: idle,
   resyncSeconds: resync,
@@ -113,6 +146,7 @@ const options: BenchOptions = {
   clientParallelism: number(values.parallel, 64, 'parallel', 1),
   scenarioTimeoutSeconds: number(values['scenario-timeout'], 600, 'scenario-timeout', 1),
   outDir: values.out ?? join(import.meta.dirname, 'results'),
+  ...(memoryFit ? { memoryFit: { restSeconds: memoryFit.restSeconds } } : {}),
   progress: (message) => {
     console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
   },
@@ -163,7 +197,40 @@ function writeRun(result: BenchResult, dir: string, started: number): void {
 }
 
 const started = Date.now();
-if (contenders.length === 1 && repeat === 1) {
+if (memoryFit) {
+  mkdirSync(options.outDir, { recursive: true });
+  const runs = await runComparison(
+    contenders,
+    repeat,
+    options,
+    (result, dir) => {
+      writeRun(result, dir, started);
+    },
+    memoryFit.ns,
+  );
+  const fit = summarizeMemoryFit(contenders, runs, memoryFit.ns);
+  const { progress: _progress, ...recorded } = options;
+  const summary = {
+    mode: 'memory-fit',
+    options: recorded,
+    repeat,
+    contenders,
+    memoryFit: fit,
+    runs: runs.map(({ result: _result, ...run }) => run),
+    ...context(started),
+  };
+  writeFileSync(join(options.outDir, 'compare.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  writeFileSync(join(options.outDir, 'memory-fit.svg'), memoryFitSvg(contenders, runs, fit));
+  console.log(memoryFitTable(contenders, fit, repeat, memoryFit.restSeconds));
+  for (const run of runs.filter((r) => r.error))
+    console.log(
+      `  ${run.label} N=${String(run.n)} run ${String(run.round)} failed: ${run.error ?? ''}`,
+    );
+  console.log(
+    `\nwall time ${((Date.now() - started) / 1000).toFixed(0)} s; written: ${join(options.outDir, 'compare.json')}, ${join(options.outDir, 'memory-fit.svg')} and each run's files in ${options.outDir}/<label>-n<N>-<round>/`,
+  );
+  process.exitCode = runs.some((r) => r.error) ? 1 : 0;
+} else if (contenders.length === 1 && repeat === 1) {
   const result = await runBench(options);
   writeRun(result, options.outDir, started);
   console.log(textReport(result));

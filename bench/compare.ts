@@ -30,14 +30,18 @@ export interface Run {
   round: number;
   /** Where this run's bench.json, bench.svg and operator.log are. */
   dir: string;
+  /** Echoes of the run: set in the memory fit, whose runs differ in N. */
+  n?: number;
+  /** Seconds from the run's start (its control plane's) to its end. */
+  wallSeconds?: number;
   result?: BenchResult;
   /** Why the run ended early, or never started. */
   error?: string;
 }
 
 /** Not reached: the scenario did not converge, or the run failed before it. */
-const MISSED = 'did not converge';
-type Value = number | typeof MISSED | undefined;
+export const MISSED = 'did not converge';
+export type Value = number | typeof MISSED | undefined;
 
 interface Row {
   name: string;
@@ -163,7 +167,8 @@ export function median(sorted: number[]): number | undefined {
   return sorted.length % 2 === 1 ? sorted[mid] : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 }
 
-function cell(values: Value[]): Cell {
+/** Median, min and max of the values that are numbers, and how many were missed. */
+export function cell(values: Value[]): Cell {
   const numbers = values.filter((v): v is number => typeof v === 'number').sort((a, b) => a - b);
   const middle = median(numbers);
   return {
@@ -287,40 +292,76 @@ export function compareSvg(contenders: Contender[], runs: Run[], n: number): str
   return `<svg xmlns="http://www.w3.org/2000/svg" width="760" height="560" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${latency}\n${memory}\n</svg>\n`;
 }
 
+/** One run of a comparison, in the order they are made. */
+export interface Planned {
+  contender: Contender;
+  round: number;
+  /** Set in the memory fit. */
+  n?: number;
+  /** The run's directory in --out. */
+  name: string;
+}
+
 /**
- * Runs every contender `repeat` times, interleaved, each run in `<outDir>/<label>-<round>`; a run
- * that fails is kept with its error and the comparison goes on. `written` stores a run's own
- * report (bench.json, bench.svg) as a single run would.
+ * The order of a comparison's runs, interleaved: round by round, every contender in turn
+ * (`<label>-<round>`); with `ns` (the memory fit), every N in turn within a round and every
+ * contender at each N (`<label>-n<N>-<round>`), so that a round spans every point of every fit.
+ */
+export function runOrder(contenders: Contender[], repeat: number, ns?: number[]): Planned[] {
+  const order: Planned[] = [];
+  for (let round = 1; round <= repeat; round++)
+    for (const n of ns ?? [undefined])
+      for (const contender of contenders)
+        order.push({
+          contender,
+          round,
+          ...(n === undefined ? {} : { n }),
+          name:
+            n === undefined
+              ? `${contender.label}-${String(round)}`
+              : `${contender.label}-n${String(n)}-${String(round)}`,
+        });
+  return order;
+}
+
+/**
+ * Runs every contender `repeat` times in `runOrder`, each run in its own directory of
+ * `options.outDir`; a run that fails is kept with its error and the comparison goes on.
+ * `written` stores a run's own report (bench.json, bench.svg) as a single run would.
  */
 export async function runComparison(
   contenders: Contender[],
   repeat: number,
   options: BenchOptions,
   written: (result: BenchResult, dir: string) => void,
+  ns?: number[],
 ): Promise<Run[]> {
   const runs: Run[] = [];
-  for (let round = 1; round <= repeat; round++)
-    for (const c of contenders) {
-      const tag = `${c.label} ${String(round)}/${String(repeat)}`;
-      const dir = join(options.outDir, `${c.label}-${String(round)}`);
-      mkdirSync(dir, { recursive: true });
-      const run: Run = { label: c.label, round, dir };
-      runs.push(run);
-      try {
-        run.result = await runBench({
-          ...options,
-          operatorCmd: c.cmd,
-          outDir: dir,
-          progress: (message) => {
-            options.progress(`[${tag}] ${message}`);
-          },
-        });
-        if (run.result.error) run.error = run.result.error;
-        written(run.result, dir);
-      } catch (err) {
-        run.error = err instanceof Error ? err.message : String(err);
-        options.progress(`[${tag}] the run failed: ${run.error}`);
-      }
+  for (const { contender: c, round, n, name } of runOrder(contenders, repeat, ns)) {
+    const at = n === undefined ? '' : ` N=${String(n)}`;
+    const tag = `${c.label}${at} ${String(round)}/${String(repeat)}`;
+    const dir = join(options.outDir, name);
+    mkdirSync(dir, { recursive: true });
+    const run: Run = { label: c.label, round, dir, ...(n === undefined ? {} : { n }) };
+    runs.push(run);
+    const started = performance.now();
+    try {
+      run.result = await runBench({
+        ...options,
+        n: n ?? options.n,
+        operatorCmd: c.cmd,
+        outDir: dir,
+        progress: (message) => {
+          options.progress(`[${tag}] ${message}`);
+        },
+      });
+      if (run.result.error) run.error = run.result.error;
+      written(run.result, dir);
+    } catch (err) {
+      run.error = err instanceof Error ? err.message : String(err);
+      options.progress(`[${tag}] the run failed: ${run.error}`);
     }
+    run.wallSeconds = (performance.now() - started) / 1000;
+  }
   return runs;
 }

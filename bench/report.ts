@@ -109,6 +109,20 @@ export interface Series {
   name?: string;
   color: string;
   points: [number, number][];
+  /** Drawn as dots, one per point, instead of a line through them. */
+  dots?: boolean;
+}
+
+/** A series as SVG: a polyline, or a dot per point. */
+function drawn(s: Series, px: (x: number) => number, py: (y: number) => number): string {
+  if (s.dots)
+    return s.points
+      .map(
+        ([x, y]) =>
+          `<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3.5" fill="${s.color}" fill-opacity="0.7"/>`,
+      )
+      .join('\n');
+  return `<polyline fill="none" stroke="${s.color}" stroke-width="2" stroke-opacity="0.8" points="${s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`;
 }
 
 /** A polyline chart in a box, `offsetY` from the top of the picture. */
@@ -141,10 +155,7 @@ export function chart(
     ),
     `<text x="${String(left + plotW / 2)}" y="${String(top + plotH + 32)}" font-size="12" text-anchor="middle">${escape(xLabel)}</text>`,
     `<text x="14" y="${String(top + plotH / 2)}" font-size="12" transform="rotate(-90 14 ${String(top + plotH / 2)})" text-anchor="middle">${escape(yLabel)}</text>`,
-    ...series.map(
-      (s) =>
-        `<polyline fill="none" stroke="${s.color}" stroke-width="2" stroke-opacity="0.8" points="${s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`,
-    ),
+    ...series.map((s) => drawn(s, px, py)),
     ...series
       .filter((s) => s.name !== undefined)
       .map(

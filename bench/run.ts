@@ -46,6 +46,12 @@ export interface BenchOptions {
   clientParallelism: number;
   /** A scenario not reached in this time is reported as not converged, and the run goes on. */
   scenarioTimeoutSeconds: number;
+  /**
+   * The memory-fit mode (--memory-fit): the cold start only, then a rest of `restSeconds` once
+   * nothing changes, and the run ends (scenarios 'cold start' and 'rest'). Our operator's metrics
+   * are not scraped, so that it is measured as any other operator is. Undefined: every scenario.
+   */
+  memoryFit?: { restSeconds: number };
   progress: (message: string) => void;
 }
 
@@ -300,7 +306,9 @@ class BenchRun {
     await this.createEchoes('bench-a');
     if (this.options.traceRatio !== undefined) started.jaeger = await startJaeger();
     const [metricsPort] = (await freePorts(1)) as [number];
-    if (this.options.operatorCmd === undefined) this.scrape = () => operatorCounts(metricsPort);
+    // In the memory fit, a scrape's garbage (a series per Echo) would be counted as ours' memory.
+    if (this.options.operatorCmd === undefined && !this.options.memoryFit)
+      this.scrape = () => operatorCounts(metricsPort);
 
     this.clock.begin();
     const operatorStart = performance.now();
@@ -325,6 +333,10 @@ class BenchRun {
     this.measured.stats = new ProcessStats(operator.pid ?? 0);
 
     await this.coldStart(operatorStart);
+    if (this.options.memoryFit) {
+      await this.rest(this.options.memoryFit.restSeconds);
+      return;
+    }
     await this.createBurst();
     await this.scaleBurst();
     await this.driftRepair();
@@ -403,6 +415,20 @@ class BenchRun {
       seconds: lastOf(deployed, keys.length, operatorStart),
       times: { untilEveryStatusSeconds: lastOf(statused, keys.length, operatorStart) },
     });
+  }
+
+  /**
+   * The memory fit's rest point: once nothing has changed for 3 s (the cold start's last status
+   * writes answered), `seconds` of idle; the scenario's RSS at its end is the fit's figure.
+   */
+  private async rest(seconds: number): Promise<void> {
+    this.clock.begin();
+    const start = performance.now();
+    await this.clock.quiet(this.tracker, QUIET_MS);
+    const quietAt = performance.now();
+    this.options.progress(`rest: quiet; idle for ${String(seconds)} s, then RSS is read`);
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    await this.finish('rest', { times: { untilQuietSeconds: (quietAt - start) / 1000 } });
   }
 
   /** N Echoes created at once on an idle, synced operator. */
