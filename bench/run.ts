@@ -468,17 +468,7 @@ class BenchRun {
       keys,
       (d) => hasReplicas(want)(d) && d.status?.readyReplicas === want,
     );
-    const sent = new Map<string, number>();
-    await inParallel(keys, this.options.clientParallelism, async (key) => {
-      const [ns = '', name = ''] = key.split('/');
-      sent.set(key, performance.now());
-      await this.admin.request({
-        method: 'PATCH',
-        path: `/apis/example.com/v1/namespaces/${ns}/echoes/${name}`,
-        contentType: 'application/merge-patch+json',
-        body: { spec: { replicas: want } },
-      });
-    });
+    const sent = await this.scaleEchoes(keys, want);
     const reached = await this.clock.wait(`Deployments with ${String(want)} replicas`, scaled);
     // The scenario lasts until the new pods are ready and the Echoes say so: the status writes
     // that follow belong to it, and the next scenario starts on a quiet operator.
@@ -614,17 +604,7 @@ class BenchRun {
     const readyAt = performance.now();
     const scaled = this.tracker.deployments.until(edited, hasReplicas(want));
     const pass = ours ? passDone(this.metricsPort, every.length) : undefined;
-    const sent = new Map<string, number>();
-    await inParallel(edited, this.options.clientParallelism, async (key) => {
-      const [ns = '', name = ''] = key.split('/');
-      sent.set(key, performance.now());
-      await this.admin.request({
-        method: 'PATCH',
-        path: `/apis/example.com/v1/namespaces/${ns}/echoes/${name}`,
-        contentType: 'application/merge-patch+json',
-        body: { spec: { replicas: want } },
-      });
-    });
+    const sent = await this.scaleEchoes(edited, want);
     const reached = await this.clock.wait(
       `edited Deployments with ${String(want)} replicas`,
       scaled,
@@ -665,6 +645,22 @@ class BenchRun {
     );
     await new Promise((r) => setTimeout(r, idleSeconds * 1000));
     await this.finish('steady state', {});
+  }
+
+  /** Sets spec.replicas of each Echo of `keys`; when each edit was sent, by key. */
+  private async scaleEchoes(keys: string[], want: number): Promise<Map<string, number>> {
+    const sent = new Map<string, number>();
+    await inParallel(keys, this.options.clientParallelism, async (key) => {
+      const [ns = '', name = ''] = key.split('/');
+      sent.set(key, performance.now());
+      await this.admin.request({
+        method: 'PATCH',
+        path: `/apis/example.com/v1/namespaces/${ns}/echoes/${name}`,
+        contentType: 'application/merge-patch+json',
+        body: { spec: { replicas: want } },
+      });
+    });
+    return sent;
   }
 
   /** Every Echo deleted; the garbage collector removes the Deployments. */
