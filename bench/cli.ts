@@ -14,6 +14,7 @@ import {
   summarize,
   type Contender,
 } from './compare.ts';
+import { parseScenarios } from './scenarios.ts';
 import { memoryFitSvg, memoryFitTable, parseMemoryFit, summarizeMemoryFit } from './memory-fit.ts';
 
 const USAGE = `Usage: node bench/cli.ts [flags]
@@ -36,6 +37,9 @@ applied by a bare client). API calls are counted from the API server's audit log
   --operator-cmd CMD     benchmark another operator: a shell command line, run with exec
   --kubeconfig-env NAME  how that operator takes its kubeconfig (default KUBECONFIG)
   --parallel P           objects the harness creates or patches at once (default 64)
+  --scenarios LIST       only these scenarios after the cold start, e.g. create,restart (each
+                         with the ones it builds on): create, scale, drift, restart, steady,
+                         delete, floor (default every one)
   --scenario-timeout S   a scenario not done in S seconds is reported as "did not converge",
                          with what it reached, and the run goes on (default 600)
   --out DIR              where bench.json, bench.svg and operator.log go (default bench/results)
@@ -92,6 +96,7 @@ const { values } = (() => {
         label: { type: 'string' },
         'memory-fit': { type: 'string' },
         rest: { type: 'string' },
+        scenarios: { type: 'string' },
         help: { type: 'boolean' },
       },
     });
@@ -131,6 +136,15 @@ if (!memoryFit && resync >= idle) {
   console.error('bench: --resync must be shorter than --idle, so a resync falls in steady state');
   process.exit(2);
 }
+const scenarios = (() => {
+  if (values.scenarios === undefined) return undefined;
+  const parsed = parseScenarios(values.scenarios);
+  if (typeof parsed === 'string' || memoryFit) {
+    console.error(`bench: ${memoryFit ? '--memory-fit runs no scenarios' : String(parsed)}`);
+    process.exit(2);
+  }
+  return parsed;
+})();
 const traceRatio = values['trace-ratio'];
 const options: BenchOptions = {
   n,
@@ -147,6 +161,7 @@ const options: BenchOptions = {
   scenarioTimeoutSeconds: number(values['scenario-timeout'], 600, 'scenario-timeout', 1),
   outDir: values.out ?? join(import.meta.dirname, 'results'),
   ...(memoryFit ? { memoryFit: { restSeconds: memoryFit.restSeconds } } : {}),
+  ...(scenarios ? { scenarios } : {}),
   progress: (message) => {
     console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
   },

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { total, writes } from './audit.ts';
 import { cdf, chart, type Series } from './report.ts';
 import { runBench, type BenchOptions, type BenchResult, type ScenarioResult } from './run.ts';
+import { runsScenario } from './scenarios.ts';
 
 /** An operator in the comparison; the first one is the reference of the ratios. */
 export interface Contender {
@@ -43,30 +44,40 @@ export interface Run {
 export const MISSED = 'did not converge';
 export type Value = number | typeof MISSED | undefined;
 
+/** A row's figure from one run; with the scenario it reads, when it reads one. */
+type Pick = ((result: BenchResult) => Value) & { scenario?: string };
+
 interface Row {
   name: string;
   unit: string;
-  pick: (result: BenchResult) => Value;
+  pick: Pick;
 }
 
 const scenario = (r: BenchResult, name: string): ScenarioResult | undefined =>
   r.scenarios.find((s) => s.name === name);
 
 /** A time of a scenario: missed if its goal was not reached (the run records it undefined). */
-const timed =
-  (name: string, pick: (s: ScenarioResult) => number | undefined) =>
-  (r: BenchResult): Value => {
-    const s = scenario(r, name);
-    return (s && pick(s)) ?? MISSED;
-  };
+const timed = (name: string, pick: (s: ScenarioResult) => number | undefined): Pick =>
+  Object.assign(
+    (r: BenchResult): Value => {
+      const s = scenario(r, name);
+      return (s && pick(s)) ?? MISSED;
+    },
+    { scenario: name },
+  );
 
 /** A count of a scenario (what the operator did in its window, converged or not). */
-const counted =
-  (name: string, pick: (s: ScenarioResult, r: BenchResult) => number | undefined) =>
-  (r: BenchResult): Value => {
-    const s = scenario(r, name);
-    return s ? pick(s, r) : MISSED;
-  };
+const counted = (
+  name: string,
+  pick: (s: ScenarioResult, r: BenchResult) => number | undefined,
+): Pick =>
+  Object.assign(
+    (r: BenchResult): Value => {
+      const s = scenario(r, name);
+      return s ? pick(s, r) : MISSED;
+    },
+    { scenario: name },
+  );
 
 const SCENARIOS = ['cold start', 'create burst', 'scale burst', 'drift repair', 'steady state'];
 
@@ -183,7 +194,13 @@ export function cell(values: Value[]): Cell {
 /** Every row: medians per contender over its runs, and the ratios to the first contender. */
 export function summarize(contenders: Contender[], runs: Run[]): SummaryRow[] {
   const [reference, ...others] = contenders;
-  return ROWS.map((row) => {
+  // Rows of scenarios the runs were not asked to make (--scenarios) are left out, not missed.
+  const made = (row: Row): boolean =>
+    row.pick.scenario === undefined ||
+    runs.some(
+      (r) => !r.result || runsScenario(r.result.options.scenarios, row.pick.scenario ?? ''),
+    );
+  return ROWS.filter(made).map((row) => {
     const cells = Object.fromEntries(
       contenders.map((c) => [
         c.label,

@@ -21,6 +21,7 @@ import { callsOf, type Rejected, type VerbCounts } from './audit.ts';
 import { ProcessStats, type RssSample } from './process-stats.ts';
 import { lastOf, ScenarioClock, type Shortfall } from './deadline.ts';
 import { Tracker, type BenchDeployment, type BenchEcho, type Waiting } from './tracker.ts';
+import type { ScenarioKey } from './scenarios.ts';
 
 export interface BenchOptions {
   n: number;
@@ -52,6 +53,8 @@ export interface BenchOptions {
    * are not scraped, so that it is measured as any other operator is. Undefined: every scenario.
    */
   memoryFit?: { restSeconds: number };
+  /** The scenarios after the cold start (--scenarios), in run order; undefined: every one. */
+  scenarios?: ScenarioKey[];
   progress: (message: string) => void;
 }
 
@@ -337,13 +340,17 @@ class BenchRun {
       await this.rest(this.options.memoryFit.restSeconds);
       return;
     }
-    await this.createBurst();
-    await this.scaleBurst();
-    await this.driftRepair();
-    await this.editDuringRestart(started);
-    await this.steadyState();
-    await this.deleteAll();
-    await this.floor();
+    const steps: Record<ScenarioKey, () => Promise<void>> = {
+      create: () => this.createBurst(),
+      scale: () => this.scaleBurst(),
+      drift: () => this.driftRepair(),
+      restart: () => this.editDuringRestart(started),
+      steady: () => this.steadyState(),
+      delete: () => this.deleteAll(),
+      floor: () => this.floor(),
+    };
+    const chosen = this.options.scenarios ?? (Object.keys(steps) as ScenarioKey[]);
+    for (const key of chosen) await steps[key]();
   }
 
   private async createEchoes(namespace: string, sent?: Map<string, number>): Promise<void> {
