@@ -67,6 +67,8 @@ describe('--scenarios', () => {
     assert.ok(!names.includes('writes: steady state'));
     assert.equal(subset.find((r) => r.name === 'edit during a restart p95')?.ratios.go, 0.2);
     assert.ok(names.includes('peak RSS'), 'rows of the whole run stay');
+    // The full pass is read from our metrics: another operator's is unknown, not missed.
+    assert.equal(subset.find((r) => r.name === 'restart: the full pass')?.cells.go?.missed, 0);
     // Made without --scenarios, the same runs miss the drift repair: its row stays, missed.
     const every = summarize(contenders, [run('ours', undefined, 800), run('go', undefined, 4000)]);
     assert.equal(every.find((r) => r.name === 'drift repair')?.cells.ours?.missed, 1);
