@@ -150,6 +150,15 @@ export const ROWS: Row[] = [
     unit: 'count',
     pick: counted(name, (s) => (s.reconciles ? total(s.reconciles) : undefined)),
   })),
+  {
+    name: 'queue items that waited past the aging bound',
+    unit: 'count',
+    // Every scenario's, from our queue-duration histogram; another operator's is not known.
+    pick: (r) =>
+      r.scenarios.some((s) => s.queueWaits)
+        ? r.scenarios.reduce((a, s) => a + (s.queueWaits?.pastAgingBound ?? 0), 0)
+        : undefined,
+  },
   { name: 'peak RSS', unit: 'MiB', pick: (r) => r.memory.peakRssBytes / 2 ** 20 },
   { name: 'RSS at the end', unit: 'MiB', pick: (r) => r.memory.finalRssBytes / 2 ** 20 },
   { name: 'CPU for the run', unit: 's', pick: (r) => r.memory.cpuSeconds },

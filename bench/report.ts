@@ -82,12 +82,18 @@ export function textReport(result: BenchResult): string {
         ),
     ])
     .join('\n');
+  const waits = result.scenarios.filter((s) => s.queueWaits);
+  const queue =
+    waits.length === 0
+      ? ''
+      : `\n  work queue: ${String(waits.reduce((a, s) => a + (s.queueWaits?.picked ?? 0), 0))} items picked, ` +
+        `${String(waits.reduce((a, s) => a + (s.queueWaits?.pastAgingBound ?? 0), 0))} after waiting past the aging bound`;
   return [
     `echo-operator benchmark, N=${String(result.options.n)}, replicas ${String(result.options.replicas)}: ${result.operator}`,
     '',
     table(rows),
     '',
-    extras,
+    extras + queue,
     floor
       ? `  floor: ${String(result.options.n)} Deployments applied by a bare client in ${secs(floor.applySeconds)} ` +
         `(p50 ${floor.latencyMs.p50.toFixed(0)} ms, p99 ${floor.latencyMs.p99.toFixed(0)} ms); ` +

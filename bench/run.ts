@@ -22,6 +22,7 @@ import { ProcessStats, type RssSample } from './process-stats.ts';
 import { lastOf, ScenarioClock, type Shortfall } from './deadline.ts';
 import { Tracker, type BenchDeployment, type BenchEcho, type Waiting } from './tracker.ts';
 import type { ScenarioKey } from './scenarios.ts';
+import { DEFAULT_AGING_MS } from '../src/runtime/workqueue.ts';
 
 export interface BenchOptions {
   n: number;
@@ -81,6 +82,11 @@ export interface ScenarioResult {
   clientCalls?: VerbCounts;
   /** Our operator's reconciles by result (success, requeue_after, error), from its metrics. */
   reconciles?: VerbCounts;
+  /**
+   * Our operator's work-queue items picked (`picked`), and of them those that had waited longer
+   * than the queue's aging bound (`pastAgingBound`), from its queue-duration histogram.
+   */
+  queueWaits?: VerbCounts;
   /** Set when the scenario did not converge within the time limit: what it was short of. */
   didNotConverge?: Shortfall;
   rssBytesAtEnd: number;
@@ -271,9 +277,9 @@ class BenchRun {
   private readonly burstKeys: string[];
   /** Our operator's own counters; undefined for another operator. */
   private scrape: (() => Promise<OperatorCounts>) | undefined;
-  private countsBefore: OperatorCounts = { requests: {}, reconciles: {} };
+  private countsBefore: OperatorCounts = noCounts();
   /** What a process stopped by a restart counted in the current scenario: its successor starts at 0. */
-  private carried: OperatorCounts = { requests: {}, reconciles: {} };
+  private carried: OperatorCounts = noCounts();
   private cpuBefore = 0;
   private windowStart = Date.now();
   /** How the operator under test is started again, and its metrics port. */
@@ -397,13 +403,17 @@ class BenchRun {
               subtract(counts.reconciles, this.countsBefore.reconciles),
               this.carried.reconciles,
             ),
+            queueWaits: sum(
+              subtract(counts.queueWaits, this.countsBefore.queueWaits),
+              this.carried.queueWaits,
+            ),
           }
         : {}),
       rssBytesAtEnd: stats?.rssNow() ?? 0,
       cpuSeconds: cpu - this.cpuBefore,
     });
     if (counts) this.countsBefore = counts;
-    this.carried = { requests: {}, reconciles: {} };
+    this.carried = noCounts();
     this.cpuBefore = cpu;
     this.windowStart = end;
   }
@@ -600,8 +610,9 @@ class BenchRun {
       this.carried = {
         requests: subtract(counted.requests, this.countsBefore.requests),
         reconciles: subtract(counted.reconciles, this.countsBefore.reconciles),
+        queueWaits: subtract(counted.queueWaits, this.countsBefore.queueWaits),
       };
-      this.countsBefore = { requests: {}, reconciles: {} };
+      this.countsBefore = noCounts();
     }
     const start = performance.now();
     const operator = launch();
@@ -875,23 +886,40 @@ interface OperatorCounts {
   requests: VerbCounts;
   /** Reconciles by result (success, requeue_after, error). */
   reconciles: VerbCounts;
+  /** Items picked from the work queue, and those that had waited past its aging bound. */
+  queueWaits: VerbCounts;
 }
+
+const noCounts = (): OperatorCounts => ({ requests: {}, reconciles: {}, queueWaits: {} });
+
+/** The queue-duration bucket at the aging bound: `le="30"`. */
+const AGING_BUCKET = `le="${String(DEFAULT_AGING_MS / 1000)}"`;
 
 /** Our operator's own request counters by verb and reconciles by result, from its /metrics. */
 async function operatorCounts(port: number): Promise<OperatorCounts> {
   const res = await fetch(`http://127.0.0.1:${String(port)}/metrics`, {
     signal: AbortSignal.timeout(10_000),
   });
-  const counts: OperatorCounts = { requests: {}, reconciles: {} };
+  const counts = noCounts();
   const add = (into: VerbCounts, key: string, line: string): void => {
     into[key] = (into[key] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
   };
+  const withinAgingBound: VerbCounts = {};
   for (const line of (await res.text()).split('\n')) {
     if (line.startsWith('echo_operator_kubernetes_requests_total{'))
       add(counts.requests, /verb="([^"]*)"/.exec(line)?.[1] ?? '', line);
     else if (line.startsWith('controller_runtime_reconcile_total{'))
       add(counts.reconciles, /result="([^"]*)"/.exec(line)?.[1] ?? '', line);
+    else if (line.startsWith('workqueue_queue_duration_seconds_count{'))
+      add(counts.queueWaits, 'picked', line);
+    else if (
+      line.startsWith('workqueue_queue_duration_seconds_bucket{') &&
+      line.includes(AGING_BUCKET)
+    )
+      add(withinAgingBound, 'picked', line);
   }
+  counts.queueWaits.pastAgingBound =
+    (counts.queueWaits.picked ?? 0) - (withinAgingBound.picked ?? 0);
   return counts;
 }
 

@@ -14,7 +14,7 @@ import {
 import type { ResponseEvent } from '../kube/client.ts';
 import type { ControllerObserver, ReconcileOutcome } from './controller.ts';
 import type { InformerObserver } from './cache/informer.ts';
-import { Priority, type QueueObserver, type WorkQueue } from './workqueue.ts';
+import { DEFAULT_AGING_MS, Priority, type QueueObserver, type WorkQueue } from './workqueue.ts';
 
 /** controller-runtime's reconcile buckets: 5 ms to 60 s. */
 const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60];
@@ -31,8 +31,25 @@ const NON_COUNTER_TOTALS = [
  * profile"); ten samples a second still give a scrape hundreds.
  */
 const EVENT_LOOP_SAMPLE_MS = 100;
-/** client-go's work-queue buckets: 1 µs to 10 s, by decades. */
-const QUEUE_BUCKETS = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10];
+/**
+ * controller-runtime's work-queue buckets (10 ns to 1000 s, by decades), and the queue's aging
+ * bound: `workqueue_queue_duration_seconds` then counts the items that waited past it.
+ */
+const QUEUE_BUCKETS = [
+  1e-8,
+  1e-7,
+  1e-6,
+  1e-5,
+  1e-4,
+  1e-3,
+  1e-2,
+  1e-1,
+  1,
+  10,
+  100,
+  1000,
+  DEFAULT_AGING_MS / 1000,
+].sort((a, b) => a - b);
 
 export interface MetricsSources {
   /** Of the runtime's own series (informers, requests, readiness), e.g. `echo_operator_`. */

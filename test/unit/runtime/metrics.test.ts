@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Priority, WorkQueue } from '../../../src/runtime/workqueue.ts';
+import { DEFAULT_AGING_MS, Priority, WorkQueue } from '../../../src/runtime/workqueue.ts';
 import { Metrics, type MetricsSources } from '../../../src/runtime/metrics.ts';
 
 /** Metrics of two controllers, `echo` and `mirror`, each with its queue. */
@@ -115,6 +115,26 @@ describe('Metrics', () => {
       'workqueue_depth{name="echo",controller="echo",priority="-100"} 2',
       'echo_operator_workqueue_longest_wait_seconds{name="echo",controller="echo",priority="0"} 1.5',
       'echo_operator_workqueue_longest_wait_seconds{name="echo",controller="echo",priority="-100"} 5.5',
+    ])
+      assert.ok(body.includes(`${series}\n`), series);
+  });
+
+  it('counts the queue waits past the aging bound in a bucket of their own', async () => {
+    const { m } = metrics();
+    const echo = m.queueObserver('echo');
+    echo.started?.(0.002);
+    echo.started?.(DEFAULT_AGING_MS / 1000 - 1);
+    echo.started?.(DEFAULT_AGING_MS / 1000 + 1);
+    const { body } = await m.render(undefined);
+    const bucket = (le: string): string =>
+      `workqueue_queue_duration_seconds_bucket{le="${le}",name="echo",controller="echo"}`;
+    for (const series of [
+      `${bucket('1e-8')} 0`,
+      `${bucket('10')} 1`,
+      `${bucket(String(DEFAULT_AGING_MS / 1000))} 2`,
+      `${bucket('100')} 3`,
+      `${bucket('1000')} 3`,
+      'workqueue_queue_duration_seconds_count{name="echo",controller="echo"} 3',
     ])
       assert.ok(body.includes(`${series}\n`), series);
   });
