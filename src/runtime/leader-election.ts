@@ -67,7 +67,7 @@ export interface Clocks {
   wall: number;
 }
 
-const readClocks = (): Clocks => ({ monotonic: performance.now(), wall: Date.now() });
+export const readClocks = (): Clocks => ({ monotonic: performance.now(), wall: Date.now() });
 
 /** Kubernetes MicroTime: RFC 3339 with six fractional digits. */
 export function microTime(ms: number): string {
@@ -82,6 +82,15 @@ export interface Observation {
 }
 
 /**
+ * When, on this replica's monotonic clock, the lease's holder stops counting as live if it renews
+ * no more: the duration written in the lease (else `leaseDurationSeconds`) after it was seen.
+ */
+export function expiresAt(observation: Observation, leaseDurationSeconds: number): number {
+  const { spec, observedAt } = observation;
+  return observedAt + (spec.leaseDurationSeconds ?? leaseDurationSeconds) * 1000;
+}
+
+/**
  * The lease this replica should write to hold leadership, or undefined when another live holder
  * has it. Pure: `observation` is the lease as read, `now` this replica's clocks.
  */
@@ -91,10 +100,13 @@ export function claim(
   now: Clocks,
   leaseDurationSeconds: number,
 ): LeaseSpec | undefined {
-  const { spec, observedAt } = observation;
+  const { spec } = observation;
   const holder = spec.holderIdentity ?? '';
-  const validFor = (spec.leaseDurationSeconds ?? leaseDurationSeconds) * 1000;
-  if (holder !== '' && holder !== identity && observedAt + validFor > now.monotonic) {
+  if (
+    holder !== '' &&
+    holder !== identity &&
+    expiresAt(observation, leaseDurationSeconds) > now.monotonic
+  ) {
     return undefined;
   }
   const renewing = holder === identity;
