@@ -96,6 +96,23 @@ export interface ManagerOptions {
   idleTimeoutMs?: number;
 }
 
+/**
+ * How an informer event is queued: as its `cause` (normal priority), but for what changes nothing,
+ * the initial list's adds (the cache not yet synced) and an update of the same resourceVersion (a
+ * resync's replay), which are queued as a resync is (low priority).
+ */
+export function queuedCause(
+  event: InformerEvent<KubeObject>,
+  synced: boolean,
+  cause: Cause,
+): Cause {
+  const replay =
+    !synced ||
+    (event.type === 'update' &&
+      event.old.metadata.resourceVersion === event.object.metadata.resourceVersion);
+  return replay ? 'resync' : cause;
+}
+
 /** A controller added to the Manager: its caches, queue and recorder, for tests and tools. */
 export interface ManagedController<C extends Record<string, KubeObject>> {
   readonly name: string;
@@ -253,11 +270,7 @@ export class Manager {
     };
   }
 
-  /**
-   * Queues on `controller` the keys each event of `w`'s informers concerns: at normal priority,
-   * but for what changes nothing (the initial list's adds, before the cache synced; an update of
-   * the same resourceVersion), which is queued as a resync is, at low priority.
-   */
+  /** Queues on `controller` the keys each event of `w`'s informers concerns (see queuedCause). */
   private route(
     w: Watched,
     group: InformerGroup<KubeObject>,
@@ -266,14 +279,9 @@ export class Manager {
   ): void {
     const { changed } = w.watch;
     const { mapping } = w;
-    const causeOf = (e: InformerEvent<KubeObject>, cause: Cause): Cause =>
-      !group.synced ||
-      (e.type === 'update' && e.old.metadata.resourceVersion === e.object.metadata.resourceVersion)
-        ? 'resync'
-        : cause;
     if (mapping.kind === 'primary') {
       group.onEvent((e) => {
-        for (const key of primaryKeys(e, changed)) controller.enqueue(key, causeOf(e, 'primary'));
+        for (const key of primaryKeys(e, changed)) controller.enqueue(key, queuedCause(e, group.synced, 'primary'));
       });
       return;
     }
@@ -283,7 +291,7 @@ export class Manager {
         : (object: KubeObject) => [controllerOwnerKey(object, primary)];
     group.onEvent((e) => {
       for (const key of relatedKeys(e, keysOf, changed)) {
-        controller.enqueue(key, causeOf(e, 'related'));
+        controller.enqueue(key, queuedCause(e, group.synced, 'related'));
       }
     });
   }
