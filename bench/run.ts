@@ -576,24 +576,27 @@ class BenchRun {
 
   /**
    * Every Echo converged, the operator restarted; as soon as it is ready (its caches synced: the
-   * moment its first pass over every Echo begins) 50 Echoes of the burst are scaled. Reported: how
-   * long each edit took to reach its Deployment (p50, p95, max), beside how long the restart's
-   * full pass took (ours: from its metrics, until it has reconciled every Echo and nothing waits
-   * at low priority). Another operator's readiness is not known: its edits follow its start.
+   * moment its first pass over every Echo begins) 50 Echoes are scaled, of the burst if there was
+   * one, else of the cold start. Reported: how long each edit took to reach its Deployment (p50,
+   * p95, max), beside how long the restart's full pass took (ours: from its metrics, until it has
+   * reconciled every Echo and nothing waits at low priority). Another operator's readiness is not
+   * known: its edits follow its start.
    */
   private async editDuringRestart(started: Started): Promise<void> {
     const { progress, replicas } = this.options;
     const launch = this.launch;
     const stats = this.measured.stats;
     if (!launch || !stats) throw new Error('the operator under test was never started');
-    await settle();
+    const created = this.options.scenarios?.includes('create') ?? true;
+    const every = created ? [...this.coldKeys, ...this.burstKeys] : this.coldKeys;
+    await this.converged(every);
     this.clock.begin();
-    const every = [...this.coldKeys, ...this.burstKeys];
-    const count = Math.min(RESTART_EDITS, this.burstKeys.length);
-    // Spread over the burst, so that in a queue in key order they would wait behind the others.
+    const pool = created ? this.burstKeys : this.coldKeys;
+    const count = Math.min(RESTART_EDITS, pool.length);
+    // Spread over the keys, so that in a queue in key order they would wait behind the others.
     const edited = Array.from(
       { length: count },
-      (_, i) => this.burstKeys[Math.floor(((i + 1) * this.burstKeys.length) / count) - 1] ?? '',
+      (_, i) => pool[Math.floor(((i + 1) * pool.length) / count) - 1] ?? '',
     );
     const want = replicas + 2;
     progress(
@@ -652,6 +655,29 @@ class BenchRun {
       },
       ...(latency ? { latencyMs: latency } : {}),
     });
+  }
+
+  /**
+   * Until the cluster and the operator are done with what came before: every Deployment seen by
+   * its controller, every Echo's status current with its pods ready, then quiet. After a burst at
+   * large N the controller manager is minutes behind the operator, and the status writes it
+   * brings would fall in the next scenario. Counted in the scenario before.
+   */
+  private async converged(keys: string[]): Promise<void> {
+    await settle();
+    this.options.progress('  first, every Deployment and Echo up to date, then quiet');
+    await this.clock.wait(
+      'Deployments seen by their controller',
+      this.tracker.deployments.until(
+        keys,
+        (d) => d.status?.observedGeneration === d.metadata.generation,
+      ),
+    );
+    await this.clock.wait(
+      'Echoes reporting their pods ready',
+      this.tracker.echoes.until(keys, echoReady),
+    );
+    await this.clock.quiet(this.tracker, QUIET_MS);
   }
 
   /** Idle across a resync: the target is zero writes. */

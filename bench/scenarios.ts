@@ -5,7 +5,7 @@ export const SCENARIOS = {
   create: { name: 'create burst', needs: [] },
   scale: { name: 'scale burst', needs: ['create'] },
   drift: { name: 'drift repair', needs: ['scale'] },
-  restart: { name: 'edit during a restart', needs: ['create'] },
+  restart: { name: 'edit during a restart', needs: [] },
   steady: { name: 'steady state', needs: [] },
   delete: { name: 'delete', needs: ['create'] },
   floor: { name: 'floor', needs: [] },
@@ -20,7 +20,7 @@ const isKey = (word: string): word is ScenarioKey => (KEYS as string[]).includes
 /**
  * `--scenarios create,restart`: the keys in run order, or why they cannot run (an unknown word, or
  * a scenario without the one it builds on: drift repair reverts the scale burst's replicas, the
- * restart edits and the delete remove the create burst's Echoes).
+ * delete removes the create burst's Echoes).
  */
 export function parseScenarios(raw: string): ScenarioKey[] | string {
   const words = raw
