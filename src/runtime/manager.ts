@@ -281,7 +281,8 @@ export class Manager {
     const { mapping } = w;
     if (mapping.kind === 'primary') {
       group.onEvent((e) => {
-        for (const key of primaryKeys(e, changed)) controller.enqueue(key, queuedCause(e, group.synced, 'primary'));
+        for (const key of primaryKeys(e, changed))
+          controller.enqueue(key, queuedCause(e, group.synced, 'primary'));
       });
       return;
     }
