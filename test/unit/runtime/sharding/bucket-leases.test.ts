@@ -350,6 +350,35 @@ describe('bucket Leases, replicas joining, dying and leaving', () => {
     assert.equal(memberLeases(fleet.api).length, 1);
   });
 
+  it('never writes or deletes a Lease that is not the group’s, however long unrenewed', async () => {
+    const fleet = await settledFleet(['a', 'b']);
+    const lease = (name: string, labels: Record<string, string>): Lease => ({
+      metadata: { name, uid: `foreign-${name}`, resourceVersion: '1', labels },
+      spec: { holderIdentity: 'someone', leaseDurationSeconds: 1 },
+    });
+    const foreign = [
+      // A user's own Lease named as a member's would be, without the group's labels.
+      lease('echo-member-0000000000000000', {}),
+      // Another group's member and bucket, never renewed.
+      lease('other-member-1', {
+        'sharding.example.com/group': 'other',
+        'sharding.example.com/role': 'member',
+      }),
+      lease(bucketLease(0).replace('echo', 'other'), {
+        'sharding.example.com/group': 'other',
+        'sharding.example.com/role': 'bucket',
+        'sharding.example.com/bucket': '0',
+      }),
+    ];
+    for (const l of foreign) fleet.api.leases.set(l.metadata.name, structuredClone(l));
+    await fleet.run(4 * LEASE);
+    for (const l of foreign) assert.deepEqual(fleet.api.leases.get(l.metadata.name), l);
+    assert.deepEqual(
+      fleet.api.writes.filter((name) => foreign.some((l) => l.metadata.name === name)),
+      [],
+    );
+  });
+
   it('a replica that leaves hands every bucket over at once, and its successors need no expiry', async () => {
     const fleet = await settledFleet(['a', 'b', 'c']);
     const leaving = fleet.get('c');
