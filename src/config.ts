@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { OtlpProtocol } from './telemetry/tracing-sdk.ts';
 import { timingsProblem, type LeaderElectionTimings } from './runtime/leader-election.ts';
+import { DEFAULT_BUCKET_COUNT, bucketCountProblem } from './runtime/sharding/buckets.ts';
 
 export type LogFormat = 'text' | 'json';
 
@@ -32,6 +33,16 @@ export interface Config {
   /** This replica's name in Events and leases: the pod name in a cluster. */
   instance: string;
   leaderElection: LeaderElectionConfig;
+  sharding: ShardingConfig;
+}
+
+/**
+ * Active-active: every replica takes its share of the Echoes' buckets, on Leases of the leader
+ * election's namespace, name (as the group) and timings; `--leader-elect` is then not used.
+ */
+export interface ShardingConfig {
+  enabled: boolean;
+  bucketCount: number;
 }
 
 export interface LeaderElectionConfig extends LeaderElectionTimings {
@@ -184,6 +195,17 @@ const flags = {
     default: '2s',
     description: 'time between tries to acquire or renew the Lease',
   },
+  sharding: {
+    env: 'ECHO_OPERATOR_SHARDING',
+    default: 'false',
+    description:
+      'every replica reconciles a share of the Echoes (buckets held on Leases named after --leader-elect-lease-name, in its namespace, with its timings) instead of one leader',
+  },
+  'sharding-buckets': {
+    env: 'ECHO_OPERATOR_SHARDING_BUCKETS',
+    default: String(DEFAULT_BUCKET_COUNT),
+    description: 'buckets the Echoes are split into: a power of two, the same on every replica',
+  },
 } satisfies Record<string, Flag>;
 
 export function usage(version: string): string {
@@ -286,8 +308,22 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
       kubeconfig: value('kubeconfig'),
       instance: value('instance') || hostname,
       leaderElection,
+      sharding: shardingConfig(value),
     },
   };
+}
+
+function shardingConfig(value: (name: keyof typeof flags) => string): ShardingConfig {
+  const enabled = value('sharding');
+  if (enabled !== 'true' && enabled !== 'false') {
+    throw new ConfigError(`--sharding must be true or false, not "${enabled}"`);
+  }
+  const raw = value('sharding-buckets');
+  const bucketCount = /^\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+  const problem = bucketCountProblem(bucketCount);
+  if (problem)
+    throw new ConfigError(`--sharding-buckets: ${problem.replace(String(NaN), `"${raw}"`)}`);
+  return { enabled: enabled === 'true', bucketCount };
 }
 
 /** A duration, or 0 for none. */

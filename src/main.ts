@@ -8,7 +8,7 @@ import { ConfigError, parseConfig, usage, type Config } from './config.ts';
 import { REPORTING_CONTROLLER, echoController } from './echo/controller.ts';
 import { connectionsFor } from './kube/client.ts';
 import { loadConnection } from './kube/kubeconfig/kubeconfig.ts';
-import { Manager } from './runtime/manager.ts';
+import { Manager, type ManagerOptions } from './runtime/manager.ts';
 import { createLoggers, errorText, textStream, type Logger } from './telemetry/logger.ts';
 import type { Tracing } from './telemetry/tracing-sdk.ts';
 import { VERSION } from './version.ts';
@@ -66,9 +66,11 @@ function configure(argv: string[], env: NodeJS.ProcessEnv): Config | number {
       return 0;
     }
     const config = parsed.config;
-    if (config.leaderElection.enabled && !config.leaderElection.namespace) {
+    const leases = config.sharding.enabled || config.leaderElection.enabled;
+    if (leases && !config.leaderElection.namespace) {
       if (!existsSync(POD_NAMESPACE_FILE)) {
-        throw new ConfigError('--leader-elect needs --leader-elect-namespace outside a cluster');
+        const flag = config.sharding.enabled ? '--sharding' : '--leader-elect';
+        throw new ConfigError(`${flag} needs --leader-elect-namespace outside a cluster`);
       }
       config.leaderElection.namespace = readFileSync(POD_NAMESPACE_FILE, 'utf8').trim();
     }
@@ -80,13 +82,30 @@ function configure(argv: string[], env: NodeJS.ProcessEnv): Config | number {
   }
 }
 
+/**
+ * Sharding or leader election, on Leases named after the lease name. Either side knows of the
+ * other, so a helm upgrade between the two modes never has two replicas reconcile one Echo.
+ */
+function leases(config: Config): Pick<ManagerOptions, 'leaderElection' | 'sharding'> {
+  const { leaseName, enabled, ...election } = config.leaderElection;
+  // The process, not just the pod: a restarted container must not inherit the old Leases.
+  const identity = `${config.instance}_${randomUUID()}`;
+  if (config.sharding.enabled) {
+    const { bucketCount } = config.sharding;
+    return {
+      sharding: { ...election, group: leaseName, identity, bucketCount, leaderLease: leaseName },
+    };
+  }
+  if (!enabled) return {};
+  return { leaderElection: { ...election, leaseName, identity, shardedGroup: leaseName } };
+}
+
 /** The Manager the configuration describes, with the Echo controller added. */
 export function operatorManager(
   config: Config,
   log: (module: string) => Logger,
   tracing?: Tracing,
 ): Manager {
-  const election = config.leaderElection;
   const manager = new Manager({
     connection: loadConnection(config.kubeconfig ? { path: config.kubeconfig } : {}),
     client: { maxConnections: connectionLimit(config) },
@@ -111,15 +130,7 @@ export function operatorManager(
           }
         : {}),
     },
-    ...(election.enabled
-      ? {
-          leaderElection: {
-            ...election,
-            // The process, not just the pod: a restarted container must not inherit the old lease.
-            identity: `${config.instance}_${randomUUID()}`,
-          },
-        }
-      : {}),
+    ...leases(config),
     ...(tracing ? { tracer: tracing.tracer } : {}),
   });
   manager.add(echoController());
@@ -187,7 +198,13 @@ function logStarting(config: Config, manager: Manager, port: number, log: Logger
       metrics: config.metrics?.secure ? 'https, authorized by the API server' : 'http',
       namespaces: config.namespaces.length ? config.namespaces : 'all',
       maxConnections: connectionLimit(config),
-      leaderElection: election.enabled ? `${election.namespace}/${election.leaseName}` : 'off',
+      leaderElection:
+        election.enabled && !config.sharding.enabled
+          ? `${election.namespace}/${election.leaseName}`
+          : 'off',
+      sharding: config.sharding.enabled
+        ? `${String(config.sharding.bucketCount)} buckets, Leases ${election.namespace}/${election.leaseName}-*`
+        : 'off',
       tracing: config.otlpEndpoint
         ? `${config.otlpProtocol} ${config.otlpEndpoint} ratio ${String(config.traceSampleRatio)}`
         : 'off',

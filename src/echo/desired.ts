@@ -1,6 +1,7 @@
 // Echo → the Deployment it should have. Pure: no I/O, so every rule here is unit-tested.
 import { createHash } from 'node:crypto';
 import { API_VERSION, DEFAULT_IMAGE, KIND, type Echo } from './api.ts';
+import { SLOT_LABEL, slotOf } from '../runtime/sharding/buckets.ts';
 
 export const FIELD_MANAGER = 'echoes.example.com';
 export const MANAGED_BY = 'echo-operator';
@@ -131,7 +132,13 @@ function desiredBody(echo: Echo): Omit<DesiredDeployment, 'metadata'> & {
       name: echo.metadata.name,
       namespace: echo.metadata.namespace,
       // The operator's labels win over a user's label of the same key.
-      labels: { ...echo.metadata.labels, ...selector, 'app.kubernetes.io/managed-by': MANAGED_BY },
+      labels: {
+        ...echo.metadata.labels,
+        ...selector,
+        'app.kubernetes.io/managed-by': MANAGED_BY,
+        // Sharded replicas cache only their buckets' Deployments, chosen by this label.
+        ...(echo.metadata.uid ? { [SLOT_LABEL]: slotOf(echo.metadata.uid) } : {}),
+      },
       ownerReferences: [ownerReference(echo)],
     },
     spec: {

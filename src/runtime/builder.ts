@@ -8,7 +8,6 @@ import { objectKey, type KubeObject } from '../kube/object.ts';
 import type { ResourceType } from '../kube/resource.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { InformerEvent } from './cache/informer.ts';
-import type { InformerGroup } from './cache/informer-group.ts';
 import type { Reconciler } from './controller.ts';
 import type { EventRecorder } from './events.ts';
 import type { Metrics } from './metrics.ts';
@@ -38,9 +37,25 @@ export interface MappedWatchOptions<
   as?: N;
 }
 
-/** The informer cache of each resource a controller watches, by its plural. */
+/**
+ * What a reconciler reads a watched resource through: its informer group, or on a sharded replica
+ * the groups of the buckets it holds, read as one.
+ */
+export interface Cache<T extends KubeObject> {
+  readonly name: string;
+  get(key: string): T | undefined;
+  /** See Store.assume. */
+  assume(written: T, basedOn: string | undefined): void;
+  keys(): string[];
+  readonly size: number;
+  readonly synced: boolean;
+  whenSynced(): Promise<void>;
+  onEvent(handler: (event: InformerEvent<T>) => void): void;
+}
+
+/** The cache of each resource a controller watches, by its plural. */
 export type Caches<C extends Record<string, KubeObject>> = {
-  readonly [K in keyof C]: InformerGroup<C[K]>;
+  readonly [K in keyof C]: Cache<C[K]>;
 };
 
 /** What a reconciler is built from, handed to `complete`'s factory by the Manager. */

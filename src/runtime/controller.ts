@@ -144,6 +144,8 @@ export class Controller<T extends KubeObject = KubeObject> {
    */
   private readonly settled = new Set<string>();
   private readonly blocked = new Map<string, Blocked>();
+  /** Keys a worker holds, until their call returns (even one abandoned at its deadline). */
+  private readonly inFlight = new Set<string>();
 
   constructor(options: ControllerOptions<T>) {
     this.options = options;
@@ -172,6 +174,25 @@ export class Controller<T extends KubeObject = KubeObject> {
   /** Re-queues every primary object not settled: what the periodic resync does, on demand. */
   resync(): void {
     for (const key of this.options.primary.keys()) this.enqueue(key, 'resync');
+  }
+
+  /**
+   * Queues `keys` at low priority whatever was known of them: objects this replica starts to
+   * reconcile (a bucket taken over) may have changed since it last settled them, if ever.
+   */
+  replay(keys: Iterable<string>): void {
+    for (const key of keys) {
+      this.settled.delete(key);
+      this.blocked.delete(key);
+      this.enqueue(key, 'resync');
+    }
+  }
+
+  /** Resolves once no worker holds any of `keys`: their reconciles, and their writes, are over. */
+  async idle(keys: ReadonlySet<string>, pollMs = 50): Promise<void> {
+    while ([...this.inFlight].some((key) => keys.has(key))) {
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
   }
 
   /**
@@ -224,6 +245,7 @@ export class Controller<T extends KubeObject = KubeObject> {
       const item = await queue.getWithPriority();
       if (item === undefined) return;
       const { key, priority } = item;
+      this.inFlight.add(key);
       observer?.activeWorkers?.(++this.active);
       let abandoned: { returned: Promise<unknown> } | undefined;
       try {
@@ -248,9 +270,11 @@ export class Controller<T extends KubeObject = KubeObject> {
         // the first may still write. Its retry waits in the queue until the call returns.
         if (abandoned) {
           void abandoned.returned.then(() => {
+            this.inFlight.delete(key);
             queue.done(key);
           });
         } else {
+          this.inFlight.delete(key);
           queue.done(key);
         }
       }

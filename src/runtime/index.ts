@@ -4,6 +4,7 @@ export { Manager } from './manager.ts';
 export type {
   LeaderElectionOptions,
   ManagedController,
+  ShardingOptions,
   ManagerOptions,
   RuntimeObservers,
   ServeOptions,
@@ -11,6 +12,7 @@ export type {
 export type { MetricsServeOptions } from './metrics-server.ts';
 export { newController, controllerOwnerKey } from './builder.ts';
 export type {
+  Cache,
   Caches,
   ControllerContext,
   ControllerDeclaration,
@@ -30,6 +32,7 @@ export { DEFAULT_TIMINGS } from './leader-election.ts';
 export type { LeaderElectionTimings } from './leader-election.ts';
 export type { Metrics } from './metrics.ts';
 export type { InformerGroup } from './cache/informer-group.ts';
+export { DEFAULT_BUCKET_COUNT, SLOT_LABEL, slotOf } from './sharding/buckets.ts';
 export {
   CONFIGMAPS,
   DEPLOYMENTS,

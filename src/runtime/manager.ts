@@ -7,7 +7,7 @@
 //   fill the caches → (elected) → reconcile → on abort: drain the workers, release the lease,
 //   flush Events, close the endpoints and the client.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeClient, type ClientOptions } from '../kube/client.ts';
+import { KubeClient, defaultUserAgent, type ClientOptions } from '../kube/client.ts';
 import { ApiError } from '../kube/errors.ts';
 import type { Connection } from '../kube/kubeconfig/types.ts';
 import type { KubeObject } from '../kube/object.ts';
@@ -21,6 +21,7 @@ import {
   primaryKeys,
   relatedKeys,
   controllerOwnerKey,
+  type Cache,
   type Caches,
   type ControllerDeclaration,
   type Watched,
@@ -38,12 +39,38 @@ import { LeaderElector, type LeaderElectionTimings } from './leader-election.ts'
 import { Metrics } from './metrics.ts';
 import { startMetricsServer, type MetricsServeOptions } from './metrics-server.ts';
 import { WorkQueue, type QueueObserver } from './workqueue.ts';
+import type { AssignmentStats } from './sharding/assignment.ts';
+import { BucketLeases, ShardedMembers } from './sharding/bucket-leases.ts';
+import { BucketWork, type BucketController } from './sharding/bucket-work.ts';
+import { SLOT_LABEL, bucketFilter, bucketOf, bucketOfSlot } from './sharding/buckets.ts';
+import { ShardedCache } from './sharding/sharded-cache.ts';
 
 export interface LeaderElectionOptions extends LeaderElectionTimings {
   namespace: string;
   leaseName: string;
   /** Unique per process: two processes with one identity would both believe they lead. */
   identity: string;
+  /**
+   * The group of sharded replicas that may have reconciled (ShardingOptions.group): the leader
+   * reconciles only while none of them is alive, so a move between the modes never overlaps.
+   */
+  shardedGroup?: string;
+}
+
+/**
+ * Active-active: the primary objects are split by FNV-1a 64 of their uid into `bucketCount`
+ * buckets, each reconciled by the replica that holds its Lease (docs/sharding.md). Owned objects
+ * are cached by their owner's slot label (SLOT_LABEL), which their reconciler stamps.
+ */
+export interface ShardingOptions extends LeaderElectionTimings {
+  namespace: string;
+  /** Names the Leases: the replicas of one group share the buckets. */
+  group: string;
+  /** Unique per process. */
+  identity: string;
+  bucketCount: number;
+  /** The Lease of a leader elected without sharding: no bucket is taken while it is held. */
+  leaderLease?: string;
 }
 
 export interface ServeOptions {
@@ -87,6 +114,8 @@ export interface ManagerOptions {
   /** Serves /healthz, /livez, /readyz and /metrics. */
   serve?: ServeOptions;
   leaderElection?: LeaderElectionOptions;
+  /** Instead of leader election: every replica reconciles the buckets it holds. */
+  sharding?: ShardingOptions;
   /** Called when the lease could not be renewed in time; the default exits the process. */
   onLeadershipLost?: () => void;
   observers?: RuntimeObservers;
@@ -129,6 +158,8 @@ interface Added {
   recorder: EventRecorder;
   informers: InformerGroup<KubeObject>[];
   declaration: ControllerDeclaration;
+  /** With sharding: its caches kept by bucket, primary first. */
+  sharded: BucketController['caches'];
 }
 
 export class Manager {
@@ -142,6 +173,8 @@ export class Manager {
   private readonly informers = new Map<string, InformerGroup<KubeObject>>();
   private readonly controllers: Added[] = [];
   private readonly elector: LeaderElector | undefined;
+  private readonly leases: BucketLeases | undefined;
+  private buckets: BucketWork | undefined;
   private readonly recorder: EventRecorder;
   private http: RunningServer | undefined;
   private metricsHttp: RunningServer | undefined;
@@ -173,10 +206,20 @@ export class Manager {
                 },
               }
             : {}),
+          ...(options.sharding
+            ? {
+                sharding: {
+                  stats: () => this.leases?.stats ?? EMPTY_STATS,
+                  objects: () => this.buckets?.objects() ?? new Map(),
+                },
+              }
+            : {}),
         })
       : undefined;
     this.metrics = metrics;
     this.client = new KubeClient(options.connection, {
+      // The instance tells replicas apart in the API server's audit log.
+      userAgent: `${defaultUserAgent()} instance/${options.instance}`,
       ...clientOptions,
       onResponse: (event) => {
         this.counts.record(event);
@@ -187,7 +230,11 @@ export class Manager {
       ...(options.tracer ? { tracer: options.tracer } : {}),
     });
     this.recorder = this.eventRecorder(options.reportingController);
+    if (options.sharding && options.leaderElection) {
+      throw new Error('sharding and leader election exclude each other: choose one');
+    }
     this.elector = options.leaderElection && this.leaderElector(options.leaderElection);
+    this.leases = options.sharding && this.bucketLeases(options.sharding);
   }
 
   /** Builds `declaration` on this Manager's client and caches; it runs with `run`. */
@@ -199,9 +246,9 @@ export class Manager {
     if (this.controllers.some((c) => c.controller.name === identity.name)) {
       throw new Error(`a controller named ${identity.name} is added already`);
     }
-    const groups = watched.map((w) => this.informerFor(w));
+    const { cacheList, groups, sharded } = this.cachesOf(watched);
     const caches = Object.fromEntries(
-      watched.map((w, i) => [w.name, groups[i]]),
+      watched.map((w, i) => [w.name, cacheList[i]]),
     ) as unknown as Caches<C>;
     const observers = this.options.observers;
     const queue = new WorkQueue(
@@ -213,13 +260,13 @@ export class Manager {
     const errorLog = this.options.log('controller');
     // Logs name the key by the primary's kind: `{"echo": "team/web"}`.
     const keyField = watched[0]?.type.kind.toLowerCase() ?? 'key';
-    const primary = groups[0] as unknown as InformerGroup<P>;
+    const primary = cacheList[0] as unknown as Cache<P>;
     const primaryType = watched[0]?.type ?? { apiVersion: '', kind: '', plural: '' };
     const controller = new Controller<P>({
       name: identity.name,
       queue,
       primary,
-      informers: groups,
+      informers: cacheList,
       concurrency,
       resyncMs: this.options.resyncMs,
       reconcileTimeoutMs:
@@ -247,14 +294,15 @@ export class Manager {
       },
     });
     for (const [i, w] of watched.entries()) {
-      const group = groups[i];
-      if (group) this.route(w, group, controller, primaryType);
+      const cache = cacheList[i];
+      if (cache) this.route(w, cache, controller, primaryType);
     }
     this.controllers.push({
       controller,
       recorder,
       informers: groups,
       declaration: declaration as unknown as ControllerDeclaration,
+      sharded,
     });
     return {
       name: identity.name,
@@ -265,15 +313,40 @@ export class Manager {
         controller.resync();
       },
       whenSynced: async () => {
-        await Promise.all(groups.map((g) => g.whenSynced()));
+        await Promise.all(cacheList.map((c) => c.whenSynced()));
       },
     };
+  }
+
+  /**
+   * The caches of `watched`, in order: informer groups shared by resource and selector; sharded,
+   * the primary resource and those it owns are cached by bucket (by each controller for itself).
+   */
+  private cachesOf(watched: readonly Watched[]): {
+    cacheList: Cache<KubeObject>[];
+    groups: InformerGroup<KubeObject>[];
+    sharded: BucketController['caches'];
+  } {
+    const sharding = this.options.sharding;
+    const groups: InformerGroup<KubeObject>[] = [];
+    const sharded: BucketController['caches'] = [];
+    const cacheList = watched.map((w): Cache<KubeObject> => {
+      if (!sharding || w.mapping.kind === 'map') {
+        const group = this.informerFor(w);
+        groups.push(group);
+        return group;
+      }
+      const part = this.shardedCache(w, sharding);
+      sharded.push(part);
+      return part.cache;
+    });
+    return { cacheList, groups, sharded };
   }
 
   /** Queues on `controller` the keys each event of `w`'s informers concerns (see queuedCause). */
   private route(
     w: Watched,
-    group: InformerGroup<KubeObject>,
+    group: Pick<Cache<KubeObject>, 'onEvent' | 'synced'>,
     controller: Controller,
     primary: ResourceType,
   ): void {
@@ -304,7 +377,9 @@ export class Manager {
 
   /** False while a list or watch is failing (the API server unreachable, a CRD gone, 401). */
   get connected(): boolean {
-    return this.groups().every((i) => i.connected);
+    return (
+      this.groups().every((i) => i.connected) && this.shardedCaches().every((c) => c.connected)
+    );
   }
 
   /** With leader election: whether this replica leads; without, always. */
@@ -320,11 +395,11 @@ export class Manager {
       'informers-connected': () => this.connected,
       // A watch whose stream stopped without failing: the watchdog reopens it; if it could not.
       'watches-heard': () =>
-        this.groups()
-          .flatMap((g) => g.silentWatches())
-          .join('; ') || true,
+        [...this.groups(), ...this.shardedCaches()].flatMap((g) => g.silentWatches()).join('; ') ||
+        true,
       'credentials-accepted': () => !this.credentialsRefused,
       ...(elector ? { 'leader-election': () => elector.healthy } : {}),
+      ...(this.leases ? this.shardingChecks(this.leases) : {}),
     };
   }
 
@@ -334,7 +409,14 @@ export class Manager {
 
   /** Objects in each cache, by its name. */
   cacheSizes(): Record<string, number> {
-    return Object.fromEntries([...this.informers.values()].map((g) => [g.name, g.size]));
+    return Object.fromEntries(
+      [...this.informers.values(), ...this.shardedCaches()].map((g) => [g.name, g.size]),
+    );
+  }
+
+  /** With sharding: the buckets this replica reconciles now. */
+  get heldBuckets(): number[] {
+    return this.leases?.held ?? [];
   }
 
   async whenSynced(): Promise<void> {
@@ -405,12 +487,16 @@ export class Manager {
   }
 
   private async runControllers(signal: AbortSignal): Promise<void> {
+    if (this.leases) {
+      await this.runSharded(this.leases, signal);
+      return;
+    }
     const informers = this.fillCaches(signal);
     void this.whenSynced().then(() => {
       this.log.info(this.cacheSizes(), 'caches synced');
     });
     const elector = this.elector;
-    const elected = elector ? elector.acquire(signal) : Promise.resolve(true);
+    const elected = elector ? this.elect(elector, signal) : Promise.resolve(true);
     const drained = new AbortController();
     let holding: Promise<unknown> = Promise.resolve();
     if (elector) {
@@ -432,6 +518,160 @@ export class Manager {
     await Promise.all(
       [this.recorder, ...this.controllers.map((c) => c.recorder)].map((r) => r.flush()),
     );
+  }
+
+  /**
+   * Runs the controllers on the buckets this replica holds until `signal` aborts; then hands every
+   * bucket over (drained, released) before the controllers' workers are let go.
+   */
+  private async runSharded(leases: BucketLeases, signal: AbortSignal): Promise<void> {
+    const informers = this.fillCaches(signal);
+    const log = this.log;
+    const buckets = new BucketWork(
+      this.controllers
+        .filter((c) => c.sharded.length > 0)
+        .map(({ controller, sharded }) => ({
+          caches: sharded,
+          replay: (keys) => {
+            controller.replay(keys);
+          },
+          idle: (keys) => controller.idle(keys),
+        })),
+      (bucket, err) => {
+        log.warn({ bucket, err: errorText(err) }, 'the caches of a bucket failed');
+      },
+    );
+    this.buckets = buckets;
+    const waiting = setInterval(() => {
+      const reason = leases.waitingFor;
+      if (reason !== undefined) log.info({ held: leases.held.length }, `waiting for ${reason}`);
+    }, 30_000);
+    waiting.unref();
+    const controllersStop = new AbortController();
+    const controllers = Promise.all(
+      this.controllers.map((c) => c.controller.run(controllersStop.signal)),
+    );
+    await leases.run(signal);
+    clearInterval(waiting);
+    await buckets.stopAll();
+    controllersStop.abort();
+    await controllers;
+    await informers;
+    await Promise.all(
+      [this.recorder, ...this.controllers.map((c) => c.recorder)].map((r) => r.flush()),
+    );
+  }
+
+  /**
+   * Acquires the leader Lease, and keeps it only if no replica of `shardedGroup` is alive: each
+   * side writes its own Lease before it reads the other's, so of a leader and sharded replicas
+   * starting at once one always sees the other, and the leader is the one that stands back.
+   */
+  private async elect(elector: LeaderElector, signal: AbortSignal): Promise<boolean> {
+    const election = this.options.leaderElection;
+    const group = election?.shardedGroup;
+    if (!election || group === undefined) return elector.acquire(signal);
+    const members = new ShardedMembers({
+      client: this.client,
+      namespace: election.namespace,
+      group,
+    });
+    const alive = async (): Promise<string[]> =>
+      members.live(signal).catch((err: unknown) => {
+        this.log.warn({ err: errorText(err) }, 'could not list the sharded replicas; waiting');
+        return ['(unknown)'];
+      });
+    while (!signal.aborted) {
+      let live = await alive();
+      if (live.length === 0) {
+        if (!(await elector.acquire(signal))) return false;
+        live = await alive();
+        if (live.length === 0) return true;
+        await elector.release();
+      }
+      this.log.info({ group, replicas: live }, 'sharded replicas are alive: standing by');
+      await sleep(election.retryPeriodMs, undefined, { signal }).catch(() => undefined);
+    }
+    return false;
+  }
+
+  private shardingChecks(leases: BucketLeases): Record<string, Check> {
+    return {
+      'bucket-leases': () => leases.healthy || 'the bucket Leases could not be listed',
+      'buckets-synced': () => {
+        const filling = this.buckets?.filling ?? [];
+        return filling.length === 0 || `caches of buckets ${filling.join(', ')} filling`;
+      },
+    };
+  }
+
+  private shardedCaches(): ShardedCache<KubeObject>[] {
+    return this.controllers.flatMap((c) => c.sharded.map((p) => p.cache));
+  }
+
+  /**
+   * A watched resource cached by bucket: the primary one through `shardSelector` on its uid
+   * (filtered here too, for a server that ignores it), one it owns by its owner's slot label.
+   */
+  private shardedCache(
+    w: Watched,
+    { bucketCount }: ShardingOptions,
+  ): BucketController['caches'][number] {
+    const primary = w.mapping.kind === 'primary';
+    const bucketOfObject = (object: KubeObject): number | undefined => {
+      if (!primary) return bucketOfSlot(object.metadata.labels?.[SLOT_LABEL], bucketCount);
+      return object.metadata.uid === undefined
+        ? undefined
+        : bucketOf(object.metadata.uid, bucketCount);
+    };
+    return {
+      cache: new ShardedCache<KubeObject>(w.name, bucketOfObject),
+      groupFor: (bucket) => {
+        const filter = bucketFilter([bucket], bucketCount, SLOT_LABEL);
+        const { labelSelector } = w.watch;
+        return this.newInformerGroup(
+          w,
+          primary
+            ? {
+                shardSelector: filter.shardSelector,
+                keep: (o) => filter.matches(o.metadata.uid ?? ''),
+              }
+            : {
+                labelSelector: labelSelector
+                  ? `${labelSelector},${filter.labelSelector}`
+                  : filter.labelSelector,
+              },
+        );
+      },
+    };
+  }
+
+  private bucketLeases(sharding: ShardingOptions): BucketLeases {
+    const log = this.options.log('sharding');
+    const leases: BucketLeases = new BucketLeases({
+      ...sharding,
+      client: this.client,
+      listener: {
+        started: (bucket) => {
+          log.info({ bucket }, 'bucket taken: filling its caches');
+          this.buckets?.start(bucket);
+        },
+        stopping: (bucket) => {
+          log.info({ bucket }, 'bucket handed over: draining its reconciles');
+          void this.buckets?.stop(bucket, true).then(() => {
+            leases.drained(bucket);
+          });
+        },
+        lost: (bucket) => {
+          log.warn({ bucket }, 'bucket lost: its Lease was not renewed in time; stopping its work');
+          void this.buckets?.stop(bucket, false);
+        },
+      },
+      onError: (message, err) => {
+        log.warn({ err: errorText(err) }, message);
+      },
+    });
+    return leases;
   }
 
   private leadershipLost(): void {
@@ -467,19 +707,34 @@ export class Manager {
       }
       return shared;
     }
+    const group = this.newInformerGroup({ name, type, watch });
+    this.informers.set(shareKey, group);
+    return group;
+  }
+
+  /** The informers of a declared resource, narrowed by `narrow` when given (a bucket's). */
+  private newInformerGroup(
+    { name, type, watch }: Pick<Watched, 'name' | 'type' | 'watch'>,
+    narrow: {
+      labelSelector?: string;
+      shardSelector?: string;
+      keep?: (o: KubeObject) => boolean;
+    } = {},
+  ): InformerGroup<KubeObject> {
     const { client } = this;
     const log = this.options.log('informer');
     const metrics = both(
       this.metrics?.informerObserver(name),
       this.options.observers?.informer?.(name),
     );
-    const group = new InformerGroup<KubeObject>(
+    return new InformerGroup<KubeObject>(
       this.options.namespaces,
       (ns) => collectionPath(type, ns),
       {
         client,
         name,
         ...(watch.labelSelector ? { labelSelector: watch.labelSelector } : {}),
+        ...narrow,
         ...(watch.transform ? { transform: watch.transform } : {}),
         ...(watch.protobuf ? { protobuf: watch.protobuf } : {}),
         ...(this.options.watchTimeoutSeconds
@@ -515,8 +770,6 @@ export class Manager {
         },
       },
     );
-    this.informers.set(shareKey, group);
-    return group;
   }
 
   /**
@@ -612,6 +865,15 @@ export class Manager {
     return elector;
   }
 }
+
+const EMPTY_STATS: AssignmentStats = {
+  held: 0,
+  draining: 0,
+  acquired: 0,
+  takeovers: 0,
+  handovers: 0,
+  lost: 0,
+};
 
 /** One observer that tells both of each call. */
 function both<O extends object>(a: O | undefined, b: O | undefined): O | undefined {

@@ -14,6 +14,7 @@ import {
 import type { ResponseEvent } from '../kube/client.ts';
 import type { ControllerObserver, ReconcileOutcome } from './controller.ts';
 import type { InformerObserver } from './cache/informer.ts';
+import type { AssignmentStats } from './sharding/assignment.ts';
 import { DEFAULT_AGING_MS, Priority, type QueueObserver, type WorkQueue } from './workqueue.ts';
 
 /** controller-runtime's reconcile buckets: 5 ms to 60 s. */
@@ -65,6 +66,8 @@ export interface MetricsSources {
   connections?: () => { open: number; max: number };
   /** With leader election: the lease's name, and whether this replica holds it. */
   leader?: { name: string; leading: () => boolean };
+  /** With sharding: what the bucket Leases say, and the primary objects of each bucket held. */
+  sharding?: { stats: () => AssignmentStats; objects: () => ReadonlyMap<number, number> };
 }
 
 export class Metrics {
@@ -94,6 +97,7 @@ export class Metrics {
     this.requests = requestSeries(registers, sources.prefix);
     this.informers = informerSeries(registers, sources);
     readinessSeries(registers, sources);
+    if (sources.sharding) shardingSeries(registers, sources.prefix, sources.sharding);
   }
 
   readonly onResponse = (e: ResponseEvent): void => {
@@ -466,4 +470,50 @@ function readinessSeries(registers: Registers, sources: MetricsSources): void {
       },
     });
   }
+}
+
+/** Sharding, read when scraped: the buckets this replica works on, and how they came and went. */
+function shardingSeries(
+  registers: Registers,
+  prefix: string,
+  sharding: NonNullable<MetricsSources['sharding']>,
+): void {
+  const gauges = { held: 'Buckets this replica reconciles', draining: 'Buckets being handed over' };
+  for (const [field, help] of Object.entries(gauges) as [keyof typeof gauges, string][]) {
+    new Gauge({
+      name: `${prefix}sharding_buckets_${field}`,
+      help,
+      registers,
+      collect() {
+        this.set(sharding.stats()[field]);
+      },
+    });
+  }
+  const counters = {
+    acquired: 'Buckets taken, free or from a replica that stopped renewing',
+    takeovers: 'Buckets taken from a replica that stopped renewing their Lease',
+    handovers: 'Buckets drained and released for another replica',
+    lost: 'Buckets whose work stopped at once: Lease not renewed in time, or taken',
+  };
+  for (const [field, help] of Object.entries(counters) as [keyof typeof counters, string][]) {
+    new Counter({
+      name: `${prefix}sharding_${field}_total`,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sharding.stats()[field]);
+      },
+    });
+  }
+  new Gauge({
+    name: `${prefix}sharding_bucket_objects`,
+    help: 'Objects reconciled in each bucket this replica holds',
+    labelNames: ['bucket'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [bucket, size] of sharding.objects()) this.set({ bucket: String(bucket) }, size);
+    },
+  });
 }

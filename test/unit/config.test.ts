@@ -34,7 +34,17 @@ describe('parseConfig', () => {
         renewDeadlineMs: 10_000,
         retryPeriodMs: 2_000,
       },
+      sharding: { enabled: false, bucketCount: 32 },
     });
+  });
+
+  it('reads the sharding flags and their environment', () => {
+    assert.deepEqual(run(['--sharding=true', '--sharding-buckets=64']).sharding, {
+      enabled: true,
+      bucketCount: 64,
+    });
+    const env = { ECHO_OPERATOR_SHARDING: 'true', ECHO_OPERATOR_SHARDING_BUCKETS: '8' };
+    assert.deepEqual(run([], env).sharding, { enabled: true, bucketCount: 8 });
   });
 
   it('reads the leader election flags and their environment', () => {
@@ -177,6 +187,9 @@ describe('parseConfig', () => {
       [['--leader-elect=yes'], /--leader-elect must be true or false/],
       [['--leader-elect-namespace=Echo'], /"Echo" is not a namespace name/],
       [['--leader-elect-lease-name=a_b'], /"a_b" is not a valid object name/],
+      [['--sharding=yes'], /--sharding must be true or false, not "yes"/],
+      [['--sharding-buckets=24'], /--sharding-buckets: .*power of two from 1 to 256, not 24/],
+      [['--sharding-buckets=many'], /--sharding-buckets: .*not "many"/],
       [
         ['--leader-elect-lease-duration=10s'],
         /lease duration must be longer than the renew deadline/,

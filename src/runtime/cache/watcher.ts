@@ -42,6 +42,13 @@ export interface WatcherOptions {
   /** The collection path, e.g. `/apis/apps/v1/deployments` or a namespaced one. */
   path: string;
   labelSelector?: string;
+  /** KEP-5866's sharded list and watch: only the objects whose hash is in its ranges. */
+  shardSelector?: string;
+  /**
+   * The objects to hold, of those the server sends: with `shardSelector`, what a server that
+   * ignores it (the feature gate off, an older release) sends more is dropped here.
+   */
+  keep?: (object: KubeObject) => boolean;
   pageSize?: number;
   /** Server-side watch timeout, jittered per watch so reconnects of many clients spread out. */
   watchTimeoutSeconds?: number;
@@ -242,11 +249,13 @@ export class Watcher<T extends KubeObject> {
         query: {
           limit: this.options.pageSize,
           labelSelector: this.options.labelSelector,
+          shardSelector: this.options.shardSelector,
           continue: continueToken,
         },
         signal,
       });
       for (const item of page.items) {
+        if (!this.kept(item)) continue;
         const object = this.sink.prepare(item);
         fresh.set(objectKey(object), object);
       }
@@ -322,6 +331,7 @@ export class Watcher<T extends KubeObject> {
       // Jittered per watch so that the reconnects of many clients spread out.
       timeoutSeconds: Math.round(this.options.watchTimeoutSeconds * (1 + Math.random() / 5)),
       labelSelector: this.options.labelSelector,
+      shardSelector: this.options.shardSelector,
     };
     // A WatchList: the current state as ADDED events (a consistent read, as a list without a
     // resourceVersion), then a bookmark marking their end, then changes, on one stream.
@@ -342,8 +352,12 @@ export class Watcher<T extends KubeObject> {
     }
     const object = event.object as T;
     if (object.metadata.resourceVersion) this.resourceVersion = object.metadata.resourceVersion;
-    if (event.type === 'BOOKMARK') return;
+    if (event.type === 'BOOKMARK' || !this.kept(object)) return;
     this.sink.event(event.type, this.sink.prepare(object));
+  }
+
+  private kept(object: KubeObject): boolean {
+    return this.options.keep?.(object) ?? true;
   }
 
   /** An event of a WatchList before its end: gathered, then swapped in whole as a list is. */
@@ -355,6 +369,7 @@ export class Watcher<T extends KubeObject> {
       this.finishSync(fresh, object.metadata.resourceVersion);
       return;
     }
+    if (!this.kept(object)) return;
     const prepared = this.sink.prepare(object);
     if (event.type === 'DELETED') fresh.delete(objectKey(prepared));
     else fresh.set(objectKey(prepared), prepared);

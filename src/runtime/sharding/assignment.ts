@@ -54,6 +54,8 @@ export interface Snapshot {
   members: ReadonlyMap<string, MemberLease>;
   /** The bucket Leases there are, by bucket. */
   buckets: ReadonlyMap<number, StoredLease>;
+  /** With `leaderLease`: that Lease, if there is one. */
+  leader?: StoredLease | undefined;
 }
 
 /**
@@ -107,6 +109,13 @@ export interface AssignmentOptions extends LeaderElectionTimings {
   identity: string;
   bucketCount: number;
   listener?: AssignmentListener;
+  /**
+   * A Lease through which replicas not sharded elect one leader that reconciles everything (the
+   * other side of a move between the modes): no bucket is taken while a live holder has it, nor
+   * before this replica's member Lease is written, as that leader checks for live members only
+   * after taking its Lease. One of the two sides always sees the other.
+   */
+  leaderLease?: string;
 }
 
 /** A member's fair share: `count` buckets, and its home, buckets `first` to `first + count - 1`. */
@@ -145,6 +154,7 @@ export class BucketAssignment {
   private self: Seen | undefined;
   private members = new Map<string, Seen<MemberLease>>();
   private buckets = new Map<number, Seen>();
+  private leader: Seen | undefined;
   private readonly holding = new Map<number, Holding>();
   private leaving = false;
   private readonly counts = { acquired: 0, takeovers: 0, handovers: 0, lost: 0 };
@@ -192,6 +202,19 @@ export class BucketAssignment {
     this.buckets = new Map(
       [...snapshot.buckets].map(([b, lease]) => [b, seen(this.buckets.get(b), lease)]),
     );
+    this.leader = snapshot.leader && seen(this.leader, snapshot.leader);
+  }
+
+  /** Why no bucket is taken now although the share has room, if something else stops it. */
+  waitingFor(now: number): string | undefined {
+    const { leaderLease } = this.options;
+    if (leaderLease === undefined) return undefined;
+    if (!this.self) return 'its member Lease to be written';
+    const holder = this.leader?.spec.holderIdentity ?? '';
+    if (this.leader && holder !== '' && expiresAt(this.leader, this.seconds) > now) {
+      return `the Lease ${leaderLease}, held by ${holder} (leader election): released or expired`;
+    }
+    return undefined;
   }
 
   /** This round's writes, from the Leases last observed; tells the listener what stops. */
@@ -280,7 +303,7 @@ export class BucketAssignment {
     const share = fairShares(identities, bucketCount).get(identity) ?? { first: 0, count: 0 };
     return {
       share: this.leaving ? { first: 0, count: 0 } : share,
-      blocked: live.length > peers.length,
+      blocked: live.length > peers.length || this.waitingFor(now) !== undefined,
     };
   }
 

@@ -57,6 +57,8 @@ export interface BucketLeasesOptions extends LeaderElectionTimings {
   listener?: AssignmentListener;
   /** Failed requests; the next round tries again. */
   onError?: (message: string, err: unknown) => void;
+  /** See AssignmentOptions.leaderLease: read each round, by name, in the same namespace. */
+  leaderLease?: string;
   /** This replica's clocks; tests pass fake ones. */
   clocks?: () => Clocks;
 }
@@ -82,7 +84,13 @@ export class BucketLeases {
       renewDeadlineMs: options.renewDeadlineMs,
       retryPeriodMs: options.retryPeriodMs,
       ...(options.listener ? { listener: options.listener } : {}),
+      ...(options.leaderLease === undefined ? {} : { leaderLease: options.leaderLease }),
     });
+  }
+
+  /** Why no bucket is taken although the share has room, if something else stops it. */
+  get waitingFor(): string | undefined {
+    return this.assignment.waitingFor(this.clocks().monotonic);
   }
 
   /** The buckets this replica works on. */
@@ -160,12 +168,18 @@ export class BucketLeases {
   private async list(signal: AbortSignal): Promise<void> {
     const { client, group } = this.options;
     try {
+      const { leaderLease } = this.options;
+      // After the list: the member Lease it shows was written before the leader's was read.
       const list = await client.request<{ items: Lease[] }>({
         path: this.leases.path(),
         query: { labelSelector: `${GROUP_LABEL}=${group}` },
         signal,
       });
-      this.assignment.observe(this.snapshotOf(list.items), this.clocks().monotonic);
+      const leader = leaderLease && (await this.leases.find(leaderLease, { signal }));
+      this.assignment.observe(
+        { ...this.snapshotOf(list.items), ...(leader ? { leader: stored(leader) } : {}) },
+        this.clocks().monotonic,
+      );
       this.lastListOk = true;
     } catch (err) {
       this.lastListOk = false;
@@ -271,4 +285,44 @@ function stored(lease: Lease): StoredLease {
     resourceVersion: lease.metadata.resourceVersion ?? '',
     uid: lease.metadata.uid ?? '',
   };
+}
+
+/**
+ * The sharded replicas of a group that are alive, as a leader elected without sharding sees them
+ * (the other side of AssignmentOptions.leaderLease): member Leases renewed within their duration
+ * on this replica's clock, from when it saw each change; one first seen counts as alive.
+ */
+export class ShardedMembers {
+  private readonly options: Pick<BucketLeasesOptions, 'client' | 'namespace' | 'group'>;
+  private readonly clocks: () => Clocks;
+  private seen = new Map<string, { resourceVersion: string; observedAt: number }>();
+
+  constructor(options: Pick<BucketLeasesOptions, 'client' | 'namespace' | 'group' | 'clocks'>) {
+    this.options = options;
+    this.clocks = options.clocks ?? readClocks;
+  }
+
+  /** The identities of the live members; rejects when the Leases cannot be listed. */
+  async live(signal: AbortSignal): Promise<string[]> {
+    const { client, namespace, group } = this.options;
+    const list = await client.request<{ items: Lease[] }>({
+      path: resource<Lease>(client, LEASES).namespace(namespace).path(),
+      query: { labelSelector: `${GROUP_LABEL}=${group},${ROLE_LABEL}=member` },
+      signal,
+    });
+    const now = this.clocks().monotonic;
+    const before = this.seen;
+    this.seen = new Map();
+    const live: string[] = [];
+    for (const lease of list.items) {
+      const { name, resourceVersion = '' } = lease.metadata;
+      const known = before.get(name);
+      const observedAt = known?.resourceVersion === resourceVersion ? known.observedAt : now;
+      this.seen.set(name, { resourceVersion, observedAt });
+      const holder = lease.spec.holderIdentity ?? '';
+      const seconds = lease.spec.leaseDurationSeconds ?? 0;
+      if (holder !== '' && observedAt + seconds * 1000 > now) live.push(holder);
+    }
+    return live;
+  }
 }

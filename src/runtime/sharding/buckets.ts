@@ -16,6 +16,9 @@ import { HASH_SPACE, matches, shardSelector, type HashRange } from './selector.t
  */
 export const DEFAULT_BUCKET_COUNT = 32;
 
+/** The label an owned object carries its owner's slot in: its reconciler stamps it (slotOf). */
+export const SLOT_LABEL = 'sharding.example.com/slot';
+
 /** The slots: a bucket count must divide them, so at most 256 buckets. */
 export const SLOT_COUNT = 256;
 
@@ -42,6 +45,12 @@ export function bucketOf(uid: string, count: number): number {
 /** The label value an owned object carries for an owner of this uid: two hex digits, `00`-`ff`. */
 export function slotOf(uid: string): string {
   return (fnv1a64(uid) >> 56n).toString(16).padStart(2, '0');
+}
+
+/** The bucket of `count` that a slot label value is in, or undefined for a value not a slot. */
+export function bucketOfSlot(slot: string | undefined, count: number): number | undefined {
+  if (slot === undefined || !/^[0-9a-f]{2}$/.test(slot)) return undefined;
+  return Math.floor(parseInt(slot, 16) / (SLOT_COUNT / count));
 }
 
 /** What a replica's caches are narrowed to, for the buckets it holds. */

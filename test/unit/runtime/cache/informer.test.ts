@@ -429,6 +429,7 @@ describe('Informer WatchList and watch ends', () => {
       allowWatchBookmarks: true,
       timeoutSeconds: calls[0]?.query.timeoutSeconds,
       labelSelector: undefined,
+      shardSelector: undefined,
       sendInitialEvents: true,
       resourceVersionMatch: 'NotOlderThan',
     });
