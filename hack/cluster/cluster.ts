@@ -2,7 +2,7 @@
 // kube-controller-manager, kube-scheduler and kwok playing the kubelets of fake Nodes. Binaries
 // come from hack/tools/build.sh. Ports are picked at runtime, so clusters can run side by side.
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -39,6 +39,14 @@ export interface ClusterOptions {
    * else the default version (`KUBERNETES_VERSION`). etcd and kwok are the same for every release.
    */
   kubernetesVersion?: string;
+  /**
+   * kube-apiserver's feature gate `ShardedListAndWatch` (KEP-5866: the `shardSelector` of lists and
+   * watches, alpha from 1.36). By default `$ECHO_SHARDED_LIST_AND_WATCH` (`true` or `false`), else
+   * on where the release knows the gate and left out where it does not: kube-apiserver refuses to
+   * start on a gate it does not know. `false` tests a client's fallback for a server that ignores
+   * `shardSelector`; `true` on a release before 1.36 throws.
+   */
+  shardedListAndWatch?: boolean;
   /** Extra kube-apiserver flags, after the launcher's own (a later flag wins). */
   apiserverArgs?: string[];
   /**
@@ -84,10 +92,11 @@ export class LocalCluster {
   static async start(options: ClusterOptions = {}): Promise<LocalCluster> {
     await reapStaleClusters();
     const dir = options.dir ?? (await mkdtemp(join(tmpdir(), TMP_PREFIX)));
+    // Options refused (no such release, a gate it does not know) leave the directory untouched.
+    const launch = new Launch(dir, options, await freePorts(5));
     // The launcher owns its directory: whatever an earlier, crashed run left there goes.
     await rm(dir, { recursive: true, force: true });
     await mkdir(join(dir, 'logs'), { recursive: true });
-    const launch = new Launch(dir, options, await freePorts(5));
     const cluster = new LocalCluster(launch.state);
     try {
       await launch.run();
@@ -185,6 +194,7 @@ class Launch {
   private readonly options: ClusterOptions;
   private readonly bin = toolsBinDir();
   private readonly kubeBin: string;
+  private readonly featureGates: string[];
   private readonly started = Date.now();
   private readonly ports: { etcdPeer: number; controllerManager: number; scheduler: number };
 
@@ -197,8 +207,11 @@ class Launch {
       number,
     ];
     this.options = options;
-    this.kubeBin = kubernetesBinDir(
-      options.kubernetesVersion ?? process.env.ECHO_KUBERNETES_VERSION,
+    const version = options.kubernetesVersion ?? process.env.ECHO_KUBERNETES_VERSION;
+    this.kubeBin = kubernetesBinDir(version);
+    this.featureGates = apiserverFeatureGates(
+      version ?? defaultKubernetesVersion(),
+      options.shardedListAndWatch ?? envBoolean('ECHO_SHARDED_LIST_AND_WATCH'),
     );
     this.ports = { etcdPeer, controllerManager, scheduler };
     this.state = {
@@ -318,6 +331,7 @@ class Launch {
       '--endpoint-reconciler-type=none',
       '--advertise-address=127.0.0.1',
       '--profiling=false',
+      ...this.featureGates,
     ];
     if (auditLog) {
       const policy = join(dir, 'audit-policy.yaml');
@@ -429,6 +443,46 @@ export function kubernetesBinDir(version: string | undefined): string {
     `no Kubernetes ${version} binaries in ${dir}: the versions built are KUBERNETES_VERSION and ` +
       `KUBERNETES_COMPAT_VERSIONS in hack/tools/versions.env (hack/tools/build.sh compat builds the latter)`,
   );
+}
+
+/** The first minor release whose kube-apiserver knows the `ShardedListAndWatch` gate. */
+const SHARDED_LIST_AND_WATCH_SINCE = 36;
+
+/**
+ * kube-apiserver's `--feature-gates` for a release (`v1.36.3`): `ShardedListAndWatch` as asked, on
+ * when not asked, and none for a release that does not know the gate.
+ */
+export function apiserverFeatureGates(
+  kubernetesVersion: string,
+  shardedListAndWatch: boolean | undefined,
+): string[] {
+  const minor = /^v?1\.(\d+)\./.exec(kubernetesVersion)?.[1];
+  if (minor === undefined) throw new Error(`not a Kubernetes 1.x version: ${kubernetesVersion}`);
+  if (Number(minor) < SHARDED_LIST_AND_WATCH_SINCE) {
+    if (shardedListAndWatch === true) {
+      throw new Error(
+        `Kubernetes ${kubernetesVersion} has no ShardedListAndWatch feature gate: it came in 1.${String(SHARDED_LIST_AND_WATCH_SINCE)}`,
+      );
+    }
+    return [];
+  }
+  return [`--feature-gates=ShardedListAndWatch=${String(shardedListAndWatch ?? true)}`];
+}
+
+/** `KUBERNETES_VERSION` of hack/tools/versions.env: the release in bin/. */
+function defaultKubernetesVersion(): string {
+  const env = readFileSync(join(repoRoot, 'hack/tools/versions.env'), 'utf8');
+  const version = /^KUBERNETES_VERSION=(\S+)$/m.exec(env)?.[1];
+  if (!version) throw new Error('hack/tools/versions.env sets no KUBERNETES_VERSION');
+  return version;
+}
+
+/** An environment variable that is `true`, `false` or unset. */
+function envBoolean(name: string): boolean | undefined {
+  const value = process.env[name];
+  if (value === undefined || value === '') return undefined;
+  if (value === 'true' || value === 'false') return value === 'true';
+  throw new Error(`${name} must be true or false, not ${JSON.stringify(value)}`);
 }
 
 async function waitFor(

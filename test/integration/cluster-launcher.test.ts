@@ -1,6 +1,6 @@
 // The launcher itself: a second cluster runs beside the shared one on its own ports, stop()
-// leaves no process, port or directory behind, and a launcher killed outright takes its
-// processes with it (the next start removes the files it left).
+// leaves no process, port or directory behind, a launcher killed outright takes its processes
+// with it (the next start removes the files it left), and ShardedListAndWatch can be turned off.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { LocalCluster, type ClusterState } from '../../hack/cluster/cluster.ts';
 import { isRunning } from '../../hack/cluster/process.ts';
 import { KubeClient } from '../../src/kube/client.ts';
+import { HASH_SPACE, shardSelector } from '../../src/runtime/sharding/selector.ts';
 import { clusterKubeconfig, eventually } from '../support/kube.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -107,5 +108,27 @@ describe('cluster launcher', () => {
     const next = await LocalCluster.start();
     await next.stop();
     assert.equal(existsSync(dir), false, `${dir} reaped by the next start`);
+  });
+
+  it('starts kube-apiserver with ShardedListAndWatch off when asked: shardSelector is ignored', async () => {
+    const cluster = await LocalCluster.start({ shardedListAndWatch: false });
+    const client = KubeClient.fromFile(cluster.kubeconfig);
+    try {
+      interface NamespaceList {
+        metadata: { shardInfo?: unknown };
+        items: unknown[];
+      }
+      const path = '/api/v1/namespaces';
+      const selector = shardSelector([{ start: 0n, end: HASH_SPACE / 2n }]);
+      const [all, sharded] = await Promise.all([
+        client.request<NamespaceList>({ path }),
+        client.request<NamespaceList>({ path, query: { shardSelector: selector } }),
+      ]);
+      assert.equal(sharded.metadata.shardInfo, undefined);
+      assert.equal(sharded.items.length, all.items.length);
+    } finally {
+      await client.close();
+      await cluster.stop();
+    }
   });
 });

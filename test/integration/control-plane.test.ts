@@ -1,9 +1,10 @@
 // The local control plane does what the operator's tests rely on: Deployments roll out to Ready
 // pods on kwok's fake node, the garbage collector follows owner references, RBAC refuses what
-// was not granted, and PodSecurity admission judges pod specs.
+// was not granted, PodSecurity admission judges pod specs, and lists take a shardSelector.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isForbidden, isNotFound } from '../../src/kube/errors.ts';
+import { HASH_SPACE, matches, shardSelector } from '../../src/runtime/sharding/selector.ts';
 import { eventually, serviceAccountClient } from '../support/kube.ts';
 import { useNamespace, testNamespace } from '../support/namespaces.ts';
 
@@ -157,5 +158,36 @@ describe('local control plane', () => {
         seccompProfile: { type: 'RuntimeDefault' },
       }),
     });
+  });
+
+  it('filters a list by shardSelector as FNV-1a 64 of the uids says (ShardedListAndWatch)', async (t) => {
+    const version = await admin.request<{ minor: string }>({ path: '/version' });
+    if (Number.parseInt(version.minor, 10) < 36) {
+      t.skip(`Kubernetes 1.${version.minor} has no ShardedListAndWatch`);
+      return;
+    }
+    for (let i = 0; i < 8; i++) {
+      await admin.request({
+        method: 'POST',
+        path: `/api/v1/namespaces/${ns.name}/configmaps`,
+        body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `shard-${String(i)}` } },
+      });
+    }
+    interface ConfigMapList {
+      metadata: { shardInfo?: { selector: string } };
+      items: { metadata: { name: string; uid: string } }[];
+    }
+    const path = `/api/v1/namespaces/${ns.name}/configmaps`;
+    const lowerHalf = [{ start: 0n, end: HASH_SPACE / 2n }];
+    const [all, sharded] = await Promise.all([
+      admin.request<ConfigMapList>({ path }),
+      admin.request<ConfigMapList>({ path, query: { shardSelector: shardSelector(lowerHalf) } }),
+    ]);
+    assert.equal(sharded.metadata.shardInfo?.selector, shardSelector(lowerHalf));
+    const names = (list: ConfigMapList['items']): string[] => list.map((c) => c.metadata.name);
+    assert.deepEqual(
+      names(sharded.items),
+      names(all.items.filter((c) => matches(lowerHalf, c.metadata.uid))),
+    );
   });
 });

@@ -110,6 +110,14 @@ true
 {{- end -}}
 
 {{/*
+"true" when the replicas share the Echoes (--sharding): sharding.enabled with more than one
+replica. One replica has no one to share with, so it runs as without sharding.
+*/}}
+{{- define "echo-operator.sharding" -}}
+{{- if and (.Values.sharding | default dict).enabled (gt (int .Values.replicaCount) 1) }}true{{ end -}}
+{{- end -}}
+
+{{/*
 Fails on leader election values the operator would refuse at start, which values.schema.json
 cannot check (it compares no two values), and on several replicas with election forced off,
 which the schema refuses too but can be skipped. Included once, by deployment.yaml.
