@@ -189,6 +189,19 @@ export class BucketAssignment {
     return deadlines.length > 0 ? Math.min(...deadlines) : undefined;
   }
 
+  /**
+   * When the next bucket Lease of another holder expires after `now`, as last observed: a
+   * replica that stopped renewing has its buckets taken then, not up to a retry period later.
+   */
+  nextExpiry(now: number): number | undefined {
+    const { identity } = this.options;
+    const expiries = [...this.buckets.values()]
+      .filter((b) => (b.spec.holderIdentity ?? '') !== '' && b.spec.holderIdentity !== identity)
+      .map((b) => expiresAt(b, this.seconds))
+      .filter((expiry) => expiry > now);
+    return expiries.length > 0 ? Math.min(...expiries) : undefined;
+  }
+
   /** Takes in the Leases as listed, `now` being the monotonic time of the list. */
   observe(snapshot: Snapshot, now: number): void {
     const seen = <T extends StoredLease>(before: Seen | undefined, lease: T): Seen<T> => ({

@@ -135,7 +135,7 @@ export class BucketLeases {
         if (signal.aborted) this.leave();
         await this.round();
         if (this.assignment.done) return;
-        await this.pause(this.options.retryPeriodMs, signal);
+        await this.pause(this.untilNextRound(), signal);
       }
     } finally {
       this.running = false;
@@ -249,6 +249,16 @@ export class BucketLeases {
       metadata: { name, namespace, labels, ...(resourceVersion ? { resourceVersion } : {}) },
       spec: write.spec,
     };
+  }
+
+  /** A retry period, or less when a bucket Lease expires sooner (its holder stopped renewing). */
+  private untilNextRound(): number {
+    const { retryPeriodMs } = this.options;
+    const now = this.clocks().monotonic;
+    const expiry = this.assignment.nextExpiry(now);
+    if (expiry === undefined) return retryPeriodMs;
+    // Just past the expiry: at it exactly, the Lease still counts as held.
+    return Math.min(retryPeriodMs, Math.ceil(expiry - now) + 1);
   }
 
   /** Arms the timer for the earliest renew deadline, while run() runs. */
