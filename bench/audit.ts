@@ -1,7 +1,7 @@
 // API calls of one identity, counted from the API server's audit log: the same count for any
 // operator, whatever its client library. One audit event per request (the policy omits the
 // RequestReceived stage; long-running requests also log ResponseStarted, so count audit ids).
-import { readAuditLog } from '../test/support/audit.ts';
+import { readAuditLog, type AuditEvent } from '../test/support/audit.ts';
 
 export type VerbCounts = Record<string, number>;
 
@@ -76,4 +76,123 @@ export function writes(counts: VerbCounts): number {
   return Object.entries(counts)
     .filter(([verb]) => !['get', 'list', 'watch'].includes(verb))
     .reduce((a, [, n]) => a + n, 0);
+}
+
+/** The replica that sent a request: the ` instance/<name>` at the end of its User-Agent. */
+export function instanceOf(userAgent: string | undefined): string | undefined {
+  return / instance\/(\S+)$/.exec(userAgent ?? '')?.[1];
+}
+
+/** One write of an Echo, its status or its Deployment, by one replica. */
+export interface ReplicaWrite {
+  /** `namespace/name` of the Echo (a Deployment has its Echo's name). */
+  object: string;
+  instance: string;
+  /** Wall-clock ms the API server received it. */
+  at: number;
+  /** e.g. `patch echoes/status`. */
+  call: string;
+}
+
+/** Two replicas writing one Echo within a lease duration of each other. */
+export interface Overlap {
+  first: ReplicaWrite;
+  second: ReplicaWrite;
+}
+
+export interface OverlapCount {
+  /** Echoes written by two replicas within a lease duration of each other: the target is 0. */
+  objects: number;
+  /** Consecutive writes of one Echo by two replicas that close: a handover each. */
+  pairs: number;
+  /** Writes of the user's counted, from a replica the User-Agent names. */
+  writes: number;
+  /** Writes of the user's with no ` instance/` User-Agent: not attributable, not counted. */
+  unattributed: number;
+  /** The first few overlaps, to look up in the log. */
+  examples: Overlap[];
+}
+
+export interface OverlapScope {
+  username: string;
+  /** The Echoes' namespaces. */
+  namespaces: readonly string[];
+  /** Writes of two replicas closer than this overlap: the lease duration. */
+  windowMs: number;
+  /** Wall-clock ms [from, to) of the requests counted. */
+  from: number;
+  to: number;
+}
+
+const WRITE_VERBS = new Set(['create', 'update', 'patch', 'apply', 'delete']);
+
+/** An Echo's writes: the Echo itself, its status, or its Deployment (same namespace and name). */
+function echoWrite(
+  event: AuditEvent,
+  scope: OverlapScope,
+): Omit<ReplicaWrite, 'instance'> | undefined {
+  const { apiGroup, namespace, resource, subresource, name } = event.objectRef ?? {};
+  if (!WRITE_VERBS.has(event.verb) || !name || !namespace || !scope.namespaces.includes(namespace))
+    return undefined;
+  const ofEcho =
+    (apiGroup === 'example.com' &&
+      resource === 'echoes' &&
+      (!subresource || subresource === 'status')) ||
+    (apiGroup === 'apps' && resource === 'deployments' && !subresource);
+  if (!ofEcho) return undefined;
+  return {
+    object: `${namespace}/${name}`,
+    at: Date.parse(event.requestReceivedTimestamp),
+    call: `${event.verb} ${resource}${subresource ? `/${subresource}` : ''}`,
+  };
+}
+
+/**
+ * Overlaps in parsed audit events: per Echo, its writes in time order, and each two consecutive
+ * ones by different replicas closer than the window. Consecutive pairs suffice: if any two writes
+ * of different replicas are that close, so are two consecutive ones between them. Refused writes
+ * count too: a replica that tries to write an Echo it does not hold is the fault counted.
+ */
+export function countOverlaps(events: Iterable<AuditEvent>, scope: OverlapScope): OverlapCount {
+  const seen = new Set<string>();
+  const byObject = new Map<string, ReplicaWrite[]>();
+  let unattributed = 0;
+  let writes = 0;
+  for (const event of events) {
+    if (event.user.username !== scope.username || seen.has(event.auditID)) continue;
+    seen.add(event.auditID);
+    const write = echoWrite(event, scope);
+    if (!write || write.at < scope.from || write.at >= scope.to) continue;
+    const instance = instanceOf(event.userAgent);
+    if (instance === undefined) {
+      unattributed++;
+      continue;
+    }
+    writes++;
+    const list = byObject.get(write.object) ?? [];
+    list.push({ ...write, instance });
+    byObject.set(write.object, list);
+  }
+  const overlaps: Overlap[] = [];
+  let objects = 0;
+  for (const list of byObject.values()) {
+    list.sort((a, b) => a.at - b.at);
+    const before = overlaps.length;
+    for (let i = 1; i < list.length; i++) {
+      const [first, second] = [list[i - 1], list[i]] as [ReplicaWrite, ReplicaWrite];
+      if (first.instance !== second.instance && second.at - first.at < scope.windowMs)
+        overlaps.push({ first, second });
+    }
+    if (overlaps.length > before) objects++;
+  }
+  overlaps.sort((a, b) => a.second.at - b.second.at);
+  return { objects, pairs: overlaps.length, writes, unattributed, examples: overlaps.slice(0, 5) };
+}
+
+/** countOverlaps over the audit log at `path`, streamed. */
+export async function overlapsIn(path: string, scope: OverlapScope): Promise<OverlapCount> {
+  const events: AuditEvent[] = [];
+  for await (const event of readAuditLog(path, `"username":"${scope.username}"`))
+    if (echoWrite(event, scope)) events.push(event);
+  return countOverlaps(events, scope);
 }

@@ -15,6 +15,7 @@ import {
   type Contender,
 } from './compare.ts';
 import { parseScenarios } from './scenarios.ts';
+import { LEASE_DURATION_MS, parseReplicaOptions } from './replicas.ts';
 import { memoryFitSvg, memoryFitTable, parseMemoryFit, summarizeMemoryFit } from './memory-fit.ts';
 
 const USAGE = `Usage: node bench/cli.ts [flags]
@@ -43,6 +44,18 @@ applied by a bare client). API calls are counted from the API server's audit log
   --scenario-timeout S   a scenario not done in S seconds is reported as "did not converge",
                          with what it reached, and the run goes on (default 600)
   --out DIR              where bench.json, bench.svg and operator.log go (default bench/results)
+
+Several replicas of our operator (active-active sharding):
+  --operator-replicas R  processes of our operator (default 1), each with --sharding=true, its own
+                         --instance (bench-replica-<i>) and --port, Leases in the bench namespace;
+                         memory and CPU per replica and summed, the Echoes each one caches, and
+                         the overlaps in the audit log (an Echo written by two replicas within
+                         ${String(LEASE_DURATION_MS / 1000)} s, the lease duration)
+  --kill-replica-at S    SIGKILL the replica holding the most Leases once half the writes of
+                         scenario S are answered (create, scale or drift); the scenario must still
+                         converge, and the dead replica's Echoes written after the kill are timed
+  --replica-mode MODE    sharding (default), or leader-elect: one replica leads, the others
+                         stand by (the same mechanics on an operator without sharding)
 
 Comparisons (runs interleaved: ours, peer, ours, peer, ...):
   --compare LABEL=CMD    another operator to compare with, as --operator-cmd; repeatable
@@ -97,6 +110,9 @@ const { values } = (() => {
         'memory-fit': { type: 'string' },
         rest: { type: 'string' },
         scenarios: { type: 'string' },
+        'operator-replicas': { type: 'string' },
+        'kill-replica-at': { type: 'string' },
+        'replica-mode': { type: 'string' },
         help: { type: 'boolean' },
       },
     });
@@ -145,6 +161,21 @@ const scenarios = (() => {
   }
   return parsed;
 })();
+const operatorReplicas = (() => {
+  const parsed = parseReplicaOptions({
+    replicas: values['operator-replicas'],
+    mode: values['replica-mode'],
+    killAt: values['kill-replica-at'],
+    operatorCmd: values['operator-cmd'] ?? values.compare?.[0],
+    scenarios,
+    memoryFit: memoryFit !== undefined,
+  });
+  if (typeof parsed === 'string') {
+    console.error(`bench: ${parsed}`);
+    process.exit(2);
+  }
+  return parsed;
+})();
 const traceRatio = values['trace-ratio'];
 const options: BenchOptions = {
   n,
@@ -162,6 +193,8 @@ const options: BenchOptions = {
   outDir: values.out ?? join(import.meta.dirname, 'results'),
   ...(memoryFit ? { memoryFit: { restSeconds: memoryFit.restSeconds } } : {}),
   ...(scenarios ? { scenarios } : {}),
+  // A single replica is today's run exactly: no option recorded, no flag added.
+  ...(operatorReplicas.count > 1 ? { operatorReplicas } : {}),
   progress: (message) => {
     console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
   },

@@ -5,7 +5,13 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { total, writes } from './audit.ts';
 import { cdf, chart, type Series } from './report.ts';
-import { runBench, type BenchOptions, type BenchResult, type ScenarioResult } from './run.ts';
+import {
+  runBench,
+  type BenchOptions,
+  type BenchResult,
+  type ReplicaResult,
+  type ScenarioResult,
+} from './run.ts';
 import { runsScenario } from './scenarios.ts';
 
 /** An operator in the comparison; the first one is the reference of the ratios. */
@@ -51,6 +57,8 @@ interface Row {
   name: string;
   unit: string;
   pick: Pick;
+  /** A row of runs with several replicas (--operator-replicas): left out when no run has them. */
+  ofReplicas?: true;
 }
 
 const scenario = (r: BenchResult, name: string): ScenarioResult | undefined =>
@@ -167,7 +175,41 @@ export const ROWS: Row[] = [
     unit: 's',
     pick: counted('steady state', (s) => s.cpuSeconds),
   },
+  {
+    name: 'peak RSS, largest replica',
+    unit: 'MiB',
+    pick: (r) => largest(r, (p) => p.peakRssBytes / 2 ** 20),
+    ofReplicas: true,
+  },
+  {
+    name: 'CPU for the run, busiest replica',
+    unit: 's',
+    pick: (r) => largest(r, (p) => p.cpuSeconds),
+    ofReplicas: true,
+  },
+  {
+    name: "after the kill: the dead replica's Echoes → converged, max",
+    unit: 's',
+    pick: (r) => {
+      const kill = r.scenarios.find((s) => s.kill)?.kill;
+      if (!kill) return undefined;
+      const { count, converged, maxMs } = kill.edits;
+      return converged < count || maxMs === undefined ? MISSED : maxMs / 1000;
+    },
+    ofReplicas: true,
+  },
+  {
+    name: 'overlaps: Echoes written by two replicas within a lease duration',
+    unit: 'count',
+    pick: (r) => r.overlaps?.objects,
+    ofReplicas: true,
+  },
 ];
+
+/** The largest of a figure over a run's replicas; undefined for a single process. */
+function largest(r: BenchResult, figure: (replica: ReplicaResult) => number): Value {
+  return r.replicas ? Math.max(...r.replicas.map(figure)) : undefined;
+}
 
 /** One operator's figures for one row over its K runs. */
 export interface Cell {
@@ -216,7 +258,8 @@ export function summarize(contenders: Contender[], runs: Run[]): SummaryRow[] {
     runs.some(
       (r) => !r.result || runsScenario(r.result.options.scenarios, row.pick.scenario ?? ''),
     );
-  return ROWS.filter(made).map((row) => {
+  const severalReplicas = runs.some((r) => r.result?.replicas);
+  return ROWS.filter((row) => made(row) && (!row.ofReplicas || severalReplicas)).map((row) => {
     const cells = Object.fromEntries(
       contenders.map((c) => [
         c.label,

@@ -17,6 +17,8 @@ export class ProcessStats {
   private pid: number;
   /** CPU seconds of the operator's earlier processes (before a restart). */
   private cpuBefore = 0;
+  /** The last CPU seconds read: what a process that is gone (killed) used. */
+  private cpuLast = 0;
 
   constructor(pid: number) {
     this.pid = pid;
@@ -58,10 +60,11 @@ export class ProcessStats {
       const stat = readFileSync(`/proc/${String(this.pid)}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       // utime and stime are fields 14 and 15 of stat; 12 and 13 after the command name.
-      return this.cpuBefore + (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+      this.cpuLast = this.cpuBefore + (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
     } catch {
-      return this.cpuBefore;
+      // Gone: what it used until its last reading.
     }
+    return this.cpuLast;
   }
 
   /**
@@ -71,6 +74,7 @@ export class ProcessStats {
   follow(pid: number, cpuSoFar: number): void {
     this.pid = pid;
     this.cpuBefore = cpuSoFar;
+    this.cpuLast = cpuSoFar;
   }
 
   elapsedMs(): number {

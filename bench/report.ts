@@ -2,7 +2,8 @@
 // latency distribution (operator against the floor) and the operator's memory over the run.
 import type { VerbCounts } from './audit.ts';
 import { total, writes } from './audit.ts';
-import type { BenchResult } from './run.ts';
+import type { BenchResult, KillResult } from './run.ts';
+import { describeOwnership, LEASE_DURATION_MS } from './replicas.ts';
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const secs = (s: number | undefined): string => (s === undefined ? '-' : `${s.toFixed(2)} s`);
@@ -26,8 +27,67 @@ function table(rows: string[][]): string {
     .join('\n');
 }
 
+const ms = (v: number | undefined): string => (v === undefined ? '-' : secs(v / 1000));
+
+/** Each replica's part of each scenario, when there are several. */
+function replicaTable(result: BenchResult): string[] {
+  const rows = result.scenarios.flatMap((s) =>
+    (s.replicas ?? []).map((r) => [
+      s.name,
+      r.instance,
+      mib(r.rssBytesAtEnd),
+      `${r.cpuSeconds.toFixed(1)} s`,
+      r.echoesCached === undefined ? '-' : String(r.echoesCached),
+      r.queueAdds === undefined ? '-' : String(r.queueAdds),
+    ]),
+  );
+  if (rows.length === 0) return [];
+  return [
+    '',
+    table([['scenario', 'replica', 'RSS', 'CPU', 'Echoes cached', 'queue adds'], ...rows]),
+  ];
+}
+
+/** The kill of a scenario, for a person: when, what the victim held, how its Echoes fared. */
+function killLine(scenario: string, kill: KillResult): string {
+  const { edits } = kill;
+  const target = LEASE_DURATION_MS / 1000 + 5;
+  return (
+    `  ${scenario}: killed ${kill.instance} (SIGKILL) at ${secs(kill.afterSeconds)}, ` +
+    `after ${String(kill.writesBefore)}/${String(kill.of)} writes; it held ${describeOwnership(kill.owned)}; ` +
+    `its Echoes written after: ${String(edits.converged)}/${String(edits.count)} converged, ` +
+    `first ${ms(edits.firstMs)}, p50 ${ms(edits.p50Ms)}, max ${ms(edits.maxMs)} (target ${String(target)} s)`
+  );
+}
+
+/** The replicas' lines: each one's memory and CPU, and the overlaps the audit log shows. */
+function replicaLines(result: BenchResult): string[] {
+  const lines = (result.replicas ?? []).map(
+    (r) =>
+      `  ${r.instance}: peak RSS ${mib(r.peakRssBytes)}, final ${mib(r.finalRssBytes)}; CPU ${r.cpuSeconds.toFixed(1)} s` +
+      (r.killed ? `; killed in ${r.killed.scenario} at ${secs(r.killed.afterSeconds)}` : ''),
+  );
+  const o = result.overlaps;
+  if (o)
+    lines.push(
+      `  overlaps (audit log): ${String(o.objects)} Echoes written by two replicas within ` +
+        `${String(LEASE_DURATION_MS / 1000)} s (${String(o.pairs)} pairs, of ${String(o.writes)} writes` +
+        (o.unattributed > 0
+          ? `; ${String(o.unattributed)} writes with no instance in their User-Agent`
+          : '') +
+        ')',
+      ...o.examples.map(
+        ({ first, second }) =>
+          `    ${first.object}: ${first.instance} ${first.call}, then ${second.instance} ${second.call} ` +
+          `${secs((second.at - first.at) / 1000)} later`,
+      ),
+    );
+  return lines;
+}
+
 export function textReport(result: BenchResult): string {
   const { floor } = result;
+  const replicas = result.options.operatorReplicas;
   const rows = [
     [
       'scenario',
@@ -89,18 +149,22 @@ export function textReport(result: BenchResult): string {
       : `\n  work queue: ${String(waits.reduce((a, s) => a + (s.queueWaits?.picked ?? 0), 0))} items picked, ` +
         `${String(waits.reduce((a, s) => a + (s.queueWaits?.pastAgingBound ?? 0), 0))} after waiting past the aging bound`;
   return [
-    `echo-operator benchmark, N=${String(result.options.n)}, replicas ${String(result.options.replicas)}: ${result.operator}`,
+    `echo-operator benchmark, N=${String(result.options.n)}, replicas ${String(result.options.replicas)}: ${result.operator}` +
+      (replicas ? `, ${String(replicas.count)} operator replicas (${replicas.mode})` : ''),
     '',
     table(rows),
+    ...replicaTable(result),
     '',
     extras + queue,
+    ...result.scenarios.flatMap((s) => (s.kill ? [killLine(s.name, s.kill)] : [])),
     floor
       ? `  floor: ${String(result.options.n)} Deployments applied by a bare client in ${secs(floor.applySeconds)} ` +
         `(p50 ${floor.latencyMs.p50.toFixed(0)} ms, p99 ${floor.latencyMs.p99.toFixed(0)} ms); ` +
         `${String(result.options.n)} Echo creates taken in ${secs(floor.echoCreateSeconds)}`
       : '  floor: not measured',
-    `  memory: peak RSS ${mib(result.memory.peakRssBytes)}, final ${mib(result.memory.finalRssBytes)}; ` +
+    `  memory${replicas ? ', summed over the replicas' : ''}: peak RSS ${mib(result.memory.peakRssBytes)}, final ${mib(result.memory.finalRssBytes)}; ` +
       `CPU ${result.memory.cpuSeconds.toFixed(1)} s`,
+    ...replicaLines(result),
     ...(result.error ? [`  the run failed: ${result.error}`] : []),
   ].join('\n');
 }
@@ -176,6 +240,8 @@ export function cdf(sorted: number[]): [number, number][] {
   return sorted.map((v, i) => [v, (i + 1) / sorted.length]);
 }
 
+const REPLICA_COLORS = ['#1e8449', '#8e44ad', '#d68910', '#2471a3', '#c0392b'];
+
 export function svgReport(result: BenchResult): string {
   const latency = chart(
     `Create burst, N=${String(result.options.n)}: Echo created → Deployment observed`,
@@ -191,13 +257,19 @@ export function svgReport(result: BenchResult): string {
     'Operator resident memory over the run',
     'seconds since the operator started',
     'RSS (MiB)',
-    [
-      {
-        name: 'RSS',
-        color: '#1e8449',
-        points: result.rss.map((s) => [s.atMs / 1000, s.rssBytes / 2 ** 20]),
-      },
-    ],
+    result.replicas
+      ? result.replicas.map((r, i) => ({
+          name: r.instance,
+          color: REPLICA_COLORS[i % REPLICA_COLORS.length] ?? '#000',
+          points: r.rss.map((s) => [s.atMs / 1000, s.rssBytes / 2 ** 20] as [number, number]),
+        }))
+      : [
+          {
+            name: 'RSS',
+            color: '#1e8449',
+            points: result.rss.map((s) => [s.atMs / 1000, s.rssBytes / 2 ** 20]),
+          },
+        ],
     280,
   );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="760" height="560" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${latency}\n${memory}\n</svg>\n`;

@@ -17,11 +17,32 @@ import { desiredDeployment } from '../src/echo/desired.ts';
 import { KubeClient } from '../src/kube/client.ts';
 import { objectKey } from '../src/kube/object.ts';
 import { echo as cachedEcho, echoManifest } from '../test/support/echo.ts';
-import { callsOf, type Rejected, type VerbCounts } from './audit.ts';
+import { callsOf, overlapsIn, type OverlapCount, type Rejected, type VerbCounts } from './audit.ts';
 import { ProcessStats, type RssSample } from './process-stats.ts';
+import {
+  describeOwnership,
+  instanceName,
+  LEASE_DURATION_MS,
+  ownership,
+  owns,
+  replicaFlags,
+  summed,
+  victimOf,
+  writesBeforeKill,
+  type LeaseView,
+  type Ownership,
+  type ProcessMemory,
+  type ReplicaOptions,
+} from './replicas.ts';
 import { lastOf, ScenarioClock, type Shortfall } from './deadline.ts';
-import { Tracker, type BenchDeployment, type BenchEcho, type Waiting } from './tracker.ts';
-import type { ScenarioKey } from './scenarios.ts';
+import {
+  Tracker,
+  type BenchDeployment,
+  type BenchEcho,
+  type Reached,
+  type Waiting,
+} from './tracker.ts';
+import { SCENARIOS, type ScenarioKey } from './scenarios.ts';
 import { DEFAULT_AGING_MS } from '../src/runtime/workqueue.ts';
 
 export interface BenchOptions {
@@ -56,6 +77,8 @@ export interface BenchOptions {
   memoryFit?: { restSeconds: number };
   /** The scenarios after the cold start (--scenarios), in run order; undefined: every one. */
   scenarios?: ScenarioKey[];
+  /** Processes of our operator (--operator-replicas) and the kill; undefined: one. */
+  operatorReplicas?: ReplicaOptions;
   progress: (message: string) => void;
 }
 
@@ -89,8 +112,47 @@ export interface ScenarioResult {
   queueWaits?: VerbCounts;
   /** Set when the scenario did not converge within the time limit: what it was short of. */
   didNotConverge?: Shortfall;
+  /** Summed over the replicas when there are several. */
   rssBytesAtEnd: number;
   cpuSeconds: number;
+  /** Each replica's part, when there are several. */
+  replicas?: ReplicaScenario[];
+  /** The replica killed in this scenario (--kill-replica-at), and how its Echoes fared. */
+  kill?: KillResult;
+}
+
+export interface ReplicaScenario {
+  instance: string;
+  rssBytesAtEnd: number;
+  cpuSeconds: number;
+  /** Echoes in its cache at the scenario's end (its informer's size): its share. */
+  echoesCached?: number;
+  /** Keys its work queue took in during the scenario: the events it acted on. */
+  queueAdds?: number;
+}
+
+export interface KillResult {
+  instance: string;
+  /** Seconds from the scenario's start to the SIGKILL. */
+  afterSeconds: number;
+  /** The scenario's harness writes sent before it (the rest wait for it), of all its writes. */
+  writesBefore: number;
+  of: number;
+  /** What the victim reconciled, from the Leases it held just before. */
+  owned: Ownership;
+  /**
+   * The victim's Echoes (by the Leases) written after the kill: sent → reached, in ms; the first
+   * one sent is the edit "right after the kill". Target: max within the lease duration + 5 s.
+   */
+  edits: { count: number; converged: number; firstMs?: number; p50Ms?: number; maxMs?: number };
+}
+
+/** One replica's figures over the run. */
+export interface ReplicaResult extends ProcessMemory {
+  instance: string;
+  port: number;
+  rss: RssSample[];
+  killed?: { scenario: string; afterSeconds: number };
 }
 
 export interface FloorResult {
@@ -108,8 +170,14 @@ export interface BenchResult {
   scenarios: ScenarioResult[];
   /** Missing when the run failed before it. */
   floor?: FloorResult;
-  memory: { peakRssBytes: number; finalRssBytes: number; cpuSeconds: number };
+  /** Summed over the replicas when there are several (peaks: the sum of each one's). */
+  memory: ProcessMemory;
+  /** The single operator's; with several replicas, each has its own below. */
   rss: RssSample[];
+  /** Each replica's figures, when there are several. */
+  replicas?: ReplicaResult[];
+  /** Echoes written by two replicas within a lease duration (audit log), when there are several. */
+  overlaps?: OverlapCount;
   /** Create-burst latencies (ms), sorted, for the chart. */
   createLatenciesMs: number[];
   floorLatenciesMs: number[];
@@ -118,6 +186,8 @@ export interface BenchResult {
 }
 
 const NAMESPACE = 'echo-bench';
+/** Where the harness creates Echoes: the cold start's, and the create burst's. */
+const ECHO_NAMESPACES = ['bench-a', 'bench-b'];
 const RELEASE = 'bench';
 const SERVICE_ACCOUNT = `${RELEASE}-echo-operator`;
 const USERNAME = `system:serviceaccount:${NAMESPACE}:${SERVICE_ACCOUNT}`;
@@ -181,15 +251,29 @@ interface Measured {
   scenarios: ScenarioResult[];
   /** Wall-clock [from, to) of each scenario, for the audit log. */
   windows: [number, number][];
-  stats?: ProcessStats;
+  /** Our operator's processes: one, unless --operator-replicas. */
+  replicas: Replica[];
   createLatenciesMs: number[];
   echoCreateSeconds?: number;
   floor?: { result: Omit<FloorResult, 'echoCreateSeconds'>; latencies: number[] };
 }
 
+/** One process of the operator under test, and what is measured of it. */
+interface Replica {
+  instance: string;
+  /** Its health and metrics port. */
+  port: number;
+  process?: ChildProcess;
+  stats?: ProcessStats;
+  /** Its counters when the current scenario began. */
+  countsBefore: OperatorCounts;
+  /** Its CPU seconds when the current scenario began. */
+  cpuBefore: number;
+  killed?: { scenario: string; afterSeconds: number };
+}
+
 /** The processes a run starts besides the control plane, stopped however it ends. */
 interface Started {
-  operator?: ChildProcess;
   jaeger?: Jaeger;
 }
 
@@ -207,7 +291,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const admin = KubeClient.fromFile(cluster.kubeconfig);
   const tracker = new Tracker(admin);
   const started: Started = {};
-  const measured: Measured = { scenarios: [], windows: [], createLatenciesMs: [] };
+  const measured: Measured = { scenarios: [], windows: [], replicas: [], createLatenciesMs: [] };
   try {
     let error: string | undefined;
     try {
@@ -218,7 +302,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     }
     return await collect(options, cluster, measured, error);
   } finally {
-    await stopOperator(started.operator);
+    await Promise.all(measured.replicas.map((r) => stopOperator(r.process)));
     await tracker.close();
     await started.jaeger?.stop();
     await admin.close();
@@ -241,13 +325,27 @@ async function collect(
     const rejected = calls[i]?.rejected ?? [];
     if (rejected.length > 0) result.rejectedCalls = rejected;
   }
-  const { stats, floor, echoCreateSeconds } = measured;
-  const memory = {
-    peakRssBytes: stats?.peakRss() ?? 0,
-    finalRssBytes: stats?.rssNow() ?? 0,
-    cpuSeconds: stats?.cpuSeconds() ?? 0,
-  };
-  stats?.stop();
+  const several = measured.replicas.length > 1;
+  const overlaps = several
+    ? await overlapsIn(cluster.state.auditLog ?? '', {
+        username: USERNAME,
+        namespaces: ECHO_NAMESPACES,
+        windowMs: LEASE_DURATION_MS,
+        from: measured.windows[0]?.[0] ?? 0,
+        to: measured.windows.at(-1)?.[1] ?? Date.now(),
+      })
+    : undefined;
+  const { floor, echoCreateSeconds } = measured;
+  const replicas: ReplicaResult[] = measured.replicas.map((r) => ({
+    instance: r.instance,
+    port: r.port,
+    peakRssBytes: r.stats?.peakRss() ?? 0,
+    finalRssBytes: r.stats?.rssNow() ?? 0,
+    cpuSeconds: r.stats?.cpuSeconds() ?? 0,
+    rss: r.stats?.samples ?? [],
+    ...(r.killed ? { killed: r.killed } : {}),
+  }));
+  for (const r of measured.replicas) r.stats?.stop();
   const { progress: _progress, ...recorded } = options;
   return {
     options: recorded,
@@ -256,8 +354,9 @@ async function collect(
     ...(floor && echoCreateSeconds !== undefined
       ? { floor: { ...floor.result, echoCreateSeconds } }
       : {}),
-    memory,
-    rss: stats?.samples ?? [],
+    memory: summed(replicas),
+    rss: several ? [] : (replicas[0]?.rss ?? []),
+    ...(overlaps ? { replicas, overlaps } : {}),
     createLatenciesMs: measured.createLatenciesMs.sort((a, b) => a - b),
     floorLatenciesMs: (floor?.latencies ?? []).sort((a, b) => a - b),
     ...(error === undefined ? {} : { error }),
@@ -275,16 +374,18 @@ class BenchRun {
   private readonly clock: ScenarioClock;
   private readonly coldKeys: string[];
   private readonly burstKeys: string[];
-  /** Our operator's own counters; undefined for another operator. */
-  private scrape: (() => Promise<OperatorCounts>) | undefined;
-  private countsBefore: OperatorCounts = noCounts();
-  /** What a process stopped by a restart counted in the current scenario: its successor starts at 0. */
+  /** Our operator's own counters, scraped from each replica; false for another operator. */
+  private scrapes = false;
+  /**
+   * What processes stopped (a restart) or killed counted in the current scenario: a successor
+   * starts at 0, and a killed one is not scraped again.
+   */
   private carried: OperatorCounts = noCounts();
-  private cpuBefore = 0;
   private windowStart = Date.now();
-  /** How the operator under test is started again, and its metrics port. */
-  private launch: (() => ChildProcess) | undefined;
-  private metricsPort = 0;
+  /** How replica i of the operator under test is started (again). */
+  private launch: ((replica: Replica) => ChildProcess) | undefined;
+  /** The current scenario's kill (--kill-replica-at), under way or done. */
+  private kill: Promise<Kill> | undefined;
 
   constructor(options: BenchOptions, admin: KubeClient, tracker: Tracker, measured: Measured) {
     this.options = options;
@@ -303,31 +404,47 @@ class BenchRun {
 
   async all(cluster: LocalCluster, started: Started): Promise<void> {
     const { n, progress } = this.options;
-    for (const ns of [NAMESPACE, 'bench-a', 'bench-b', 'bench-floor'])
+    for (const ns of [NAMESPACE, ...ECHO_NAMESPACES, 'bench-floor'])
       await this.admin.request({
         method: 'POST',
         path: '/api/v1/namespaces',
         body: { metadata: { name: ns } },
       });
-    const kubeconfig = await operatorIdentity(cluster, this.admin);
+    const kubeconfig = await operatorIdentity(
+      cluster,
+      this.admin,
+      this.options.operatorReplicas?.count ?? 1,
+    );
     await this.tracker.start();
     progress(`cold start: creating ${String(n)} Echoes before the operator starts`);
     await this.createEchoes('bench-a');
     if (this.options.traceRatio !== undefined) started.jaeger = await startJaeger();
-    const [metricsPort] = (await freePorts(1)) as [number];
+    const count = this.options.operatorReplicas?.count ?? 1;
+    const ports = await freePorts(count);
+    this.measured.replicas = ports.map((port, i) => ({
+      instance: instanceName(i),
+      port,
+      countsBefore: noCounts(),
+      cpuBefore: 0,
+    }));
     // In the memory fit, a scrape's garbage (a series per Echo) would be counted as ours' memory.
-    if (this.options.operatorCmd === undefined && !this.options.memoryFit)
-      this.scrape = () => operatorCounts(metricsPort);
+    this.scrapes = this.options.operatorCmd === undefined && !this.options.memoryFit;
 
     this.clock.begin();
     const operatorStart = performance.now();
     this.windowStart = Date.now();
-    this.metricsPort = metricsPort;
-    this.launch = () => {
-      const operator = startOperator(this.options, kubeconfig, metricsPort, started.jaeger);
-      started.operator = operator;
+    this.launch = (replica) => {
+      const operator = startOperator(
+        this.options,
+        kubeconfig,
+        replica,
+        this.measured.replicas.indexOf(replica),
+        started.jaeger,
+      );
+      replica.process = operator;
       const gone = (why: string): void => {
-        this.operatorGone.abort(new Error(`the operator under test ${why}`));
+        const who = count > 1 ? ` (${replica.instance})` : '';
+        this.operatorGone.abort(new Error(`the operator under test${who} ${why}`));
       };
       operator.once('exit', (code, signal) => {
         gone(`exited (${code === null ? String(signal) : `code ${String(code)}`})`);
@@ -338,8 +455,10 @@ class BenchRun {
       if (operator.pid === undefined) throw new Error('the operator under test did not start');
       return operator;
     };
-    const operator = this.launch();
-    this.measured.stats = new ProcessStats(operator.pid ?? 0);
+    for (const replica of this.measured.replicas) {
+      const operator = this.launch(replica);
+      replica.stats = new ProcessStats(operator.pid ?? 0);
+    }
 
     await this.coldStart(operatorStart);
     if (this.options.memoryFit) {
@@ -350,7 +469,7 @@ class BenchRun {
       create: () => this.createBurst(),
       scale: () => this.scaleBurst(),
       drift: () => this.driftRepair(),
-      restart: () => this.editDuringRestart(started),
+      restart: () => this.editDuringRestart(),
       steady: () => this.steadyState(),
       delete: () => this.deleteAll(),
       floor: () => this.floor(),
@@ -359,9 +478,14 @@ class BenchRun {
     for (const key of chosen) await steps[key]();
   }
 
-  private async createEchoes(namespace: string, sent?: Map<string, number>): Promise<void> {
+  private async createEchoes(
+    namespace: string,
+    sent?: Map<string, number>,
+    beforeWrite?: () => Promise<void>,
+  ): Promise<void> {
     const names = Array.from({ length: this.options.n }, (_, i) => echoName(i));
     await inParallel(names, this.options.clientParallelism, async (name) => {
+      await beforeWrite?.();
       sent?.set(`${namespace}/${name}`, performance.now());
       await this.admin.request({
         method: 'POST',
@@ -371,15 +495,139 @@ class BenchRun {
     });
   }
 
+  /**
+   * What each write of the current scenario awaits before it is sent, when a replica is to be
+   * killed in it (--kill-replica-at): past the kill point, the kill, started by the first write
+   * past it. The writers pause for as long as the kill takes (a LIST of Leases, a scrape).
+   */
+  private killSwitch(
+    key: ScenarioKey,
+    total: number,
+    start: number,
+  ): (() => Promise<void>) | undefined {
+    if (this.options.operatorReplicas?.killAt !== key) return undefined;
+    const before = writesBeforeKill(total);
+    let sent = 0;
+    return async () => {
+      sent++;
+      if (sent <= before) return;
+      this.kill ??= this.killReplica(SCENARIOS[key].name, before, total, start);
+      await this.kill;
+    };
+  }
+
+  /** SIGKILLs the replica that reconciles the most, by the Leases, noting what it held. */
+  private async killReplica(
+    scenario: string,
+    sentBefore: number,
+    of: number,
+    start: number,
+  ): Promise<Kill> {
+    const live = this.measured.replicas.filter((r) => !r.killed);
+    const { items: leases } = await this.admin.request<{ items: LeaseView[] }>({
+      path: `/apis/coordination.k8s.io/v1/namespaces/${NAMESPACE}/leases`,
+    });
+    const chosen = victimOf(
+      leases,
+      live.map((r) => r.instance),
+    );
+    const victim = live.find((r) => r.instance === chosen);
+    if (!victim) throw new Error('no replica left to kill');
+    // Its counters and CPU until now: a dead process answers no scrape and has no /proc.
+    if (this.scrapes)
+      this.carried = plus(
+        this.carried,
+        since(await operatorCounts(victim.port), victim.countsBefore),
+      );
+    victim.stats?.cpuSeconds();
+    victim.process?.removeAllListeners('exit');
+    victim.process?.removeAllListeners('error');
+    victim.process?.kill('SIGKILL');
+    const at = performance.now();
+    const afterSeconds = (at - start) / 1000;
+    victim.killed = { scenario, afterSeconds };
+    const owned = ownership(leases, victim.instance);
+    this.options.progress(
+      `  killed ${victim.instance} (SIGKILL) at ${afterSeconds.toFixed(1)} s, ` +
+        `after ${String(sentBefore)}/${String(of)} writes; it held ${describeOwnership(owned)}`,
+    );
+    return { instance: victim.instance, afterSeconds, writesBefore: sentBefore, of, owned, at };
+  }
+
+  /**
+   * The current scenario's kill, if any, with the victim's Echoes written after it: from when
+   * each write was sent until its goal was reached.
+   */
+  private async killOutcome(
+    sent: Map<string, number>,
+    reached: Reached,
+  ): Promise<Pick<ScenarioResult, 'kill'>> {
+    const kill = await this.kill;
+    this.kill = undefined;
+    if (!kill) return {};
+    const { at, ...result } = kill;
+    const theirs = [...sent]
+      .filter(([key, sentAt]) => {
+        const uid = this.tracker.echoes.informer.get(key)?.metadata.uid;
+        return sentAt >= at && uid !== undefined && owns(kill.owned, uid);
+      })
+      .sort(([, a], [, b]) => a - b);
+    const latencies = theirs.flatMap(([key, sentAt]) => {
+      const reachedAt = reached.get(key);
+      return reachedAt === undefined ? [] : [reachedAt - sentAt];
+    });
+    const [first] = theirs;
+    const firstAt = first && reached.get(first[0]);
+    const spread = latencies.length > 0 ? percentiles(latencies) : undefined;
+    return {
+      kill: {
+        ...result,
+        edits: {
+          count: theirs.length,
+          converged: latencies.length,
+          ...(first && firstAt !== undefined ? { firstMs: firstAt - first[1] } : {}),
+          ...(spread ? { p50Ms: spread.p50, maxMs: spread.max } : {}),
+        },
+      },
+    };
+  }
+
   /** Closes the current scenario: its window, counters, memory and CPU, and what it missed. */
   private async finish(
     name: string,
-    extra: Pick<ScenarioResult, 'seconds' | 'times' | 'latencyMs'>,
+    extra: Pick<ScenarioResult, 'seconds' | 'times' | 'latencyMs' | 'kill'>,
   ): Promise<void> {
     const end = Date.now();
-    const counts = this.scrape ? await this.scrape() : undefined;
-    const stats = this.measured.stats;
-    const cpu = stats?.cpuSeconds() ?? 0;
+    const replicas = this.measured.replicas;
+    const live = replicas.filter((r) => !r.killed);
+    const scraped = this.scrapes
+      ? new Map(
+          await Promise.all(live.map(async (r) => [r, await operatorCounts(r.port)] as const)),
+        )
+      : undefined;
+    const counts = scraped
+      ? [...scraped].reduce((a, [r, now]) => plus(a, since(now, r.countsBefore)), this.carried)
+      : undefined;
+    const parts = replicas.map((r) => {
+      const cpu = r.stats?.cpuSeconds() ?? 0;
+      const now = scraped?.get(r);
+      return {
+        replica: r,
+        cpu,
+        part: {
+          instance: r.instance,
+          // A killed replica holds nothing; its CPU is what it used until the kill.
+          rssBytesAtEnd: r.killed ? 0 : (r.stats?.rssNow() ?? 0),
+          cpuSeconds: cpu - r.cpuBefore,
+          ...(now
+            ? {
+                echoesCached: now.echoesCached,
+                queueAdds: now.queueAdds - r.countsBefore.queueAdds,
+              }
+            : {}),
+        },
+      };
+    });
     const shortfall = this.clock.shortfall;
     if (shortfall)
       this.options.progress(
@@ -395,26 +643,20 @@ class BenchRun {
       apiCalls: {},
       ...(counts
         ? {
-            clientCalls: sum(
-              subtract(counts.requests, this.countsBefore.requests),
-              this.carried.requests,
-            ),
-            reconciles: sum(
-              subtract(counts.reconciles, this.countsBefore.reconciles),
-              this.carried.reconciles,
-            ),
-            queueWaits: sum(
-              subtract(counts.queueWaits, this.countsBefore.queueWaits),
-              this.carried.queueWaits,
-            ),
+            clientCalls: counts.requests,
+            reconciles: counts.reconciles,
+            queueWaits: counts.queueWaits,
           }
         : {}),
-      rssBytesAtEnd: stats?.rssNow() ?? 0,
-      cpuSeconds: cpu - this.cpuBefore,
+      rssBytesAtEnd: parts.reduce((a, p) => a + p.part.rssBytesAtEnd, 0),
+      cpuSeconds: parts.reduce((a, p) => a + p.part.cpuSeconds, 0),
+      ...(replicas.length > 1 ? { replicas: parts.map((p) => p.part) } : {}),
     });
-    if (counts) this.countsBefore = counts;
+    for (const { replica, cpu } of parts) {
+      replica.countsBefore = scraped?.get(replica) ?? replica.countsBefore;
+      replica.cpuBefore = cpu;
+    }
     this.carried = noCounts();
-    this.cpuBefore = cpu;
     this.windowStart = end;
   }
 
@@ -458,13 +700,14 @@ class BenchRun {
     const start = performance.now();
     const keys = this.burstKeys;
     const burst = this.tracker.deployments.until(keys, hasReplicas(replicas));
-    await this.createEchoes('bench-b', sent);
+    await this.createEchoes('bench-b', sent, this.killSwitch('create', n, start));
     const echoCreatesSeconds = (performance.now() - start) / 1000;
     this.measured.echoCreateSeconds = echoCreatesSeconds;
     const reached = await this.clock.wait(`Deployments with ${String(replicas)} replicas`, burst);
     const latencies = [...reached].map(([key, at]) => at - (sent.get(key) ?? 0));
     this.measured.createLatenciesMs = latencies;
     await this.finish('create burst', {
+      ...(await this.killOutcome(sent, reached)),
       seconds: lastOf(reached, keys.length, start),
       times: { echoCreatesSeconds },
       ...(reached.size === keys.length ? { latencyMs: percentiles(latencies) } : {}),
@@ -485,7 +728,7 @@ class BenchRun {
       keys,
       (d) => hasReplicas(want)(d) && d.status?.readyReplicas === want,
     );
-    const sent = await this.scaleEchoes(keys, want);
+    const sent = await this.scaleEchoes(keys, want, this.killSwitch('scale', keys.length, start));
     const reached = await this.clock.wait(`Deployments with ${String(want)} replicas`, scaled);
     // The scenario lasts until the new pods are ready and the Echoes say so: the status writes
     // that follow belong to it, and the next scenario starts on a quiet operator.
@@ -499,6 +742,7 @@ class BenchRun {
     podsReady.stop();
     const pods = await podsReady.reached;
     await this.finish('scale burst', {
+      ...(await this.killOutcome(sent, reached)),
       seconds: lastOf(reached, keys.length, start),
       times: {
         untilEveryEchoReadySeconds: lastOf(ready, every.length, start),
@@ -525,8 +769,10 @@ class BenchRun {
     const start = performance.now();
     const editedAt = new Map<string, bigint>();
     const sent = new Map<string, number>();
+    const beforeWrite = this.killSwitch('drift', keys.length, start);
     await inParallel(keys, this.options.clientParallelism, async (key) => {
       const [ns = '', name = ''] = key.split('/');
+      await beforeWrite?.();
       sent.set(key, performance.now());
       const edited = await this.admin.request<BenchDeployment>({
         method: 'PATCH',
@@ -548,6 +794,7 @@ class BenchRun {
     await this.driftSettled(keys);
     const complete = keys.length === wanted && reverted.size === keys.length;
     await this.finish('drift repair', {
+      ...(await this.killOutcome(sent, reverted)),
       seconds: complete ? lastOf(reverted, keys.length, start) : undefined,
       ...(complete
         ? { latencyMs: percentiles(keys.map((k) => (reverted.get(k) ?? 0) - (sent.get(k) ?? 0))) }
@@ -582,11 +829,10 @@ class BenchRun {
    * reconciled every Echo and nothing waits at low priority). Another operator's readiness is not
    * known: its edits follow its start.
    */
-  private async editDuringRestart(started: Started): Promise<void> {
+  private async editDuringRestart(): Promise<void> {
     const { progress, replicas } = this.options;
     const launch = this.launch;
-    const stats = this.measured.stats;
-    if (!launch || !stats) throw new Error('the operator under test was never started');
+    if (!launch) throw new Error('the operator under test was never started');
     const created = this.options.scenarios?.includes('create') ?? true;
     const every = created ? [...this.coldKeys, ...this.burstKeys] : this.coldKeys;
     await this.converged(every);
@@ -603,28 +849,30 @@ class BenchRun {
       `edit during a restart: ${String(every.length)} Echoes converged; the operator restarted, ` +
         `then ${String(count)} of them scaled to ${String(want)} as it starts`,
     );
-    const previous = started.operator;
-    previous?.removeAllListeners('exit');
-    previous?.removeAllListeners('error');
-    const cpu = stats.cpuSeconds();
-    const counted = this.scrape ? await this.scrape() : undefined;
-    await stopOperator(previous);
-    if (counted) {
-      this.carried = {
-        requests: subtract(counted.requests, this.countsBefore.requests),
-        reconciles: subtract(counted.reconciles, this.countsBefore.reconciles),
-        queueWaits: subtract(counted.queueWaits, this.countsBefore.queueWaits),
-      };
-      this.countsBefore = noCounts();
+    // Every replica still running restarts (one killed earlier stays dead).
+    const live = this.measured.replicas.filter((r) => !r.killed);
+    const cpu = new Map(live.map((r) => [r, r.stats?.cpuSeconds() ?? 0]));
+    for (const r of live) {
+      r.process?.removeAllListeners('exit');
+      r.process?.removeAllListeners('error');
+      if (this.scrapes) {
+        const counted = await operatorCounts(r.port);
+        this.carried = plus(this.carried, since(counted, r.countsBefore));
+        r.countsBefore = noCounts();
+      }
     }
+    await Promise.all(live.map((r) => stopOperator(r.process)));
     const start = performance.now();
-    const operator = launch();
-    stats.follow(operator.pid ?? 0, cpu);
-    const ours = this.scrape !== undefined;
-    if (ours) await this.clock.wait('the restarted operator ready', readyz(this.metricsPort));
+    for (const r of live) {
+      const pid = launch(r).pid ?? 0;
+      r.stats?.follow(pid, cpu.get(r) ?? 0);
+    }
+    const ours = this.scrapes;
+    const ports = live.map((r) => r.port);
+    if (ours) await this.clock.wait('the restarted operator ready', readyz(ports));
     const readyAt = performance.now();
     const scaled = this.tracker.deployments.until(edited, hasReplicas(want));
-    const pass = ours ? passDone(this.metricsPort, every.length) : undefined;
+    const pass = ours ? passDone(ports, every.length) : undefined;
     const sent = await this.scaleEchoes(edited, want);
     const reached = await this.clock.wait(
       `edited Deployments with ${String(want)} replicas`,
@@ -692,10 +940,15 @@ class BenchRun {
   }
 
   /** Sets spec.replicas of each Echo of `keys`; when each edit was sent, by key. */
-  private async scaleEchoes(keys: string[], want: number): Promise<Map<string, number>> {
+  private async scaleEchoes(
+    keys: string[],
+    want: number,
+    beforeWrite?: () => Promise<void>,
+  ): Promise<Map<string, number>> {
     const sent = new Map<string, number>();
     await inParallel(keys, this.options.clientParallelism, async (key) => {
       const [ns = '', name = ''] = key.split('/');
+      await beforeWrite?.();
       sent.set(key, performance.now());
       await this.admin.request({
         method: 'PATCH',
@@ -743,6 +996,9 @@ class BenchRun {
   }
 }
 
+/** A kill under way or done, with when it happened (performance.now()). */
+type Kill = Omit<KillResult, 'edits'> & { at: number };
+
 /** SIGTERM, then SIGKILL after 10 s: an operator that ignores SIGTERM must not hold the harness. */
 async function stopOperator(operator: ChildProcess | undefined): Promise<void> {
   if (operator === undefined) return;
@@ -758,8 +1014,15 @@ async function settle(): Promise<void> {
   await new Promise((r) => setTimeout(r, 2000));
 }
 
-/** The chart's ServiceAccount and RBAC in the bench namespace, and a kubeconfig with its token. */
-async function operatorIdentity(cluster: LocalCluster, admin: KubeClient): Promise<string> {
+/**
+ * The chart's ServiceAccount and RBAC in the bench namespace, and a kubeconfig with its token; for
+ * several replicas, as the chart renders them (their Leases' Role among the rest).
+ */
+async function operatorIdentity(
+  cluster: LocalCluster,
+  admin: KubeClient,
+  replicas: number,
+): Promise<string> {
   const rendered = execFileSync(
     join(toolsBinDir(), 'helm'),
     [
@@ -772,6 +1035,7 @@ async function operatorIdentity(cluster: LocalCluster, admin: KubeClient): Promi
       'templates/serviceaccount.yaml',
       '--show-only',
       'templates/rbac.yaml',
+      ...(replicas > 1 ? ['--set', `replicaCount=${String(replicas)}`] : []),
     ],
     { encoding: 'utf8' },
   );
@@ -808,7 +1072,8 @@ async function operatorIdentity(cluster: LocalCluster, admin: KubeClient): Promi
 function startOperator(
   options: BenchOptions,
   kubeconfig: string,
-  metricsPort: number,
+  replica: Replica,
+  index: number,
   jaeger: Jaeger | undefined,
 ): ChildProcess {
   const env = { ...process.env, [options.kubeconfigEnv]: kubeconfig };
@@ -818,7 +1083,7 @@ function startOperator(
     : diesWithParent(process.execPath, [
         MAIN,
         `--kubeconfig=${kubeconfig}`,
-        `--port=${String(metricsPort)}`,
+        `--port=${String(replica.port)}`,
         '--log-format=json',
         '--log-filter=info',
         `--resync-period=${String(options.resyncSeconds)}s`,
@@ -829,10 +1094,17 @@ function startOperator(
               `--trace-sample-ratio=${String(options.traceRatio)}`,
             ]
           : []),
+        ...(options.operatorReplicas
+          ? replicaFlags(options.operatorReplicas, index, NAMESPACE)
+          : []),
       ]);
   // As the chart runs it: Node's flags through the environment.
   const childEnv = options.operatorCmd ? env : { ...env, NODE_OPTIONS: options.nodeOptions };
-  return spawnLogged(file, args, childEnv, join(options.outDir, 'operator.log'));
+  const log =
+    index === 0 && (options.operatorReplicas?.count ?? 1) === 1
+      ? 'operator.log'
+      : `operator-${replica.instance}.log`;
+  return spawnLogged(file, args, childEnv, join(options.outDir, log));
 }
 
 /**
@@ -876,34 +1148,43 @@ function polled(key: string, check: () => Promise<boolean>): Waiting {
   };
 }
 
-/** Our operator's /readyz answers 200: its caches are synced, its controllers running. */
-function readyz(port: number): Waiting {
+/** Our operator's /readyz answers 200 on every replica: caches synced, controllers running. */
+function readyz(ports: number[]): Waiting {
   return polled('ready', async () => {
-    const res = await fetch(`http://127.0.0.1:${String(port)}/readyz`, {
-      signal: AbortSignal.timeout(2000),
-    });
-    await res.body?.cancel();
-    return res.ok;
+    const answers = await Promise.all(
+      ports.map(async (port) => {
+        const res = await fetch(`http://127.0.0.1:${String(port)}/readyz`, {
+          signal: AbortSignal.timeout(2000),
+        });
+        await res.body?.cancel();
+        return res.ok;
+      }),
+    );
+    return answers.every(Boolean);
   });
 }
 
 /**
- * Our operator's first pass is over: it has reconciled at least `echoes` times since it started,
- * and no key waits at low priority (the replay's).
+ * Our operator's first pass is over: its replicas have reconciled at least `echoes` times since
+ * they started, and no key waits at low priority (the replay's) in any of them.
  */
-function passDone(port: number, echoes: number): Waiting {
+function passDone(ports: number[], echoes: number): Waiting {
   return polled('pass', async () => {
-    const res = await fetch(`http://127.0.0.1:${String(port)}/metrics`, {
-      signal: AbortSignal.timeout(2000),
-    });
     let reconciles = 0;
-    let low = -1;
-    for (const line of (await res.text()).split('\n')) {
-      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-      if (line.startsWith('controller_runtime_reconcile_total{')) reconciles += value;
-      else if (line.startsWith('workqueue_depth{') && line.includes('priority="-100"')) low = value;
+    let lowEverywhere = true;
+    for (const port of ports) {
+      const res = await fetch(`http://127.0.0.1:${String(port)}/metrics`, {
+        signal: AbortSignal.timeout(2000),
+      });
+      let low = -1;
+      for (const line of (await res.text()).split('\n')) {
+        if (line.startsWith('controller_runtime_reconcile_total{')) reconciles += valueOf(line);
+        else if (line.startsWith('workqueue_depth{') && line.includes('priority="-100"'))
+          low = valueOf(line);
+      }
+      lowEverywhere &&= low === 0;
     }
-    return reconciles >= echoes && low === 0;
+    return reconciles >= echoes && lowEverywhere;
   });
 }
 
@@ -914,12 +1195,50 @@ interface OperatorCounts {
   reconciles: VerbCounts;
   /** Items picked from the work queue, and those that had waited past its aging bound. */
   queueWaits: VerbCounts;
+  /** Keys added to the work queue: the events the replica acted on. */
+  queueAdds: number;
+  /** Echoes in its cache now (a gauge: not a count since the scenario began). */
+  echoesCached: number;
 }
 
-const noCounts = (): OperatorCounts => ({ requests: {}, reconciles: {}, queueWaits: {} });
+const noCounts = (): OperatorCounts => ({
+  requests: {},
+  reconciles: {},
+  queueWaits: {},
+  queueAdds: 0,
+  echoesCached: 0,
+});
+
+/** What a replica counted from `before` to `now`. */
+function since(now: OperatorCounts, before: OperatorCounts): OperatorCounts {
+  return {
+    requests: subtract(now.requests, before.requests),
+    reconciles: subtract(now.reconciles, before.reconciles),
+    queueWaits: subtract(now.queueWaits, before.queueWaits),
+    queueAdds: now.queueAdds - before.queueAdds,
+    echoesCached: now.echoesCached,
+  };
+}
+
+/** Two replicas' counts (or a replica's before and after a restart) together. */
+function plus(a: OperatorCounts, b: OperatorCounts): OperatorCounts {
+  return {
+    requests: sum(a.requests, b.requests),
+    reconciles: sum(a.reconciles, b.reconciles),
+    queueWaits: sum(a.queueWaits, b.queueWaits),
+    queueAdds: a.queueAdds + b.queueAdds,
+    echoesCached: a.echoesCached + b.echoesCached,
+  };
+}
 
 /** The queue-duration bucket at the aging bound: `le="30"`. */
 const AGING_BUCKET = `le="${String(DEFAULT_AGING_MS / 1000)}"`;
+
+/** The Echo informer's cache size, in our operator's metrics. */
+const ECHO_CACHE_SERIES = 'echo_operator_informer_objects{informer="echoes"}';
+
+/** The value of a line of the Prometheus text format. */
+const valueOf = (line: string): number => Number(line.slice(line.lastIndexOf(' ') + 1));
 
 /** Our operator's own request counters by verb and reconciles by result, from its /metrics. */
 async function operatorCounts(port: number): Promise<OperatorCounts> {
@@ -928,7 +1247,7 @@ async function operatorCounts(port: number): Promise<OperatorCounts> {
   });
   const counts = noCounts();
   const add = (into: VerbCounts, key: string, line: string): void => {
-    into[key] = (into[key] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+    into[key] = (into[key] ?? 0) + valueOf(line);
   };
   const withinAgingBound: VerbCounts = {};
   for (const line of (await res.text()).split('\n')) {
@@ -938,6 +1257,8 @@ async function operatorCounts(port: number): Promise<OperatorCounts> {
       add(counts.reconciles, /result="([^"]*)"/.exec(line)?.[1] ?? '', line);
     else if (line.startsWith('workqueue_queue_duration_seconds_count{'))
       add(counts.queueWaits, 'picked', line);
+    else if (line.startsWith('workqueue_adds_total{')) counts.queueAdds += valueOf(line);
+    else if (line.startsWith(`${ECHO_CACHE_SERIES} `)) counts.echoesCached = valueOf(line);
     else if (
       line.startsWith('workqueue_queue_duration_seconds_bucket{') &&
       line.includes(AGING_BUCKET)
