@@ -39,12 +39,16 @@ function replicaTable(result: BenchResult): string[] {
       `${r.cpuSeconds.toFixed(1)} s`,
       r.echoesCached === undefined ? '-' : String(r.echoesCached),
       r.queueAdds === undefined ? '-' : String(r.queueAdds),
+      r.echoEvents === undefined ? '-' : String(r.echoEvents),
     ]),
   );
   if (rows.length === 0) return [];
   return [
     '',
-    table([['scenario', 'replica', 'RSS', 'CPU', 'Echoes cached', 'queue adds'], ...rows]),
+    table([
+      ['scenario', 'replica', 'RSS', 'CPU', 'Echoes cached', 'queue adds', 'Echo events'],
+      ...rows,
+    ]),
   ];
 }
 

@@ -129,6 +129,8 @@ export interface ReplicaScenario {
   echoesCached?: number;
   /** Keys its work queue took in during the scenario: the events it acted on. */
   queueAdds?: number;
+  /** Echo watch events the API server sent it during the scenario (before its own filter). */
+  echoEvents?: number;
 }
 
 export interface KillResult {
@@ -623,6 +625,7 @@ class BenchRun {
             ? {
                 echoesCached: now.echoesCached,
                 queueAdds: now.queueAdds - r.countsBefore.queueAdds,
+                echoEvents: now.echoEvents - r.countsBefore.echoEvents,
               }
             : {}),
         },
@@ -1199,6 +1202,8 @@ interface OperatorCounts {
   queueAdds: number;
   /** Echoes in its cache now (a gauge: not a count since the scenario began). */
   echoesCached: number;
+  /** Echo watch events received. */
+  echoEvents: number;
 }
 
 const noCounts = (): OperatorCounts => ({
@@ -1207,6 +1212,7 @@ const noCounts = (): OperatorCounts => ({
   queueWaits: {},
   queueAdds: 0,
   echoesCached: 0,
+  echoEvents: 0,
 });
 
 /** What a replica counted from `before` to `now`. */
@@ -1217,6 +1223,7 @@ function since(now: OperatorCounts, before: OperatorCounts): OperatorCounts {
     queueWaits: subtract(now.queueWaits, before.queueWaits),
     queueAdds: now.queueAdds - before.queueAdds,
     echoesCached: now.echoesCached,
+    echoEvents: now.echoEvents - before.echoEvents,
   };
 }
 
@@ -1228,6 +1235,7 @@ function plus(a: OperatorCounts, b: OperatorCounts): OperatorCounts {
     queueWaits: sum(a.queueWaits, b.queueWaits),
     queueAdds: a.queueAdds + b.queueAdds,
     echoesCached: a.echoesCached + b.echoesCached,
+    echoEvents: a.echoEvents + b.echoEvents,
   };
 }
 
@@ -1236,6 +1244,9 @@ const AGING_BUCKET = `le="${String(DEFAULT_AGING_MS / 1000)}"`;
 
 /** The Echo informer's cache size, in our operator's metrics. */
 const ECHO_CACHE_SERIES = 'echo_operator_informer_objects{informer="echoes"}';
+
+/** The Echo informer's watch events, by type. */
+const ECHO_EVENTS_SERIES = 'echo_operator_informer_events_total{informer="echoes",';
 
 /** The value of a line of the Prometheus text format. */
 const valueOf = (line: string): number => Number(line.slice(line.lastIndexOf(' ') + 1));
@@ -1259,6 +1270,7 @@ async function operatorCounts(port: number): Promise<OperatorCounts> {
       add(counts.queueWaits, 'picked', line);
     else if (line.startsWith('workqueue_adds_total{')) counts.queueAdds += valueOf(line);
     else if (line.startsWith(`${ECHO_CACHE_SERIES} `)) counts.echoesCached = valueOf(line);
+    else if (line.startsWith(ECHO_EVENTS_SERIES)) counts.echoEvents += valueOf(line);
     else if (
       line.startsWith('workqueue_queue_duration_seconds_bucket{') &&
       line.includes(AGING_BUCKET)

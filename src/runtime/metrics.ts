@@ -158,9 +158,12 @@ export class Metrics {
 
   informerObserver(informer: string): InformerObserver {
     // Zero from the start, so rate() and alerts see the series before the first failure.
-    const { watches, failures, relists } = this.informers;
+    const { watches, failures, relists, events } = this.informers;
     for (const counter of [watches, failures, relists]) counter.inc({ informer }, 0);
     return {
+      received: (type) => {
+        events.inc({ informer, type: type.toLowerCase() });
+      },
       watchStarted: () => {
         watches.inc({ informer });
       },
@@ -389,6 +392,7 @@ interface InformerSeries {
   watches: Counter<'informer'>;
   failures: Counter<'informer'>;
   relists: Counter<'informer'>;
+  events: Counter<'informer' | 'type'>;
 }
 
 function informerSeries(registers: Registers, sources: MetricsSources): InformerSeries {
@@ -421,7 +425,14 @@ function informerSeries(registers: Registers, sources: MetricsSources): Informer
         this.set({ informer }, size);
     },
   });
-  return { watches, failures, relists };
+  // On a sharded replica, the Echo watch's share: what the API server sent, before any filter.
+  const events = new Counter({
+    name: `${prefix}informer_events_total`,
+    help: 'Watch events received by each informer, by type (added, modified, deleted)',
+    labelNames: ['informer', 'type'],
+    registers,
+  });
+  return { watches, failures, relists, events };
 }
 
 /**

@@ -16,9 +16,11 @@ import { execFileSync } from 'node:child_process';
 import { toolsBinDir } from '../../hack/cluster/cluster.ts';
 import type { Echo } from '../../src/echo/api.ts';
 import { isNotFound } from '../../src/kube/errors.ts';
+import { bucketOf } from '../../src/runtime/sharding/buckets.ts';
 import { auditEvents } from '../support/audit.ts';
 import { OPERATOR_RULES, foreignDeployment, isReady } from '../support/fixtures.ts';
 import { echoManifest } from '../support/echo.ts';
+import { createEchoes, fleetDifferences } from '../support/fleet.ts';
 import { CHART, MONITORING_CRDS, adoptCrd, helm } from '../support/helm.ts';
 import {
   eventually,
@@ -55,7 +57,9 @@ interface Deployment extends K8sObject {
   spec: {
     replicas: number;
     selector: { matchLabels: Record<string, string> };
-    template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } };
+    template: {
+      spec: { containers: { env?: { name: string; value?: string }[]; args?: string[] }[] };
+    };
   };
   status?: { readyReplicas?: number; observedGeneration?: number };
 }
@@ -490,6 +494,8 @@ describe('Helm chart, end to end', () => {
         'delete apps/deployments',
         'create events.k8s.io/events',
         'get coordination.k8s.io/leases',
+        // The leader looks for live sharded replicas of its group (docs/sharding.md).
+        'list coordination.k8s.io/leases',
         'create coordination.k8s.io/leases',
         'update coordination.k8s.io/leases',
         // The metrics port's questions about the scrapers' tokens (metrics-auth ClusterRole).
@@ -609,5 +615,147 @@ describe('Helm chart, end to end', () => {
     );
     assert.match(kubectl('get', 'echo', 'hello', '-n', work.name, '-o', 'name'), /echo/);
     assert.match(kubectl('get', 'deployment', 'hello', '-n', work.name, '-o', 'name'), /hello/);
+  });
+  describe('sharded: three replicas share the Echoes', () => {
+    const BUCKETS = 8;
+    const names = ['echo-echo-operator-s-a', 'echo-echo-operator-s-b', 'echo-echo-operator-s-c'];
+    const replicas: OperatorProcess[] = [];
+    const ports: number[] = [];
+    const wanted = new Map(Array.from({ length: 12 }, (_, i) => [`sharded-${String(i)}`, 1]));
+    const bucketHolders = (): Map<number, string> => {
+      const leases = JSON.parse(
+        kubectl(
+          'get',
+          'leases',
+          '-n',
+          system.name,
+          '-l',
+          `sharding.example.com/group=${FULLNAME},sharding.example.com/role=bucket`,
+          '-o',
+          'json',
+        ),
+      ) as {
+        items: {
+          metadata: { labels: Record<string, string> };
+          spec: { holderIdentity?: string };
+        }[];
+      };
+      return new Map(
+        leases.items.map((l) => [
+          Number(l.metadata.labels['sharding.example.com/bucket']),
+          (l.spec.holderIdentity ?? '').split('_')[0] ?? '',
+        ]),
+      );
+    };
+
+    before(() => {
+      // Kept by the uninstall above: the new release takes it over.
+      adoptCrd(RELEASE, system.name);
+      helm(
+        'install',
+        RELEASE,
+        CHART,
+        '--namespace',
+        system.name,
+        '--set',
+        `replicaCount=3,sharding.enabled=true,sharding.buckets=${String(BUCKETS)}`,
+        '--wait',
+        '--timeout=120s',
+      );
+    });
+
+    after(async () => {
+      for (const p of replicas) p.child.kill('SIGTERM');
+      for (const p of replicas) assert.equal(await p.exited, 0, p.output());
+      helm('uninstall', RELEASE, '--namespace', system.name, '--wait', '--timeout=120s');
+    });
+
+    it('installs three Ready pods that run with --sharding', () => {
+      const deployment = operatorDeployment();
+      assert.equal(deployment.status?.readyReplicas, 3);
+      assert.deepEqual(deployment.spec.template.spec.containers[0]?.args, [
+        '--sharding=true',
+        `--sharding-buckets=${String(BUCKETS)}`,
+      ]);
+    });
+
+    it('gives each replica, run with the chart’s identity and settings, its share of the buckets', async () => {
+      const container = operatorDeployment().spec.template.spec.containers[0];
+      const env = Object.fromEntries(
+        (container?.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]])),
+      );
+      const kubeconfig = await serviceAccountKubeconfig(admin, system.name, FULLNAME);
+      for (const name of names) {
+        // Plain /metrics on the probes' port: the secure port is covered above.
+        const p = startMain(
+          [`--kubeconfig=${kubeconfig}`, '--port=0', ...(container?.args ?? [])],
+          {
+            ...env,
+            POD_NAME: name,
+            ECHO_OPERATOR_METRICS_SECURE: '',
+            ECHO_OPERATOR_METRICS_PORT: '',
+            ECHO_OPERATOR_METRICS_CERT_DIR: '',
+          },
+        );
+        replicas.push(p);
+        ports.push(await whenReady(p));
+      }
+      const held = await eventually(
+        'every bucket held, 2 or 3 per replica',
+        async () => {
+          const counts = await Promise.all(
+            ports.map(async (p) => (await scrape(p)).value('echo_operator_sharding_buckets_held')),
+          );
+          const total = counts.reduce((a, b) => a + b, 0);
+          return total === BUCKETS && counts.every((c) => c >= 2 && c <= 3) ? counts : undefined;
+        },
+        60_000,
+      );
+      assert.equal(held.length, 3);
+      assert.deepEqual(new Set(bucketHolders().values()), new Set(names));
+    });
+
+    it('spreads Echoes across the replicas and converges one created after the install', async () => {
+      await createEchoes(admin, work.name, wanted);
+      await eventually(
+        'the Echoes converged',
+        async () =>
+          (await fleetDifferences(admin, work.name, wanted)).length === 0 ? true : undefined,
+        120_000,
+      ).catch((err: unknown) => {
+        const logs = replicas.map((p) => p.output().slice(-2000)).join('\n');
+        throw new Error(`${String(err)}\n${logs}`);
+      });
+      const perReplica = await Promise.all(
+        ports.map(async (p) =>
+          (await scrape(p)).samples
+            .filter((s) => s.name === 'echo_operator_sharding_bucket_objects')
+            .reduce((n, s) => n + s.value, 0),
+        ),
+      );
+      // Thirteen Echoes or more (`hello` and others are left from above) over eight buckets, 2 or
+      // 3 per replica: one replica alone holds them all with a chance below 1e-5.
+      assert.ok(
+        perReplica.filter((n) => n > 0).length >= 2,
+        `Echoes per replica: ${perReplica.join(', ')}`,
+      );
+      const holders = bucketHolders();
+      const echoes = await admin.request<{ items: Echo[] }>({
+        path: `/apis/example.com/v1/namespaces/${work.name}/echoes`,
+      });
+      assert.equal(
+        perReplica.reduce((a, b) => a + b, 0),
+        echoes.items.length,
+      );
+      for (const [i, p] of ports.entries()) {
+        const own = echoes.items.filter(
+          (e) => holders.get(bucketOf(e.metadata.uid, BUCKETS)) === names[i],
+        ).length;
+        const cached = (await scrape(p)).value('echo_operator_informer_objects', {
+          informer: 'echoes',
+        });
+        assert.equal(cached, own, `${String(names[i])} caches the Echoes of its buckets`);
+      }
+    });
   });
 });

@@ -26,6 +26,8 @@ export interface WatcherObserver {
   watchStarted?(): void;
   /** A list or watch failed; the informer backs off and tries again. */
   failed?(error: unknown): void;
+  /** A watch event came (ADDED, MODIFIED, DELETED), before the `keep` filter. */
+  received?(type: string): void;
   /** A 410 Gone forced a relist. */
   relisted?(): void;
   /** The server refused a WatchList: this informer lists in pages from now on. */
@@ -346,6 +348,7 @@ export class Watcher<T extends KubeObject> {
       throw new ApiError(status.code ?? 500, status, 'watch', this.options.path);
     }
     if (event.type === 'BOOKMARK') this.bookmarksSeen = true;
+    else this.options.observer?.received?.(event.type);
     if (this.initial) {
       this.collectInitial(this.initial, event);
       return;

@@ -169,13 +169,15 @@ export class BucketLeases {
     const { client, group } = this.options;
     try {
       const { leaderLease } = this.options;
-      // After the list: the member Lease it shows was written before the leader's was read.
+      // After the list: the member Lease it shows was written before the leader's was read. Only
+      // while no bucket is held: a leader elected later sees this replica's member Lease.
       const list = await client.request<{ items: Lease[] }>({
         path: this.leases.path(),
         query: { labelSelector: `${GROUP_LABEL}=${group}` },
         signal,
       });
-      const leader = leaderLease && (await this.leases.find(leaderLease, { signal }));
+      const holding = this.assignment.stats.held + this.assignment.stats.draining > 0;
+      const leader = leaderLease && !holding && (await this.leases.find(leaderLease, { signal }));
       this.assignment.observe(
         { ...this.snapshotOf(list.items), ...(leader ? { leader: stored(leader) } : {}) },
         this.clocks().monotonic,
