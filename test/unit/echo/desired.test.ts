@@ -9,12 +9,33 @@ import {
   instanceLabel,
   selectorString,
 } from '../../../src/echo/desired.ts';
+import { SLOT_LABEL, slotOf } from '../../../src/runtime/sharding/buckets.ts';
 import { echo as cachedEcho, type CachedEchoFields } from '../../support/echo.ts';
 
 const echo = (fields: CachedEchoFields = {}): Echo =>
   cachedEcho({ generation: 2, replicas: 3, ...fields });
 
 describe('desiredDeployment', () => {
+  it('labels the Deployment with its Echo’s hash slot, and only the Deployment', () => {
+    const d = desiredDeployment(echo({ uid: 'test-uid-123' }));
+    assert.equal(SLOT_LABEL, 'sharding.example.com/slot');
+    assert.equal(d.metadata.labels[SLOT_LABEL], slotOf('test-uid-123'));
+    assert.equal(d.metadata.labels[SLOT_LABEL], 'd0');
+    // The selector cannot change, and a pod template label would roll the pods.
+    assert.equal(d.spec.selector.matchLabels[SLOT_LABEL], undefined);
+    assert.equal(d.spec.template.metadata.labels[SLOT_LABEL], undefined);
+    const user = desiredDeployment(echo({ uid: 'test-uid-123', labels: { [SLOT_LABEL]: 'ff' } }));
+    assert.equal(user.metadata.labels[SLOT_LABEL], 'd0', 'the operator’s label wins');
+  });
+
+  it('stamps no slot for an Echo without a uid', () => {
+    const { uid: _uid, ...metadata } = echo().metadata;
+    const noUid = { ...echo(), metadata } as unknown as Echo;
+    for (const e of [noUid, echo({ uid: '' })]) {
+      assert.equal(SLOT_LABEL in desiredDeployment(e).metadata.labels, false);
+    }
+  });
+
   it('runs spec.replicas echo-server pods, controlled by the Echo', () => {
     const d = desiredDeployment(echo());
     assert.equal(d.metadata.name, 'web');

@@ -640,6 +640,69 @@ describe('Controller: the reconcile deadline', () => {
   });
 });
 
+describe('Controller: buckets taken and handed over (sharding)', () => {
+  it('replays keys at low priority whatever was known of them: settled and blocked alike', async () => {
+    const h = harness({
+      keys: ['team/a', 'team/b'],
+      answer: (key, call) =>
+        key === 'team/b' && call === 1 ? Result.blocked('NameTaken', LONG) : Result.done(),
+    });
+    h.start();
+    await until(() => h.calls.length === 2, 'the first replay');
+    await flush();
+    h.controller.resync();
+    await flush();
+    assert.equal(h.calls.length, 2, 'a resync skips them: one settled, one blocked');
+    const before = h.queue.priorities.length;
+    h.controller.replay(['team/a', 'team/b']);
+    await until(() => h.count('team/a') === 2 && h.count('team/b') === 2, 'the replay');
+    const low = String(Priority.low);
+    assert.deepEqual(h.queue.priorities.slice(before), [`add team/a ${low}`, `add team/b ${low}`]);
+    await h.stop();
+  });
+
+  it('is idle for some keys once no worker holds any of them; other keys do not matter', async () => {
+    const release = Promise.withResolvers<undefined>();
+    const h = harness({
+      keys: ['team/a', 'team/b'],
+      answer: async (key) => {
+        if (key === 'team/a') await release.promise;
+        return Result.done();
+      },
+    });
+    h.start();
+    await until(() => h.count('team/a') === 1 && h.outcomes.length === 1, 'b done, a under way');
+    let idle = false;
+    const waiting = h.controller.idle(new Set(['team/a', 'team/x']), 5).then(() => (idle = true));
+    await h.controller.idle(new Set(['team/b', 'team/x']), 5);
+    await sleep(50);
+    assert.equal(idle, false, 'team/a is still reconciled');
+    release.resolve(undefined);
+    await waiting;
+    assert.deepEqual(h.outcomes, ['success', 'success']);
+    await h.stop();
+  });
+
+  it('is not idle for a key whose call was abandoned at its deadline until the call returns', async () => {
+    const hung = Promise.withResolvers<Result>();
+    const h = harness({
+      keys: ['team/a'],
+      reconcileTimeoutMs: 20,
+      answer: (_key, call) => (call === 1 ? hung.promise : Result.done()),
+    });
+    h.start();
+    await until(() => h.outcomes.length === 1, 'abandoned at its deadline');
+    assert.deepEqual(h.workers.at(-1), 0, 'no worker is busy');
+    let idle = false;
+    const waiting = h.controller.idle(new Set(['team/a']), 5).then(() => (idle = true));
+    await sleep(60);
+    assert.equal(idle, false, 'the call may still write');
+    hung.resolve(Result.done());
+    await waiting;
+    await h.stop();
+  });
+});
+
 describe('Result', () => {
   it('builds what the loop acts on; a block awaits a primary event by default', () => {
     assert.deepEqual(Result.done(), { kind: 'done' });

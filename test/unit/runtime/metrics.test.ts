@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_AGING_MS, Priority, WorkQueue } from '../../../src/runtime/workqueue.ts';
 import { Metrics, type MetricsSources } from '../../../src/runtime/metrics.ts';
+import type { AssignmentStats } from '../../../src/runtime/sharding/assignment.ts';
 
 /** Metrics of two controllers, `echo` and `mirror`, each with its queue. */
 function metrics(extra: Partial<MetricsSources> = {}): {
@@ -236,5 +237,63 @@ describe('Metrics', () => {
       body,
       /echo_operator_kubernetes_requests_total\{verb="get",resource="configmaps",path="\/api\/v1\/namespaces\/\{namespace\}\/configmaps\/\{name\}",code="404"\} 1/,
     );
+  });
+});
+
+describe('Metrics: sharding', () => {
+  it('renders none of the sharding series without a sharding source', async () => {
+    const { m } = metrics();
+    assert.doesNotMatch((await m.render('text/plain')).body, /sharding/);
+  });
+
+  it('renders the buckets held and draining, the counters, and the objects of each bucket held', async () => {
+    const stats: AssignmentStats = {
+      held: 3,
+      draining: 1,
+      acquired: 5,
+      takeovers: 2,
+      handovers: 1,
+      lost: 1,
+    };
+    let objects = new Map([
+      [0, 10],
+      [7, 2],
+      [9, 0],
+    ]);
+    const { m } = metrics({ sharding: { stats: () => stats, objects: () => objects } });
+    const lines = async () =>
+      (await m.render('text/plain')).body
+        .split('\n')
+        .filter((l) => l.startsWith('echo_operator_sharding_'));
+    assert.deepEqual(await lines(), [
+      'echo_operator_sharding_buckets_held 3',
+      'echo_operator_sharding_buckets_draining 1',
+      'echo_operator_sharding_acquired_total 5',
+      'echo_operator_sharding_takeovers_total 2',
+      'echo_operator_sharding_handovers_total 1',
+      'echo_operator_sharding_lost_total 1',
+      'echo_operator_sharding_bucket_objects{bucket="0"} 10',
+      'echo_operator_sharding_bucket_objects{bucket="7"} 2',
+      'echo_operator_sharding_bucket_objects{bucket="9"} 0',
+    ]);
+    // Bucket 7 handed over, bucket 0 grown, one more taken: read afresh at each scrape.
+    Object.assign(stats, { held: 2, draining: 0, acquired: 6, handovers: 2 });
+    objects = new Map([
+      [0, 11],
+      [9, 0],
+    ]);
+    assert.deepEqual(await lines(), [
+      'echo_operator_sharding_buckets_held 2',
+      'echo_operator_sharding_buckets_draining 0',
+      'echo_operator_sharding_acquired_total 6',
+      'echo_operator_sharding_takeovers_total 2',
+      'echo_operator_sharding_handovers_total 2',
+      'echo_operator_sharding_lost_total 1',
+      'echo_operator_sharding_bucket_objects{bucket="0"} 11',
+      'echo_operator_sharding_bucket_objects{bucket="9"} 0',
+    ]);
+    const open = (await m.render('application/openmetrics-text')).body;
+    assert.match(open, /^# TYPE echo_operator_sharding_handovers counter$/m);
+    assert.match(open, /^echo_operator_sharding_handovers_total 2$/m);
   });
 });

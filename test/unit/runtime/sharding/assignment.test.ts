@@ -33,11 +33,13 @@ interface Leases {
   self?: StoredLease;
   members?: Record<string, MemberLease>;
   buckets?: Record<number, StoredLease>;
+  leader?: StoredLease;
 }
-const snapshot = ({ self, members = {}, buckets = {} }: Leases) => ({
+const snapshot = ({ self, members = {}, buckets = {}, leader }: Leases) => ({
   self,
   members: new Map(Object.entries(members)),
   buckets: new Map(Object.entries(buckets).map(([b, l]) => [Number(b), l])),
+  ...(leader ? { leader } : {}),
 });
 
 /** A replica `identity` of `bucketCount` buckets, and what it told its listener. */
@@ -323,5 +325,60 @@ describe('bucket assignment', () => {
     const later = replica('a', 4).assignment;
     later.observe(snapshot({ members: { b: member('b', 4) } }), 0);
     assert.deepEqual(kinds(later.plan(at(15_000)), 'acquire'), [0, 1, 2, 3]);
+  });
+});
+
+describe('bucket assignment beside a leader Lease (moving between the modes)', () => {
+  const LEADER = 'echo-operator-leader';
+  const sharded = () =>
+    new BucketAssignment({ identity: 'a', bucketCount: 4, ...TIMINGS, leaderLease: LEADER });
+
+  it('takes no bucket before its own member Lease is listed, and says so', () => {
+    const assignment = sharded();
+    assignment.observe(snapshot({}), 0);
+    assert.match(assignment.waitingFor(0) ?? '', /member Lease/);
+    const writes = assignment.plan(at(0));
+    assert.deepEqual(
+      writes.map((w) => w.kind),
+      ['member'],
+      'its member Lease, and no bucket',
+    );
+    assignment.observe(snapshot({ self: lease('a') }), 2_000);
+    assert.equal(assignment.waitingFor(2_000), undefined);
+    assert.deepEqual(kinds(assignment.plan(at(2_000)), 'acquire'), range(0, 4));
+  });
+
+  it('takes no bucket while the leader Lease has a live holder, timed on its own clock', () => {
+    const assignment = sharded();
+    // Renewed an hour ago by the leader's wall clock: only this replica's clock counts.
+    const held = lease('leader-1', { renewTime: new Date(T0 - 3_600_000).toISOString() });
+    assignment.observe(snapshot({ self: lease('a'), leader: held }), 1_000);
+    assert.match(assignment.waitingFor(1_000) ?? '', /echo-operator-leader, held by leader-1/);
+    assert.deepEqual(kinds(assignment.plan(at(1_000)), 'acquire'), []);
+    // Renewed at 10 s: the lease duration starts over.
+    const renewed = lease('leader-1');
+    assignment.observe(snapshot({ self: lease('a'), leader: renewed }), 10_000);
+    assignment.observe(snapshot({ self: lease('a'), leader: renewed }), 24_999);
+    assert.deepEqual(kinds(assignment.plan(at(24_999)), 'acquire'), [], 'not before 25 s');
+    assert.notEqual(assignment.waitingFor(24_999), undefined);
+    assert.equal(assignment.waitingFor(25_000), undefined, 'expired');
+    assignment.observe(snapshot({ self: lease('a'), leader: renewed }), 25_000);
+    assert.deepEqual(kinds(assignment.plan(at(25_000)), 'acquire'), range(0, 4));
+  });
+
+  it('takes its buckets once the leader Lease is released, or gone', () => {
+    for (const leader of [lease(''), undefined]) {
+      const assignment = sharded();
+      assignment.observe(snapshot({ self: lease('a'), ...(leader ? { leader } : {}) }), 0);
+      assert.equal(assignment.waitingFor(0), undefined);
+      assert.deepEqual(kinds(assignment.plan(at(0)), 'acquire'), range(0, 4));
+    }
+  });
+
+  it('waits for nothing without a leader Lease', () => {
+    const { assignment } = replica('a', 4);
+    assignment.observe(snapshot({ leader: lease('leader-1') }), 0);
+    assert.equal(assignment.waitingFor(0), undefined);
+    assert.deepEqual(kinds(assignment.plan(at(0)), 'acquire'), range(0, 4));
   });
 });

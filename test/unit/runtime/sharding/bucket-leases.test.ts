@@ -14,6 +14,7 @@ import type { LeaseSpec } from '../../../../src/runtime/leader-election.ts';
 import { fairShares } from '../../../../src/runtime/sharding/assignment.ts';
 import {
   BucketLeases,
+  ShardedMembers,
   type BucketLeasesOptions,
 } from '../../../../src/runtime/sharding/bucket-leases.ts';
 
@@ -567,5 +568,175 @@ describe('BucketLeases.run', () => {
       stop.abort();
       await running;
     }
+  });
+});
+
+/**
+ * A Lease API answering by name as well as by list, for the leader Lease: every request logged as
+ * `VERB name` (`LIST` for the collection); `failLists` makes a LIST fail with 503.
+ */
+function namedLeaseApi() {
+  const leases = new Map<string, Lease>();
+  const log: string[] = [];
+  let version = 0;
+  const state = { failLists: false };
+  const client: Requester = {
+    request: <T>(opts: RequestOptions): Promise<T> =>
+      new Promise<T>((resolve) => {
+        const name = opts.path.slice(COLLECTION.length + 1);
+        const body = opts.body as Lease | undefined;
+        const verb = opts.method ?? (name === '' ? 'LIST' : 'GET');
+        log.push(`${verb} ${body?.metadata.name ?? (name || String(opts.query?.labelSelector))}`);
+        if (verb === 'LIST') {
+          if (state.failLists) throw refuse(503, 'ServiceUnavailable');
+          resolve(structuredClone({ items: [...leases.values()] }) as T);
+        } else if (verb === 'GET') {
+          const lease = leases.get(name);
+          if (!lease) throw refuse(404, 'NotFound');
+          resolve(structuredClone(lease) as T);
+        } else {
+          const lease = structuredClone(body!);
+          lease.metadata.resourceVersion = String(++version);
+          lease.metadata.uid = `uid-${lease.metadata.name}`;
+          leases.set(lease.metadata.name, lease);
+          resolve(structuredClone(lease) as T);
+        }
+      }),
+  };
+  return { client, leases, log, state };
+}
+
+describe('BucketLeases beside a leader Lease', () => {
+  const LEADER = 'echo-leader';
+  const leader = (holder: string): Lease => ({
+    metadata: { name: LEADER, resourceVersion: '900', uid: 'leader' },
+    spec: { holderIdentity: holder, leaseDurationSeconds: 15 },
+  });
+  const replica = (api: ReturnType<typeof namedLeaseApi>, now: { ms: number }) =>
+    new BucketLeases({
+      client: api.client,
+      namespace: 'ns',
+      group: 'echo',
+      identity: 'a',
+      bucketCount: 2,
+      leaseDurationMs: LEASE,
+      renewDeadlineMs: RENEW_DEADLINE,
+      retryPeriodMs: RETRY,
+      leaderLease: LEADER,
+      clocks: () => ({ monotonic: now.ms, wall: T0 + now.ms }),
+    });
+  const bucketsWritten = (log: string[]) => log.filter((l) => /^(POST|PUT) echo-bucket-/.test(l));
+
+  it('reads the leader Lease after listing, and takes its buckets once its member Lease is listed and no leader holds it', async () => {
+    const api = namedLeaseApi();
+    const now = { ms: 0 };
+    const leases = replica(api, now);
+    await leases.round();
+    assert.deepEqual(api.log.slice(0, 2), [
+      'LIST sharding.example.com/group=echo',
+      `GET ${LEADER}`,
+    ]);
+    assert.match(api.log[2] ?? '', /^POST echo-member-[0-9a-f]{16}$/);
+    assert.equal(api.log.length, 3, 'no bucket before its member Lease is listed');
+    assert.deepEqual(leases.held, []);
+    now.ms = RETRY;
+    await leases.round();
+    assert.deepEqual(leases.held, [0, 1]);
+    assert.equal(leases.waitingFor, undefined);
+  });
+
+  it('takes nothing while the leader Lease is held, and says why', async () => {
+    const api = namedLeaseApi();
+    api.leases.set(LEADER, leader('leader-1'));
+    const now = { ms: 0 };
+    const leases = replica(api, now);
+    for (let round = 0; round < 3; round++, now.ms += RETRY) await leases.round();
+    assert.deepEqual(bucketsWritten(api.log), []);
+    assert.match(leases.waitingFor ?? '', /echo-leader, held by leader-1/);
+    api.leases.set(LEADER, {
+      ...leader(''),
+      metadata: { ...leader('').metadata, resourceVersion: '901' },
+    });
+    await leases.round();
+    assert.deepEqual(leases.held, [0, 1], 'released: taken at once');
+  });
+
+  it(
+    'takes no bucket on a leader Lease read before its member Lease was written, when the next list fails',
+    {
+      todo:
+        'src/runtime/sharding/assignment.ts waitingFor(): `this.self` is set by the member write ' +
+        '(written()), so after a failed LIST the leader Lease last read, before that write, is trusted',
+    },
+    async () => {
+      const api = namedLeaseApi();
+      const now = { ms: 0 };
+      const leases = replica(api, now);
+      await leases.round(); // the leader Lease is not there; the member Lease is written after
+      // Meanwhile a replica elected without sharding took the leader Lease, and listed the
+      // members before this one's was written: it saw none, and reconciles everything.
+      api.leases.set(LEADER, leader('leader-1'));
+      api.state.failLists = true;
+      now.ms = RETRY;
+      await leases.round();
+      assert.deepEqual(bucketsWritten(api.log), [], 'buckets taken beside a live leader');
+      api.state.failLists = false;
+      now.ms = 2 * RETRY;
+      await leases.round();
+      assert.match(leases.waitingFor ?? '', /held by leader-1/);
+    },
+  );
+});
+
+describe('ShardedMembers', () => {
+  const member = (name: string, holder: string, rv: string): Lease => ({
+    metadata: { name, resourceVersion: rv, labels: {} },
+    spec: { holderIdentity: holder, leaseDurationSeconds: 15 },
+  });
+
+  it('counts a member alive until its Lease has not changed for its duration on this clock; an empty holder never', async () => {
+    let items: Lease[] = [];
+    const queries: unknown[] = [];
+    const now = { ms: 5e9 };
+    const members = new ShardedMembers({
+      client: {
+        request: <T>(opts: RequestOptions): Promise<T> => {
+          queries.push(opts.query?.labelSelector);
+          return Promise.resolve(structuredClone({ items }) as T);
+        },
+      },
+      namespace: 'ns',
+      group: 'echo',
+      // Far from the wall clock and from any renewTime: only changes seen count.
+      clocks: () => ({ monotonic: now.ms, wall: 0 }),
+    });
+    const live = async (ms: number, leases: Lease[]) => {
+      now.ms = 5e9 + ms;
+      items = leases;
+      return (await members.live(AbortSignal.timeout(5_000))).sort();
+    };
+    const a = member('m-a', 'a', '1');
+    const b = member('m-b', 'b', '1');
+    const released = member('m-c', '', '1');
+    assert.deepEqual(await live(0, [a, b, released]), ['a', 'b'], 'first seen: alive');
+    assert.deepEqual(await live(10_000, [a, member('m-b', 'b', '2'), released]), ['a', 'b']);
+    assert.deepEqual(await live(14_999, [a, member('m-b', 'b', '2'), released]), ['a', 'b']);
+    assert.deepEqual(await live(15_000, [a, member('m-b', 'b', '2'), released]), ['b']);
+    assert.deepEqual(await live(24_999, [a, member('m-b', 'b', '2')]), ['b']);
+    assert.deepEqual(await live(25_000, [a, member('m-b', 'b', '2')]), []);
+    assert.deepEqual(await live(26_000, [member('m-a', 'a', '3')]), ['a'], 'renewed again');
+    assert.deepEqual(
+      queries,
+      Array(7).fill('sharding.example.com/group=echo,sharding.example.com/role=member'),
+    );
+  });
+
+  it('rejects when the Leases cannot be listed', async () => {
+    const members = new ShardedMembers({
+      client: { request: () => Promise.reject(refuse(503, 'ServiceUnavailable')) },
+      namespace: 'ns',
+      group: 'echo',
+    });
+    await assert.rejects(members.live(AbortSignal.timeout(5_000)), /503/);
   });
 });

@@ -9,6 +9,7 @@ import {
   bucketCountProblem,
   bucketFilter,
   bucketOf,
+  bucketOfSlot,
   bucketRange,
   slotOf,
 } from '../../../../src/runtime/sharding/buckets.ts';
@@ -116,5 +117,29 @@ describe('bucketFilter', () => {
     assert.throws(() => bucketFilter([], 32, LABEL), /at least one hash range/);
     assert.throws(() => bucketFilter([32], 32, LABEL), /no bucket 32 of 32/);
     assert.throws(() => bucketFilter([-1], 32, LABEL), /no bucket -1 of 32/);
+  });
+});
+
+describe('bucketOfSlot', () => {
+  it('maps a slot label to the bucket its slot is in, as bucketOf maps the uid', () => {
+    assert.equal(bucketOfSlot('00', 32), 0);
+    assert.equal(bucketOfSlot('07', 32), 0);
+    assert.equal(bucketOfSlot('08', 32), 1);
+    assert.equal(bucketOfSlot('d0', 32), 26);
+    assert.equal(bucketOfSlot('ff', 32), 31);
+    assert.equal(bucketOfSlot('ff', 256), 255);
+    assert.equal(bucketOfSlot('ff', 1), 0);
+    fc.assert(
+      fc.property(fc.uuid(), fc.constantFrom(...COUNTS), (uid, count) => {
+        assert.equal(bucketOfSlot(slotOf(uid), count), bucketOf(uid, count));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('refuses what is not a slot: no label, another length, upper case, not hex', () => {
+    for (const value of [undefined, '', '0', '000', '100', 'D0', 'g0', ' d0', '0x', '-1']) {
+      assert.equal(bucketOfSlot(value, 32), undefined, JSON.stringify(value));
+    }
   });
 });
