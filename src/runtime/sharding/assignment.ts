@@ -155,6 +155,8 @@ export class BucketAssignment {
   private members = new Map<string, Seen<MemberLease>>();
   private buckets = new Map<number, Seen>();
   private leader: Seen | undefined;
+  /** The last list showed this replica's member Lease, so it read the leader Lease after it. */
+  private memberListed = false;
   private readonly holding = new Map<number, Holding>();
   private leaving = false;
   private readonly counts = { acquired: 0, takeovers: 0, handovers: 0, lost: 0 };
@@ -216,13 +218,15 @@ export class BucketAssignment {
       [...snapshot.buckets].map(([b, lease]) => [b, seen(this.buckets.get(b), lease)]),
     );
     this.leader = snapshot.leader && seen(this.leader, snapshot.leader);
+    this.memberListed = snapshot.self !== undefined;
   }
 
   /** Why no bucket is taken now although the share has room, if something else stops it. */
   waitingFor(now: number): string | undefined {
     const { leaderLease } = this.options;
     if (leaderLease === undefined) return undefined;
-    if (!this.self) return 'its member Lease to be written';
+    // Not `self`, which its own write sets: the leader Lease must have been read after it.
+    if (!this.memberListed) return 'its member Lease to be written';
     const holder = this.leader?.spec.holderIdentity ?? '';
     if (this.leader && holder !== '' && expiresAt(this.leader, this.seconds) > now) {
       return `the Lease ${leaderLease}, held by ${holder} (leader election): released or expired`;

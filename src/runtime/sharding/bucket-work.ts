@@ -77,7 +77,8 @@ export class BucketWork {
     });
     const synced = Promise.all(all.map((g) => g.whenSynced()));
     void Promise.race([synced, stopped]).then(() => {
-      if (stop.signal.aborted) return;
+      // Stopped meanwhile: a handover aborts only once drained, but it took the bucket off first.
+      if (stop.signal.aborted || this.running.get(bucket)?.stop !== stop) return;
       this.controllers.forEach((c, i) => {
         c.caches.forEach((p, j) => {
           const group = groups[i]?.[j];

@@ -176,28 +176,20 @@ describe('BucketWork', { timeout: 20_000 }, () => {
     assert.deepEqual(h.replays, [['ns/echo-3-1', 'ns/echo-3-2']], 'only the stop’s replay');
   });
 
-  it(
-    'never adds a bucket handed over before it synced, though it syncs while reconciles drain',
-    {
-      todo:
-        'src/runtime/sharding/bucket-work.ts start(): the join checks stop.signal.aborted, which ' +
-        'stop(bucket, true) sets only after idle(): a sync meanwhile joins a bucket no longer held',
-    },
-    async () => {
-      const h = harness();
-      h.work.start(3);
-      const stopping = h.work.stop(3, true);
-      await flush();
-      // The groups sync while stop() waits for the controller's reconciles.
-      h.group('echoes 3').sync();
-      h.group('deployments 3').sync();
-      await flush();
-      assert.deepEqual(h.inCaches(), [[], []], 'joined after it was handed over');
-      assert.deepEqual(h.replays, [], 'its keys replayed for reconciles');
-      h.idle.resolve();
-      await stopping;
-      assert.deepEqual(h.inCaches(), [[], []], 'left in the caches, its informers stopped');
-      assert.deepEqual([...h.work.objects()], []);
-    },
-  );
+  it('never adds a bucket handed over before it synced, though it syncs while reconciles drain', async () => {
+    const h = harness();
+    h.work.start(3);
+    const stopping = h.work.stop(3, true);
+    await flush();
+    // The groups sync while stop() waits for the controller's reconciles.
+    h.group('echoes 3').sync();
+    h.group('deployments 3').sync();
+    await flush();
+    assert.deepEqual(h.inCaches(), [[], []], 'joined after it was handed over');
+    assert.deepEqual(h.replays, [], 'its keys replayed for reconciles');
+    h.idle.resolve();
+    await stopping;
+    assert.deepEqual(h.inCaches(), [[], []], 'left in the caches, its informers stopped');
+    assert.deepEqual([...h.work.objects()], []);
+  });
 });
