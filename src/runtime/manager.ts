@@ -178,6 +178,8 @@ export class Manager {
   private readonly recorder: EventRecorder;
   private http: RunningServer | undefined;
   private metricsHttp: RunningServer | undefined;
+  /** With leader election beside a sharded group: the last list of its members answered. */
+  private membersListed = false;
   /** The last answer of the API server was 401: revoked or expired credentials. */
   private credentialsRefused = false;
   private running = false;
@@ -398,7 +400,8 @@ export class Manager {
         [...this.groups(), ...this.shardedCaches()].flatMap((g) => g.silentWatches()).join('; ') ||
         true,
       'credentials-accepted': () => !this.credentialsRefused,
-      ...(elector ? { 'leader-election': () => elector.healthy } : {}),
+      // Standing by beside sharded replicas is healthy while their Leases can be listed.
+      ...(elector ? { 'leader-election': () => elector.healthy || this.membersListed } : {}),
       ...(this.leases ? this.shardingChecks(this.leases) : {}),
     };
   }
@@ -576,11 +579,17 @@ export class Manager {
       namespace: election.namespace,
       group,
     });
-    const alive = async (): Promise<string[]> =>
-      members.live(signal).catch((err: unknown) => {
+    const alive = async (): Promise<string[]> => {
+      try {
+        const live = await members.live(signal);
+        this.membersListed = true;
+        return live;
+      } catch (err) {
+        this.membersListed = false;
         this.log.warn({ err: errorText(err) }, 'could not list the sharded replicas; waiting');
         return ['(unknown)'];
-      });
+      }
+    };
     while (!signal.aborted) {
       let live = await alive();
       if (live.length === 0) {

@@ -2,7 +2,8 @@
 // ShardedListAndWatch on), each scoped to this test's namespace and 8 buckets: two replicas split
 // the Echoes and cache only their own; a third joins and takes its share by handover, no Lease
 // left to expire; one killed (SIGKILL) has its buckets taken within the lease duration; one
-// stopped (SIGTERM) hands its buckets over at once. Throughout, the API server's audit log shows
+// stopped (SIGTERM) hands its buckets over at once. Moving between leader election and sharding,
+// neither side reconciles while the other lives. Throughout, the API server's audit log shows
 // no Echo, Echo status or Deployment written by two replicas within one lease duration (the edits
 // after a handover wait one out: sequential writes that close would count too). Then, on
 // a control plane of its own with the gate off, replicas filter what the server does not.
@@ -55,13 +56,15 @@ function startReplica(
   replicas: Replica[],
   name: string,
   args: { kubeconfig: string; namespace: string },
+  mode: 'sharding' | 'leader-elect' = 'sharding',
 ): Promise<Replica> {
   const process = startMain(
     [
       `--kubeconfig=${args.kubeconfig}`,
       `--namespaces=${args.namespace}`,
-      '--sharding=true',
-      `--sharding-buckets=${String(BUCKETS)}`,
+      ...(mode === 'sharding'
+        ? ['--sharding=true', `--sharding-buckets=${String(BUCKETS)}`]
+        : ['--leader-elect=true']),
       `--leader-elect-namespace=${args.namespace}`,
       `--leader-elect-lease-name=${GROUP}`,
     ],
@@ -76,6 +79,14 @@ function startReplica(
 
 const held = async (r: Replica): Promise<number> =>
   (await scrape(r.port)).value('echo_operator_sharding_buckets_held');
+
+const leading = async (r: Replica): Promise<boolean> =>
+  (await scrape(r.port)).value('leader_election_master_status', { name: GROUP }) === 1;
+
+const stopped = async (r: Replica): Promise<void> => {
+  r.process.child.kill('SIGTERM');
+  assert.equal(await r.process.exited, 0, r.process.output());
+};
 
 describe('sharding', () => {
   const { admin, ns, cleanup } = useNamespace('sharding');
@@ -233,6 +244,90 @@ describe('sharding', () => {
           `${e.requestReceivedTimestamp} ${/ instance\/(\S+)$/.exec(e.userAgent ?? '')?.[1] ?? '?'} ${e.verb} ${e.objectRef?.resource ?? ''}/${e.objectRef?.subresource ?? ''} ${e.objectRef?.name ?? ''}`,
       );
     assert.deepEqual(found, [], timeline.join('\n'));
+  });
+});
+
+describe('moving between leader election and sharding', () => {
+  const { admin, ns, cleanup } = useNamespace('sharding-modes');
+  const replicas: Replica[] = [];
+  const sharded: Replica[] = [];
+  const wanted = new Map(Array.from({ length: 8 }, (_, i) => [`echo-${String(i)}`, 1]));
+  const since = Date.now();
+  const start = (name: string, mode: 'sharding' | 'leader-elect'): Promise<Replica> =>
+    startReplica(replicas, name, { kubeconfig: clusterKubeconfig(), namespace: ns.name }, mode);
+  const scaleAll = async (replicas: number): Promise<void> => {
+    for (const name of wanted.keys()) wanted.set(name, replicas);
+    await Promise.all(
+      [...wanted.keys()].map((name) =>
+        admin.request({
+          method: 'PATCH',
+          path: `${echoesPath(ns.name)}/${name}`,
+          body: { spec: { replicas } },
+          contentType: 'application/merge-patch+json',
+        }),
+      ),
+    );
+  };
+  const converged = (what: string): Promise<true> =>
+    eventually(
+      what,
+      async () =>
+        (await fleetDifferences(admin, ns.name, wanted)).length === 0 ? true : undefined,
+      60_000,
+      100,
+    );
+
+  cleanup(() => {
+    for (const r of replicas) r.process.child.kill('SIGKILL');
+  });
+
+  it('sharded replicas take no bucket while a leader leads, and all of them once it stops', async (t) => {
+    const leader = await start('modes-leader', 'leader-elect');
+    await eventually('the leader to lead', async () =>
+      (await leading(leader)) ? true : undefined,
+    );
+    await createEchoes(admin, ns.name, wanted);
+    await converged('the Echoes converged by the leader');
+    sharded.push(
+      ...(await Promise.all([start('modes-a', 'sharding'), start('modes-b', 'sharding')])),
+    );
+    // Several rounds of the sharded replicas' Leases: none is taken meanwhile.
+    await sleep(3 * 2_000);
+    assert.deepEqual(await Promise.all(sharded.map(held)), [0, 0]);
+    const stoppedAt = Date.now();
+    await stopped(leader);
+    await eventually(
+      'the sharded replicas to hold every bucket',
+      async () =>
+        (await Promise.all(sharded.map(held))).reduce((a, b) => a + b, 0) === BUCKETS
+          ? true
+          : undefined,
+      LEASE_MS,
+      100,
+    );
+    t.diagnostic(`leader stopped → buckets all held: ${String(Date.now() - stoppedAt)} ms`);
+    await sleep(LEASE_MS);
+    await scaleAll(2);
+    await converged('the Echoes scaled by the sharded replicas');
+  });
+
+  it('a leader stands by while sharded replicas live, and leads once they have left', async (t) => {
+    const leader = await start('modes-leader-2', 'leader-elect');
+    await sleep(3 * 2_000);
+    assert.equal(await leading(leader), false, 'no leading beside live sharded replicas');
+    const stoppedAt = Date.now();
+    await Promise.all(sharded.map(stopped));
+    await eventually('the leader to lead', async () =>
+      (await leading(leader)) ? true : undefined,
+    );
+    t.diagnostic(`sharded replicas stopped → leader leads: ${String(Date.now() - stoppedAt)} ms`);
+    await sleep(LEASE_MS);
+    await scaleAll(3);
+    await converged('the Echoes scaled by the leader');
+    const events = (await auditEvents(admin, 'instance/modes-')).filter(
+      (e) => Date.parse(e.requestReceivedTimestamp) >= since,
+    );
+    assert.deepEqual(overlaps(events, LEASE_MS), []);
   });
 });
 
