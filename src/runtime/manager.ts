@@ -8,7 +8,7 @@
 //   flush Events, close the endpoints and the client.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeClient, defaultUserAgent, type ClientOptions } from '../kube/client.ts';
-import { ApiError } from '../kube/errors.ts';
+import { ApiError, isForbidden } from '../kube/errors.ts';
 import type { Connection } from '../kube/kubeconfig/types.ts';
 import type { KubeObject } from '../kube/object.ts';
 import { RequestCounts } from '../kube/request-counts.ts';
@@ -579,12 +579,26 @@ export class Manager {
       namespace: election.namespace,
       group,
     });
+    let listRefused = false;
     const alive = async (): Promise<string[]> => {
       try {
         const live = await members.live(signal);
         this.membersListed = true;
         return live;
       } catch (err) {
+        // Without `list` on Leases no replica of this identity can shard: an RBAC from before
+        // sharding. The leader goes on as before, and says what a safe switch would need.
+        if (isForbidden(err)) {
+          this.membersListed = true;
+          if (!listRefused) {
+            listRefused = true;
+            this.log.warn(
+              { err: errorText(err) },
+              'cannot list Leases: not looking for sharded replicas (grant `list` on leases before turning sharding on)',
+            );
+          }
+          return [];
+        }
         this.membersListed = false;
         this.log.warn({ err: errorText(err) }, 'could not list the sharded replicas; waiting');
         return ['(unknown)'];

@@ -164,7 +164,12 @@ describe('a release, from an OCI registry', () => {
     };
     verifyBlob(join(folder, 'SHA256SUMS'));
     const tampered = join(dir, 'SHA256SUMS.tampered');
-    writeFileSync(tampered, readFileSync(join(folder, 'SHA256SUMS'), 'utf8').replace(/^./, '0'));
+    writeFileSync(
+      tampered,
+      readFileSync(join(folder, 'SHA256SUMS'), 'utf8').replace(/^./, (c) =>
+        c === '0' ? '1' : '0',
+      ),
+    );
     assert.throws(() => {
       verifyBlob(tampered);
     }, /invalid signature/);

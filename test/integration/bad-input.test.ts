@@ -3,6 +3,7 @@
 // The refusals operator.test.ts already checks (replicas out of range or of the wrong type, no
 // replicas, an invalid name) are not repeated here.
 import assert from 'node:assert/strict';
+import { SLOT_LABEL, slotOf } from '../../src/runtime/sharding/buckets.ts';
 import { describe, it } from 'node:test';
 import { DEFAULT_IMAGE, type Echo } from '../../src/echo/api.ts';
 import { ApiError, isInvalid, isNotFound } from '../../src/kube/errors.ts';
@@ -114,12 +115,14 @@ describe('bad input', () => {
     const d = await getDeployment('labelled');
     const own = { 'app.kubernetes.io/name': 'echo', 'app.kubernetes.io/instance': 'labelled' };
     assert.deepEqual(d.spec.selector.matchLabels, own);
+    const uid = (await getEcho('labelled')).metadata.uid;
     assert.deepEqual(d.metadata.labels, {
       empty: '',
       long: 'v'.repeat(63),
       'example.org/team': 'blue',
       ...own,
       'app.kubernetes.io/managed-by': 'echo-operator',
+      [SLOT_LABEL]: slotOf(uid),
     });
     // Each Deployment selects its own pods and only those: the labels moved no pod.
     const pods = await podsSelectedBy(d.spec.selector.matchLabels);
