@@ -54,6 +54,12 @@ Several replicas of our operator (active-active sharding):
   --kill-replica-at S    SIGKILL the replica holding the most Leases once half the writes of
                          scenario S are answered (create, scale or drift); the scenario must still
                          converge, and the dead replica's Echoes written after the kill are timed
+  --join-replica-at S    start one more replica (bench-replica-<R+1>, the same flags) once half the
+                         writes of scenario S are sent (create, scale or drift; sharding only, not
+                         the scenario of --kill-replica-at): how long until it holds its fair
+                         share (floor(buckets / live replicas)), the takeovers summed over the
+                         replicas across the join (target 0: every bucket handed over) and the
+                         handovers; from then on it is measured like the others
   --replica-mode MODE    sharding (default), or leader-elect: one replica leads, the others
                          stand by (the same mechanics on an operator without sharding)
 
@@ -112,6 +118,7 @@ const { values } = (() => {
         scenarios: { type: 'string' },
         'operator-replicas': { type: 'string' },
         'kill-replica-at': { type: 'string' },
+        'join-replica-at': { type: 'string' },
         'replica-mode': { type: 'string' },
         help: { type: 'boolean' },
       },
@@ -166,6 +173,7 @@ const operatorReplicas = (() => {
     replicas: values['operator-replicas'],
     mode: values['replica-mode'],
     killAt: values['kill-replica-at'],
+    joinAt: values['join-replica-at'],
     operatorCmd: values['operator-cmd'] ?? values.compare?.[0],
     scenarios,
     memoryFit: memoryFit !== undefined,

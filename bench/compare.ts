@@ -59,6 +59,8 @@ interface Row {
   pick: Pick;
   /** A row of runs with several replicas (--operator-replicas): left out when no run has them. */
   ofReplicas?: true;
+  /** A row of runs in which a replica joined (--join-replica-at): left out when none did. */
+  ofJoin?: true;
 }
 
 const scenario = (r: BenchResult, name: string): ScenarioResult | undefined =>
@@ -199,6 +201,27 @@ export const ROWS: Row[] = [
     ofReplicas: true,
   },
   {
+    name: 'after the join: the new replica holding its fair share',
+    unit: 's',
+    pick: (r) => {
+      const join = r.scenarios.find((s) => s.join)?.join;
+      if (!join) return undefined;
+      return join.heldShareSeconds ?? MISSED;
+    },
+    ofReplicas: true,
+    ofJoin: true,
+  },
+  {
+    name: 'takeovers across the join (target 0)',
+    unit: 'count',
+    pick: (r) => {
+      const join = r.scenarios.find((s) => s.join)?.join;
+      return join && join.takeovers.after - join.takeovers.before;
+    },
+    ofReplicas: true,
+    ofJoin: true,
+  },
+  {
     name: 'overlaps: Echoes written by two replicas within a lease duration',
     unit: 'count',
     pick: (r) => r.overlaps?.objects,
@@ -259,7 +282,10 @@ export function summarize(contenders: Contender[], runs: Run[]): SummaryRow[] {
       (r) => !r.result || runsScenario(r.result.options.scenarios, row.pick.scenario ?? ''),
     );
   const severalReplicas = runs.some((r) => r.result?.replicas);
-  return ROWS.filter((row) => made(row) && (!row.ofReplicas || severalReplicas)).map((row) => {
+  const joined = runs.some((r) => r.result?.scenarios.some((s) => s.join));
+  const kept = (row: Row): boolean =>
+    made(row) && (!row.ofReplicas || severalReplicas) && (!row.ofJoin || joined);
+  return ROWS.filter(kept).map((row) => {
     const cells = Object.fromEntries(
       contenders.map((c) => [
         c.label,

@@ -5,14 +5,14 @@ import { readFileSync } from 'node:fs';
 const TICKS_PER_SECOND = 100;
 
 export interface RssSample {
-  /** Milliseconds since the sampler started. */
+  /** Milliseconds since the sampler started (or the origin it was given). */
   atMs: number;
   rssBytes: number;
 }
 
 export class ProcessStats {
   readonly samples: RssSample[] = [];
-  private readonly started = performance.now();
+  private readonly started: number;
   private readonly timer: NodeJS.Timeout;
   private pid: number;
   /** CPU seconds of the operator's earlier processes (before a restart). */
@@ -20,8 +20,10 @@ export class ProcessStats {
   /** The last CPU seconds read: what a process that is gone (killed) used. */
   private cpuLast = 0;
 
-  constructor(pid: number) {
+  /** `startedAt`: the origin of the samples' times (now; a later process: the run's first). */
+  constructor(pid: number, startedAt = performance.now()) {
     this.pid = pid;
+    this.started = startedAt;
     this.timer = setInterval(() => {
       this.sample();
     }, 250);

@@ -1,7 +1,8 @@
-// Several replicas of our operator in one run (--operator-replicas R, --kill-replica-at SCENARIO):
-// the flags each replica gets, which replica holds what (read from the Leases), when one is
-// killed, and the per-replica figures summed. Pure: run.ts does the I/O.
-import { bucketOf } from '../src/runtime/sharding/buckets.ts';
+// Several replicas of our operator in one run (--operator-replicas R, --kill-replica-at SCENARIO,
+// --join-replica-at SCENARIO): the flags each replica gets, which replica holds what (read from
+// the Leases), when one is killed or one more joins, what the newcomer's share is, and the
+// per-replica figures summed. Pure: run.ts does the I/O.
+import { bucketOf, DEFAULT_BUCKET_COUNT } from '../src/runtime/sharding/buckets.ts';
 import { SCENARIOS, type ScenarioKey } from './scenarios.ts';
 
 /**
@@ -17,10 +18,15 @@ export interface ReplicaOptions {
   mode: ReplicaMode;
   /** The scenario in the middle of which one replica is SIGKILLed. */
   killAt?: ScenarioKey;
+  /** The scenario in the middle of which one more replica (bench-replica-<R+1>) starts. */
+  joinAt?: ScenarioKey;
 }
 
 /** Scenarios whose harness writes give a middle to kill in, and Echoes to edit after the kill. */
 export const KILLABLE = ['create', 'scale', 'drift'] as const satisfies readonly ScenarioKey[];
+
+/** Scenarios with a middle to join in: the same, at the same point (writesBeforeKill). */
+export const JOINABLE = KILLABLE;
 
 /**
  * The lease duration the replicas run with (the operator's default): a dead replica's buckets are
@@ -41,6 +47,7 @@ export function parseReplicaOptions(raw: {
   replicas: string | undefined;
   mode: string | undefined;
   killAt: string | undefined;
+  joinAt?: string | undefined;
   /** Set when another operator is measured: the replica flags are ours. */
   operatorCmd: string | undefined;
   /** What --scenarios chose; undefined: every one. */
@@ -55,16 +62,38 @@ export function parseReplicaOptions(raw: {
     return `--replica-mode must be ${MODES.join(' or ')}, not "${mode}"`;
   if (count > 1 && raw.operatorCmd !== undefined)
     return '--operator-replicas runs our operator with flags of its own: not with --operator-cmd or --compare';
-  if (raw.killAt === undefined) return { count, mode: mode as ReplicaMode };
-  const killAt = raw.killAt;
-  if (count < 2) return '--kill-replica-at needs --operator-replicas 2 or more';
-  if (raw.memoryFit) return '--kill-replica-at needs the scenarios: not with --memory-fit';
-  if (!(KILLABLE as readonly string[]).includes(killAt))
-    return `--kill-replica-at takes one of ${KILLABLE.join(', ')}, not "${killAt}"`;
-  const key = killAt as ScenarioKey;
-  if (raw.scenarios && !raw.scenarios.includes(key))
-    return `--kill-replica-at ${key}: the run does not make it (${SCENARIOS[key].name}); add it to --scenarios`;
-  return { count, mode: mode as ReplicaMode, killAt: key };
+  /** A scenario of --kill-replica-at or --join-replica-at, or what is wrong with it. */
+  const midpoint = (flag: string, value: string): { key: ScenarioKey } | string => {
+    if (count < 2) return `${flag} needs --operator-replicas 2 or more`;
+    if (raw.memoryFit) return `${flag} needs the scenarios: not with --memory-fit`;
+    if (!(KILLABLE as readonly string[]).includes(value))
+      return `${flag} takes one of ${KILLABLE.join(', ')}, not "${value}"`;
+    const key = value as ScenarioKey;
+    if (raw.scenarios && !raw.scenarios.includes(key))
+      return `${flag} ${key}: the run does not make it (${SCENARIOS[key].name}); add it to --scenarios`;
+    return { key };
+  };
+  const options: ReplicaOptions = { count, mode: mode as ReplicaMode };
+  if (raw.killAt !== undefined) {
+    const kill = midpoint('--kill-replica-at', raw.killAt);
+    if (typeof kill === 'string') return kill;
+    options.killAt = kill.key;
+  }
+  if (raw.joinAt !== undefined) {
+    if (mode !== 'sharding')
+      return '--join-replica-at needs --replica-mode sharding: a replica that joins takes its share of the buckets, a standby takes nothing';
+    const join = midpoint('--join-replica-at', raw.joinAt);
+    if (typeof join === 'string') return join;
+    const { key } = join;
+    if (key === options.killAt)
+      return (
+        `--kill-replica-at and --join-replica-at name the same scenario (${key}): a kill and a ` +
+        "join in one burst would blur each other's figures (the takeovers the kill causes, the " +
+        "newcomer's share); give them different scenarios"
+      );
+    options.joinAt = key;
+  }
+  return options;
 }
 
 /** Replica i's (from 0) name: its --instance, its User-Agent's suffix, its Leases' holder. */
@@ -89,6 +118,25 @@ export function replicaFlags(options: ReplicaOptions, i: number, namespace: stri
  */
 export function writesBeforeKill(total: number): number {
   return Math.floor(total / 2);
+}
+
+/**
+ * The bucket count the replicas run with: what the bench passes them (`--sharding-buckets=B`
+ * among their flags), else the operator's default.
+ */
+export function bucketCountOf(flags: readonly string[]): number {
+  const flag = flags.findLast((f) => f.startsWith('--sharding-buckets='));
+  const value = flag === undefined ? NaN : Number(flag.slice(flag.indexOf('=') + 1));
+  return Number.isInteger(value) && value > 0 ? value : DEFAULT_BUCKET_COUNT;
+}
+
+/**
+ * The buckets a replica that joins must hold to have its fair share: floor(B / live replicas,
+ * itself among them). Shares differ by one bucket, and the operator gives the extra ones to the
+ * first identities in order, so the floor is what the newcomer is sure to reach.
+ */
+export function fairShare(bucketCount: number, liveReplicas: number): number {
+  return Math.floor(bucketCount / Math.max(1, liveReplicas));
 }
 
 /** The fields of a Lease read here. */

@@ -2,7 +2,7 @@
 // latency distribution (operator against the floor) and the operator's memory over the run.
 import type { VerbCounts } from './audit.ts';
 import { total, writes } from './audit.ts';
-import type { BenchResult, KillResult } from './run.ts';
+import type { BenchResult, JoinResult, KillResult } from './run.ts';
 import { describeOwnership, LEASE_DURATION_MS } from './replicas.ts';
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
@@ -64,11 +64,34 @@ function killLine(scenario: string, kill: KillResult): string {
   );
 }
 
+/**
+ * The join of a scenario, for a person: when the newcomer started, how long until it held its fair
+ * share, the takeovers summed over the replicas across the join (the target is 0: every bucket it
+ * gets is handed over, none taken after a lease expiry), and the handovers in the scenario.
+ */
+export function joinLine(scenario: string, join: JoinResult): string {
+  const share = `its share (${String(join.share)} of ${String(join.bucketCount)} buckets)`;
+  const held =
+    join.heldShareSeconds === undefined
+      ? `did not hold ${share} by the scenario's end (held ${String(join.heldAtEnd ?? '-')})`
+      : `held ${share} after ${secs(join.heldShareSeconds)}`;
+  const first =
+    join.firstBucketSeconds === undefined
+      ? ''
+      : ` (a first bucket after ${secs(join.firstBucketSeconds)})`;
+  return (
+    `  ${scenario}: joined ${join.instance} at ${secs(join.afterSeconds)}, ` +
+    `after ${String(join.writesBefore)}/${String(join.of)} writes; ${held}${first}; ` +
+    `takeovers ${String(join.takeovers.after - join.takeovers.before)}; handovers ${String(join.handovers)}`
+  );
+}
+
 /** The replicas' lines: each one's memory and CPU, and the overlaps the audit log shows. */
 function replicaLines(result: BenchResult): string[] {
   const lines = (result.replicas ?? []).map(
     (r) =>
       `  ${r.instance}: peak RSS ${mib(r.peakRssBytes)}, final ${mib(r.finalRssBytes)}; CPU ${r.cpuSeconds.toFixed(1)} s` +
+      (r.joined ? `; joined in ${r.joined.scenario} at ${secs(r.joined.afterSeconds)}` : '') +
       (r.killed ? `; killed in ${r.killed.scenario} at ${secs(r.killed.afterSeconds)}` : ''),
   );
   const o = result.overlaps;
@@ -161,6 +184,7 @@ export function textReport(result: BenchResult): string {
     '',
     extras + queue,
     ...result.scenarios.flatMap((s) => (s.kill ? [killLine(s.name, s.kill)] : [])),
+    ...result.scenarios.flatMap((s) => (s.join ? [joinLine(s.name, s.join)] : [])),
     floor
       ? `  floor: ${String(result.options.n)} Deployments applied by a bare client in ${secs(floor.applySeconds)} ` +
         `(p50 ${floor.latencyMs.p50.toFixed(0)} ms, p99 ${floor.latencyMs.p99.toFixed(0)} ms); ` +

@@ -20,7 +20,9 @@ import { echo as cachedEcho, echoManifest } from '../test/support/echo.ts';
 import { callsOf, overlapsIn, type OverlapCount, type Rejected, type VerbCounts } from './audit.ts';
 import { ProcessStats, type RssSample } from './process-stats.ts';
 import {
+  bucketCountOf,
   describeOwnership,
+  fairShare,
   instanceName,
   LEASE_DURATION_MS,
   ownership,
@@ -119,6 +121,8 @@ export interface ScenarioResult {
   replicas?: ReplicaScenario[];
   /** The replica killed in this scenario (--kill-replica-at), and how its Echoes fared. */
   kill?: KillResult;
+  /** The replica that joined in this scenario (--join-replica-at), and how it got its share. */
+  join?: JoinResult;
 }
 
 export interface ReplicaScenario {
@@ -149,12 +153,46 @@ export interface KillResult {
   edits: { count: number; converged: number; firstMs?: number; p50Ms?: number; maxMs?: number };
 }
 
+export interface JoinResult {
+  /** The newcomer: bench-replica-<R+1>. */
+  instance: string;
+  /** Seconds from the scenario's start to the newcomer's start. */
+  afterSeconds: number;
+  /** The scenario's harness writes sent before it started (the rest wait for the start). */
+  writesBefore: number;
+  of: number;
+  bucketCount: number;
+  /** Its fair share: floor(buckets / live replicas, itself among them). */
+  share: number;
+  /**
+   * Seconds from its start until its `echo_operator_sharding_buckets_held` reached the share
+   * (polled every 200 ms); undefined: not by the scenario's end.
+   */
+  heldShareSeconds?: number;
+  /**
+   * Seconds from its start until it held a first bucket: the part of the wait that is its own
+   * start (Node, caches, its member Lease seen by the others) rather than the handovers.
+   */
+  firstBucketSeconds?: number;
+  /** Its buckets held when the scenario ended. */
+  heldAtEnd?: number;
+  /**
+   * `echo_operator_sharding_takeovers_total` summed over the live replicas just before the start
+   * and at the scenario's end: a join must take no bucket after a lease expiry (target: equal).
+   */
+  takeovers: { before: number; after: number };
+  /** Buckets handed over in the scenario (`_handovers_total`, summed over the replicas). */
+  handovers: number;
+}
+
 /** One replica's figures over the run. */
 export interface ReplicaResult extends ProcessMemory {
   instance: string;
   port: number;
   rss: RssSample[];
   killed?: { scenario: string; afterSeconds: number };
+  /** Started in the middle of a scenario (--join-replica-at), not with the others. */
+  joined?: { scenario: string; afterSeconds: number };
 }
 
 export interface FloorResult {
@@ -272,6 +310,7 @@ interface Replica {
   /** Its CPU seconds when the current scenario began. */
   cpuBefore: number;
   killed?: { scenario: string; afterSeconds: number };
+  joined?: { scenario: string; afterSeconds: number };
 }
 
 /** The processes a run starts besides the control plane, stopped however it ends. */
@@ -346,6 +385,7 @@ async function collect(
     cpuSeconds: r.stats?.cpuSeconds() ?? 0,
     rss: r.stats?.samples ?? [],
     ...(r.killed ? { killed: r.killed } : {}),
+    ...(r.joined ? { joined: r.joined } : {}),
   }));
   for (const r of measured.replicas) r.stats?.stop();
   const { progress: _progress, ...recorded } = options;
@@ -388,6 +428,10 @@ class BenchRun {
   private launch: ((replica: Replica) => ChildProcess) | undefined;
   /** The current scenario's kill (--kill-replica-at), under way or done. */
   private kill: Promise<Kill> | undefined;
+  /** The current scenario's join (--join-replica-at), started or done. */
+  private join: Promise<Join> | undefined;
+  /** performance.now() at the first operator start: the time axis of every replica's RSS. */
+  private operatorStart = 0;
 
   constructor(options: BenchOptions, admin: KubeClient, tracker: Tracker, measured: Measured) {
     this.options = options;
@@ -434,6 +478,7 @@ class BenchRun {
 
     this.clock.begin();
     const operatorStart = performance.now();
+    this.operatorStart = operatorStart;
     this.windowStart = Date.now();
     this.launch = (replica) => {
       const operator = startOperator(
@@ -499,22 +544,126 @@ class BenchRun {
 
   /**
    * What each write of the current scenario awaits before it is sent, when a replica is to be
-   * killed in it (--kill-replica-at): past the kill point, the kill, started by the first write
-   * past it. The writers pause for as long as the kill takes (a LIST of Leases, a scrape).
+   * killed in it (--kill-replica-at) or to join in it (--join-replica-at): past the midpoint, the
+   * kill or the newcomer's start, begun by the first write past it. The writers pause for as long
+   * as that takes (a LIST of Leases, a scrape; for a join, a scrape and a spawn, not the handover).
    */
-  private killSwitch(
+  private midpoint(
     key: ScenarioKey,
     total: number,
     start: number,
   ): (() => Promise<void>) | undefined {
-    if (this.options.operatorReplicas?.killAt !== key) return undefined;
+    const { killAt, joinAt } = this.options.operatorReplicas ?? {};
+    if (killAt !== key && joinAt !== key) return undefined;
     const before = writesBeforeKill(total);
     let sent = 0;
     return async () => {
       sent++;
       if (sent <= before) return;
-      this.kill ??= this.killReplica(SCENARIOS[key].name, before, total, start);
-      await this.kill;
+      if (killAt === key) {
+        this.kill ??= this.killReplica(SCENARIOS[key].name, before, total, start);
+        await this.kill;
+      }
+      if (joinAt === key) {
+        this.join ??= this.joinReplica(SCENARIOS[key].name, before, total, start);
+        await this.join;
+      }
+    };
+  }
+
+  /**
+   * Starts one more replica (bench-replica-<R+1>, a port of its own, the others' flags), after
+   * reading the takeovers so far; from then on it is measured like the others. Its buckets held
+   * are polled from its start until it holds its fair share.
+   */
+  private async joinReplica(
+    scenario: string,
+    sentBefore: number,
+    of: number,
+    start: number,
+  ): Promise<Join> {
+    const launch = this.launch;
+    const replicaOptions = this.options.operatorReplicas;
+    if (!launch || !replicaOptions) throw new Error('the operator under test was never started');
+    const live = this.measured.replicas.filter((r) => !r.killed);
+    const takeoversBefore = (await Promise.all(live.map((r) => operatorCounts(r.port)))).reduce(
+      (a, c) => a + c.takeovers,
+      0,
+    );
+    const [port = 0] = await freePorts(1);
+    const index = this.measured.replicas.length;
+    const replica: Replica = {
+      instance: instanceName(index),
+      port,
+      countsBefore: noCounts(),
+      cpuBefore: 0,
+    };
+    const bucketCount = bucketCountOf(replicaFlags(replicaOptions, index, NAMESPACE));
+    const share = fairShare(bucketCount, live.length + 1);
+    this.measured.replicas.push(replica);
+    const operator = launch(replica);
+    const at = performance.now();
+    replica.stats = new ProcessStats(operator.pid ?? 0, this.operatorStart);
+    const afterSeconds = (at - start) / 1000;
+    replica.joined = { scenario, afterSeconds };
+    const held = bucketsHeld(port, share);
+    // However the run ends (the harness stops every replica), the polls end with the newcomer.
+    operator.once('exit', held.waiting.stop);
+    this.options.progress(
+      `  joined ${replica.instance} at ${afterSeconds.toFixed(1)} s, ` +
+        `after ${String(sentBefore)}/${String(of)} writes; its share: ${String(share)} of ` +
+        `${String(bucketCount)} buckets (takeovers so far ${String(takeoversBefore)})`,
+    );
+    return {
+      instance: replica.instance,
+      afterSeconds,
+      writesBefore: sentBefore,
+      of,
+      bucketCount,
+      share,
+      takeoversBefore,
+      at,
+      replica,
+      held,
+    };
+  }
+
+  /**
+   * The current scenario's join, if any: once the scenario has converged, until the newcomer
+   * holds its share (within the scenario's time limit), then the takeovers and handovers.
+   */
+  private async joinOutcome(): Promise<Pick<ScenarioResult, 'join'>> {
+    const join = await this.join;
+    this.join = undefined;
+    if (!join) return {};
+    const { at, replica, held, takeoversBefore, ...result } = join;
+    const reached = await this.clock.wait(
+      `${join.instance} holding its share (${String(join.share)} buckets)`,
+      held.waiting,
+    );
+    held.waiting.stop();
+    const heldAt = reached.get('share');
+    const firstAt = held.firstAt();
+    const live = this.measured.replicas.filter((r) => !r.killed);
+    const now = await Promise.all(
+      live.map(async (r) => ({ r, counts: await operatorCounts(r.port) })),
+    );
+    const heldAtEnd = await bucketsHeldNow(replica.port).catch(() => held.last());
+    return {
+      join: {
+        ...result,
+        ...(heldAt === undefined ? {} : { heldShareSeconds: (heldAt - at) / 1000 }),
+        ...(firstAt === undefined ? {} : { firstBucketSeconds: (firstAt - at) / 1000 }),
+        ...(heldAtEnd === undefined ? {} : { heldAtEnd }),
+        takeovers: {
+          before: takeoversBefore,
+          after: now.reduce((a, { counts }) => a + counts.takeovers, 0),
+        },
+        handovers: now.reduce(
+          (a, { r, counts }) => a + counts.handovers - r.countsBefore.handovers,
+          this.carried.handovers,
+        ),
+      },
     };
   }
 
@@ -597,7 +746,7 @@ class BenchRun {
   /** Closes the current scenario: its window, counters, memory and CPU, and what it missed. */
   private async finish(
     name: string,
-    extra: Pick<ScenarioResult, 'seconds' | 'times' | 'latencyMs' | 'kill'>,
+    extra: Pick<ScenarioResult, 'seconds' | 'times' | 'latencyMs' | 'kill' | 'join'>,
   ): Promise<void> {
     const end = Date.now();
     const replicas = this.measured.replicas;
@@ -703,7 +852,7 @@ class BenchRun {
     const start = performance.now();
     const keys = this.burstKeys;
     const burst = this.tracker.deployments.until(keys, hasReplicas(replicas));
-    await this.createEchoes('bench-b', sent, this.killSwitch('create', n, start));
+    await this.createEchoes('bench-b', sent, this.midpoint('create', n, start));
     const echoCreatesSeconds = (performance.now() - start) / 1000;
     this.measured.echoCreateSeconds = echoCreatesSeconds;
     const reached = await this.clock.wait(`Deployments with ${String(replicas)} replicas`, burst);
@@ -711,6 +860,7 @@ class BenchRun {
     this.measured.createLatenciesMs = latencies;
     await this.finish('create burst', {
       ...(await this.killOutcome(sent, reached)),
+      ...(await this.joinOutcome()),
       seconds: lastOf(reached, keys.length, start),
       times: { echoCreatesSeconds },
       ...(reached.size === keys.length ? { latencyMs: percentiles(latencies) } : {}),
@@ -731,7 +881,7 @@ class BenchRun {
       keys,
       (d) => hasReplicas(want)(d) && d.status?.readyReplicas === want,
     );
-    const sent = await this.scaleEchoes(keys, want, this.killSwitch('scale', keys.length, start));
+    const sent = await this.scaleEchoes(keys, want, this.midpoint('scale', keys.length, start));
     const reached = await this.clock.wait(`Deployments with ${String(want)} replicas`, scaled);
     // The scenario lasts until the new pods are ready and the Echoes say so: the status writes
     // that follow belong to it, and the next scenario starts on a quiet operator.
@@ -746,6 +896,7 @@ class BenchRun {
     const pods = await podsReady.reached;
     await this.finish('scale burst', {
       ...(await this.killOutcome(sent, reached)),
+      ...(await this.joinOutcome()),
       seconds: lastOf(reached, keys.length, start),
       times: {
         untilEveryEchoReadySeconds: lastOf(ready, every.length, start),
@@ -772,7 +923,7 @@ class BenchRun {
     const start = performance.now();
     const editedAt = new Map<string, bigint>();
     const sent = new Map<string, number>();
-    const beforeWrite = this.killSwitch('drift', keys.length, start);
+    const beforeWrite = this.midpoint('drift', keys.length, start);
     await inParallel(keys, this.options.clientParallelism, async (key) => {
       const [ns = '', name = ''] = key.split('/');
       await beforeWrite?.();
@@ -798,6 +949,7 @@ class BenchRun {
     const complete = keys.length === wanted && reverted.size === keys.length;
     await this.finish('drift repair', {
       ...(await this.killOutcome(sent, reverted)),
+      ...(await this.joinOutcome()),
       seconds: complete ? lastOf(reverted, keys.length, start) : undefined,
       ...(complete
         ? { latencyMs: percentiles(keys.map((k) => (reverted.get(k) ?? 0) - (sent.get(k) ?? 0))) }
@@ -1002,6 +1154,17 @@ class BenchRun {
 /** A kill under way or done, with when it happened (performance.now()). */
 type Kill = Omit<KillResult, 'edits'> & { at: number };
 
+/** A join begun: when the newcomer started (performance.now()), and the wait for its share. */
+type Join = Omit<
+  JoinResult,
+  'heldShareSeconds' | 'firstBucketSeconds' | 'heldAtEnd' | 'takeovers' | 'handovers'
+> & {
+  at: number;
+  replica: Replica;
+  takeoversBefore: number;
+  held: BucketsHeld;
+};
+
 /** SIGTERM, then SIGKILL after 10 s: an operator that ignores SIGTERM must not hold the harness. */
 async function stopOperator(operator: ChildProcess | undefined): Promise<void> {
   if (operator === undefined) return;
@@ -1130,14 +1293,14 @@ export function spawnLogged(
   }
 }
 
-/** Polls `check` every 100 ms until it holds: one goal, `key`, reached when it does. */
-function polled(key: string, check: () => Promise<boolean>): Waiting {
+/** Polls `check` every `everyMs` until it holds: one goal, `key`, reached when it does. */
+function polled(key: string, check: () => Promise<boolean>, everyMs = 100): Waiting {
   const state = { stopped: false };
   let hit: number | undefined;
   const reached = (async () => {
     while (!state.stopped && hit === undefined) {
       if (await check().catch(() => false)) hit = performance.now();
-      else await new Promise((r) => setTimeout(r, 100));
+      else await new Promise((r) => setTimeout(r, everyMs));
     }
     return new Map(hit === undefined ? [] : [[key, hit]]);
   })();
@@ -1149,6 +1312,43 @@ function polled(key: string, check: () => Promise<boolean>): Waiting {
       state.stopped = true;
     },
   };
+}
+
+/** The buckets a sharded replica holds now, from its metrics. */
+async function bucketsHeldNow(port: number): Promise<number | undefined> {
+  const res = await fetch(`http://127.0.0.1:${String(port)}/metrics`, {
+    signal: AbortSignal.timeout(2000),
+  });
+  const line = (await res.text()).split('\n').find((l) => seriesOf(l) === BUCKETS_HELD);
+  return line === undefined ? undefined : valueOf(line);
+}
+
+/** The wait for a replica's share, and what the polls saw on the way. */
+interface BucketsHeld {
+  waiting: Waiting;
+  /** The last count read. */
+  last: () => number | undefined;
+  /** performance.now() of the first poll that saw a bucket held. */
+  firstAt: () => number | undefined;
+}
+
+/**
+ * A replica holds at least `share` buckets, polled every 200 ms from its start (it answers no
+ * scrape until it listens).
+ */
+function bucketsHeld(port: number, share: number): BucketsHeld {
+  let last: number | undefined;
+  let firstAt: number | undefined;
+  const waiting = polled(
+    'share',
+    async () => {
+      last = (await bucketsHeldNow(port)) ?? last;
+      if (last !== undefined && last > 0) firstAt ??= performance.now();
+      return last !== undefined && last >= share;
+    },
+    200,
+  );
+  return { waiting, last: () => last, firstAt: () => firstAt };
 }
 
 /** Our operator's /readyz answers 200 on every replica: caches synced, controllers running. */
@@ -1204,6 +1404,10 @@ interface OperatorCounts {
   echoesCached: number;
   /** Echo watch events received. */
   echoEvents: number;
+  /** Buckets taken after their Lease expired (sharding), since the process started. */
+  takeovers: number;
+  /** Buckets drained and released for another replica (sharding), since the process started. */
+  handovers: number;
 }
 
 const noCounts = (): OperatorCounts => ({
@@ -1213,6 +1417,8 @@ const noCounts = (): OperatorCounts => ({
   queueAdds: 0,
   echoesCached: 0,
   echoEvents: 0,
+  takeovers: 0,
+  handovers: 0,
 });
 
 /** What a replica counted from `before` to `now`. */
@@ -1224,6 +1430,8 @@ function since(now: OperatorCounts, before: OperatorCounts): OperatorCounts {
     queueAdds: now.queueAdds - before.queueAdds,
     echoesCached: now.echoesCached,
     echoEvents: now.echoEvents - before.echoEvents,
+    takeovers: now.takeovers - before.takeovers,
+    handovers: now.handovers - before.handovers,
   };
 }
 
@@ -1236,6 +1444,8 @@ function plus(a: OperatorCounts, b: OperatorCounts): OperatorCounts {
     queueAdds: a.queueAdds + b.queueAdds,
     echoesCached: a.echoesCached + b.echoesCached,
     echoEvents: a.echoEvents + b.echoEvents,
+    takeovers: a.takeovers + b.takeovers,
+    handovers: a.handovers + b.handovers,
   };
 }
 
@@ -1248,8 +1458,17 @@ const ECHO_CACHE_SERIES = 'echo_operator_informer_objects{informer="echoes"}';
 /** The Echo informer's watch events, by type. */
 const ECHO_EVENTS_SERIES = 'echo_operator_informer_events_total{informer="echoes",';
 
+/** Sharding's series read here: a gauge and two counters, none with labels. */
+const BUCKETS_HELD = 'echo_operator_sharding_buckets_held';
+const TAKEOVERS = 'echo_operator_sharding_takeovers_total';
+const HANDOVERS = 'echo_operator_sharding_handovers_total';
+
 /** The value of a line of the Prometheus text format. */
 const valueOf = (line: string): number => Number(line.slice(line.lastIndexOf(' ') + 1));
+
+/** The series name of a line of the Prometheus text format ('' for a comment). */
+const seriesOf = (line: string): string =>
+  line.startsWith('#') ? '' : (/^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)?.[0] ?? '');
 
 /** Our operator's own request counters by verb and reconciles by result, from its /metrics. */
 async function operatorCounts(port: number): Promise<OperatorCounts> {
@@ -1271,6 +1490,8 @@ async function operatorCounts(port: number): Promise<OperatorCounts> {
     else if (line.startsWith('workqueue_adds_total{')) counts.queueAdds += valueOf(line);
     else if (line.startsWith(`${ECHO_CACHE_SERIES} `)) counts.echoesCached = valueOf(line);
     else if (line.startsWith(ECHO_EVENTS_SERIES)) counts.echoEvents += valueOf(line);
+    else if (seriesOf(line) === TAKEOVERS) counts.takeovers += valueOf(line);
+    else if (seriesOf(line) === HANDOVERS) counts.handovers += valueOf(line);
     else if (
       line.startsWith('workqueue_queue_duration_seconds_bucket{') &&
       line.includes(AGING_BUCKET)

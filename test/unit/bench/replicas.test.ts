@@ -4,7 +4,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { summarize, type Run } from '../../../bench/compare.ts';
+import { joinLine } from '../../../bench/report.ts';
 import {
+  bucketCountOf,
+  fairShare,
   LEASE_NAME,
   ownership,
   owns,
@@ -15,7 +18,7 @@ import {
   writesBeforeKill,
   type LeaseView,
 } from '../../../bench/replicas.ts';
-import type { BenchResult } from '../../../bench/run.ts';
+import type { BenchResult, JoinResult } from '../../../bench/run.ts';
 import { bucketOf } from '../../../src/runtime/sharding/buckets.ts';
 
 const parse = (
@@ -25,6 +28,7 @@ const parse = (
     replicas: undefined,
     mode: undefined,
     killAt: undefined,
+    joinAt: undefined,
     operatorCmd: undefined,
     scenarios: undefined,
     memoryFit: false,
@@ -91,6 +95,92 @@ describe('--operator-replicas, --kill-replica-at, --replica-mode', () => {
     assert.equal(
       replicaFlags({ count: 2, mode: 'leader-elect' }, 0, 'ns')[0],
       '--leader-elect=true',
+    );
+  });
+});
+
+describe('--join-replica-at', () => {
+  it('joins in a scenario of its own, beside a kill in another', () => {
+    assert.deepEqual(parse({ replicas: '3', joinAt: 'create' }), {
+      count: 3,
+      mode: 'sharding',
+      joinAt: 'create',
+    });
+    assert.deepEqual(parse({ replicas: '3', joinAt: 'create', killAt: 'scale' }), {
+      count: 3,
+      mode: 'sharding',
+      killAt: 'scale',
+      joinAt: 'create',
+    });
+    assert.deepEqual(
+      parse({ replicas: '2', joinAt: 'drift', scenarios: ['create', 'scale', 'drift'] }),
+      { count: 2, mode: 'sharding', joinAt: 'drift' },
+    );
+  });
+
+  it('refuses what cannot run, saying why', () => {
+    assert.match(refusal({ joinAt: 'create' }), /--join-replica-at needs --operator-replicas 2/);
+    assert.match(
+      refusal({ replicas: '3', mode: 'leader-elect', joinAt: 'create' }),
+      /needs --replica-mode sharding/,
+    );
+    assert.match(
+      refusal({ replicas: '3', joinAt: 'restart' }),
+      /--join-replica-at takes one of create, scale, drift, not "restart"/,
+    );
+    assert.match(
+      refusal({ replicas: '3', joinAt: 'drift', scenarios: ['create', 'scale'] }),
+      /--join-replica-at drift: the run does not make it \(drift repair\)/,
+    );
+    assert.match(refusal({ replicas: '3', joinAt: 'scale', memoryFit: true }), /memory-fit/);
+    assert.match(
+      refusal({ replicas: '3', joinAt: 'scale', killAt: 'scale' }),
+      /name the same scenario \(scale\).*different scenarios/,
+    );
+    // The kill's own refusals come first.
+    assert.match(
+      refusal({ replicas: '3', joinAt: 'scale', killAt: 'steady' }),
+      /--kill-replica-at/,
+    );
+  });
+
+  it('aims at floor(buckets / live replicas), of the buckets the bench passes or 32', () => {
+    assert.equal(bucketCountOf(replicaFlags({ count: 3, mode: 'sharding' }, 3, 'ns')), 32);
+    assert.equal(bucketCountOf(['--sharding=true', '--sharding-buckets=64']), 64);
+    assert.equal(bucketCountOf(['--sharding-buckets=nonsense']), 32);
+    assert.equal(fairShare(32, 4), 8);
+    assert.equal(fairShare(32, 3), 10);
+    assert.equal(fairShare(32, 5), 6);
+    assert.equal(fairShare(4, 8), 0);
+    assert.equal(fairShare(32, 0), 32);
+  });
+
+  const join: JoinResult = {
+    instance: 'bench-replica-4',
+    afterSeconds: 1.234,
+    writesBefore: 100,
+    of: 200,
+    bucketCount: 32,
+    share: 8,
+    heldShareSeconds: 3.456,
+    firstBucketSeconds: 1.5,
+    heldAtEnd: 8,
+    takeovers: { before: 2, after: 2 },
+    handovers: 8,
+  };
+
+  it('reports when it joined, when it held its share, the takeovers across it and the handovers', () => {
+    assert.equal(
+      joinLine('create burst', join),
+      '  create burst: joined bench-replica-4 at 1.23 s, after 100/200 writes; ' +
+        'held its share (8 of 32 buckets) after 3.46 s (a first bucket after 1.50 s); ' +
+        'takeovers 0; handovers 8',
+    );
+    const { heldShareSeconds: _held, firstBucketSeconds: _first, ...short } = join;
+    assert.equal(
+      joinLine('scale burst', { ...short, heldAtEnd: 5, takeovers: { before: 0, after: 3 } }),
+      '  scale burst: joined bench-replica-4 at 1.23 s, after 100/200 writes; ' +
+        "did not hold its share (8 of 32 buckets) by the scenario's end (held 5); takeovers 3; handovers 8",
     );
   });
 });
@@ -207,5 +297,35 @@ describe('the replicas summed', () => {
     assert.equal(row('overlaps: Echoes written by two replicas within a lease duration'), 0);
     const single = summarize(contenders, [run()]).map((r) => r.name);
     assert.ok(!single.includes('peak RSS, largest replica'), 'no replica rows for one process');
+    assert.ok(
+      !rows.some((r) => r.name.includes('join')),
+      'no join rows in runs where no replica joined',
+    );
+  });
+
+  it('compares the join: time to its share (missed when never held) and the takeovers', () => {
+    const run = (join?: Partial<JoinResult>): Run => ({
+      label: 'ours',
+      round: 1,
+      dir: 'ours',
+      result: {
+        options: { n: 10 },
+        scenarios: [{ name: 'create burst', apiCalls: {}, ...(join ? { join } : {}) }],
+        memory: { peakRssBytes: 0, finalRssBytes: 0, cpuSeconds: 0 },
+        replicas: [],
+      } as unknown as BenchResult,
+    });
+    const contenders = [{ label: 'ours', cmd: undefined }];
+    const rows = summarize(contenders, [
+      run({ heldShareSeconds: 2.5, takeovers: { before: 1, after: 1 } }),
+      run({ takeovers: { before: 0, after: 2 } }),
+      run(),
+    ]);
+    const cellOf = (name: string) => rows.find((r) => r.name === name)?.cells.ours;
+    const held = cellOf('after the join: the new replica holding its fair share');
+    assert.ok(held);
+    assert.equal(held.median, 2.5);
+    assert.equal(held.missed, 1);
+    assert.deepEqual(cellOf('takeovers across the join (target 0)')?.values, [0, 2, undefined]);
   });
 });
