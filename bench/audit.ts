@@ -111,6 +111,12 @@ export interface OverlapCount {
   unattributed: number;
   /** The first few overlaps, to look up in the log. */
   examples: Overlap[];
+  /**
+   * Pairs that close which a handover explains, not counted: between the two writes the second
+   * replica wrote the Echo's bucket Lease (took it) and the first wrote it no more (it had
+   * released it, or was dead).
+   */
+  handovers: number;
 }
 
 export interface OverlapScope {
@@ -122,6 +128,21 @@ export interface OverlapScope {
   /** Wall-clock ms [from, to) of the requests counted. */
   from: number;
   to: number;
+  /** The bucket of an Echo (`namespace/name`), to tell a handover from an overlap. */
+  bucketOf?: (object: string) => number | undefined;
+}
+
+/** A bucket Lease's name: `<group>-bucket-<i>-of-<B>`. */
+const BUCKET_LEASE = /-bucket-(\d+)-of-\d+$/;
+
+/** A write of a bucket Lease by a replica: an acquisition, a renewal or a release. */
+function bucketLeaseWrite(event: AuditEvent): { bucket: number; at: number } | undefined {
+  const { resource, name } = event.objectRef ?? {};
+  const bucket = resource === 'leases' && name ? BUCKET_LEASE.exec(name)?.[1] : undefined;
+  if (bucket === undefined || (event.verb !== 'create' && event.verb !== 'update'))
+    return undefined;
+  if ((event.responseStatus?.code ?? 0) >= 300) return undefined;
+  return { bucket: Number(bucket), at: Date.parse(event.requestReceivedTimestamp) };
 }
 
 const WRITE_VERBS = new Set(['create', 'update', 'patch', 'apply', 'delete']);
@@ -156,11 +177,21 @@ function echoWrite(
 export function countOverlaps(events: Iterable<AuditEvent>, scope: OverlapScope): OverlapCount {
   const seen = new Set<string>();
   const byObject = new Map<string, ReplicaWrite[]>();
+  /** Each bucket Lease's successful writes, by replica. */
+  const leaseWrites = new Map<number, { instance: string; at: number }[]>();
   let unattributed = 0;
   let writes = 0;
   for (const event of events) {
     if (event.user.username !== scope.username || seen.has(event.auditID)) continue;
     seen.add(event.auditID);
+    const lease = bucketLeaseWrite(event);
+    const leaseInstance = instanceOf(event.userAgent);
+    if (lease && leaseInstance !== undefined) {
+      const list = leaseWrites.get(lease.bucket) ?? [];
+      list.push({ instance: leaseInstance, at: lease.at });
+      leaseWrites.set(lease.bucket, list);
+      continue;
+    }
     const write = echoWrite(event, scope);
     if (!write || write.at < scope.from || write.at >= scope.to) continue;
     const instance = instanceOf(event.userAgent);
@@ -173,26 +204,49 @@ export function countOverlaps(events: Iterable<AuditEvent>, scope: OverlapScope)
     list.push({ ...write, instance });
     byObject.set(write.object, list);
   }
+  const handedOver = (object: string, first: ReplicaWrite, second: ReplicaWrite): boolean => {
+    const bucket = scope.bucketOf?.(object);
+    const lease = bucket === undefined ? undefined : leaseWrites.get(bucket);
+    if (!lease) return false;
+    // The second replica's last write of the Lease before its Echo write, after the first's...
+    const taken = lease.findLast(
+      (w) => w.instance === second.instance && w.at > first.at && w.at <= second.at,
+    );
+    // ...and none by the first replica from then on.
+    return (
+      taken !== undefined &&
+      !lease.some((w) => w.instance === first.instance && w.at > taken.at && w.at <= second.at)
+    );
+  };
   const overlaps: Overlap[] = [];
   let objects = 0;
-  for (const list of byObject.values()) {
+  let handovers = 0;
+  for (const [object, list] of byObject) {
     list.sort((a, b) => a.at - b.at);
     const before = overlaps.length;
     for (let i = 1; i < list.length; i++) {
       const [first, second] = [list[i - 1], list[i]] as [ReplicaWrite, ReplicaWrite];
-      if (first.instance !== second.instance && second.at - first.at < scope.windowMs)
-        overlaps.push({ first, second });
+      if (first.instance === second.instance || second.at - first.at >= scope.windowMs) continue;
+      if (handedOver(object, first, second)) handovers++;
+      else overlaps.push({ first, second });
     }
     if (overlaps.length > before) objects++;
   }
   overlaps.sort((a, b) => a.second.at - b.second.at);
-  return { objects, pairs: overlaps.length, writes, unattributed, examples: overlaps.slice(0, 5) };
+  return {
+    objects,
+    pairs: overlaps.length,
+    writes,
+    unattributed,
+    examples: overlaps.slice(0, 5),
+    handovers,
+  };
 }
 
 /** countOverlaps over the audit log at `path`, streamed. */
 export async function overlapsIn(path: string, scope: OverlapScope): Promise<OverlapCount> {
   const events: AuditEvent[] = [];
   for await (const event of readAuditLog(path, `"username":"${scope.username}"`))
-    if (echoWrite(event, scope)) events.push(event);
+    if (echoWrite(event, scope) || bucketLeaseWrite(event)) events.push(event);
   return countOverlaps(events, scope);
 }

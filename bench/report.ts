@@ -98,7 +98,8 @@ function replicaLines(result: BenchResult): string[] {
   if (o)
     lines.push(
       `  overlaps (audit log): ${String(o.objects)} Echoes written by two replicas within ` +
-        `${String(LEASE_DURATION_MS / 1000)} s (${String(o.pairs)} pairs, of ${String(o.writes)} writes` +
+        `${String(LEASE_DURATION_MS / 1000)} s with no handover between (${String(o.pairs)} pairs, of ${String(o.writes)} writes; ` +
+        `${String(o.handovers)} pairs that close across a handover of the Echo's bucket` +
         (o.unattributed > 0
           ? `; ${String(o.unattributed)} writes with no instance in their User-Agent`
           : '') +

@@ -17,6 +17,7 @@ import { desiredDeployment } from '../src/echo/desired.ts';
 import { KubeClient } from '../src/kube/client.ts';
 import { objectKey } from '../src/kube/object.ts';
 import { echo as cachedEcho, echoManifest } from '../test/support/echo.ts';
+import { bucketOf } from '../src/runtime/sharding/buckets.ts';
 import { callsOf, overlapsIn, type OverlapCount, type Rejected, type VerbCounts } from './audit.ts';
 import { ProcessStats, type RssSample } from './process-stats.ts';
 import {
@@ -294,6 +295,8 @@ interface Measured {
   /** Our operator's processes: one, unless --operator-replicas. */
   replicas: Replica[];
   createLatenciesMs: number[];
+  /** Each Echo's uid, by `namespace/name`, as created: which bucket it is in. */
+  uids: Map<string, string>;
   echoCreateSeconds?: number;
   floor?: { result: Omit<FloorResult, 'echoCreateSeconds'>; latencies: number[] };
 }
@@ -332,7 +335,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const admin = KubeClient.fromFile(cluster.kubeconfig);
   const tracker = new Tracker(admin);
   const started: Started = {};
-  const measured: Measured = { scenarios: [], windows: [], replicas: [], createLatenciesMs: [] };
+  const measured: Measured = {
+    scenarios: [],
+    windows: [],
+    replicas: [],
+    createLatenciesMs: [],
+    uids: new Map(),
+  };
   try {
     let error: string | undefined;
     try {
@@ -367,11 +376,21 @@ async function collect(
     if (rejected.length > 0) result.rejectedCalls = rejected;
   }
   const several = measured.replicas.length > 1;
+  const replicaOptions = options.operatorReplicas;
+  const bucketCount = replicaOptions
+    ? bucketCountOf(replicaFlags(replicaOptions, 0, NAMESPACE))
+    : undefined;
   const overlaps = several
     ? await overlapsIn(cluster.state.auditLog ?? '', {
         username: USERNAME,
         namespaces: ECHO_NAMESPACES,
         windowMs: LEASE_DURATION_MS,
+        bucketOf: (object) => {
+          const uid = measured.uids.get(object);
+          return uid === undefined || bucketCount === undefined
+            ? undefined
+            : bucketOf(uid, bucketCount);
+        },
         from: measured.windows[0]?.[0] ?? 0,
         to: measured.windows.at(-1)?.[1] ?? Date.now(),
       })
@@ -534,11 +553,12 @@ class BenchRun {
     await inParallel(names, this.options.clientParallelism, async (name) => {
       await beforeWrite?.();
       sent?.set(`${namespace}/${name}`, performance.now());
-      await this.admin.request({
+      const created = await this.admin.request<{ metadata: { uid: string } }>({
         method: 'POST',
         path: `/apis/example.com/v1/namespaces/${namespace}/echoes`,
         body: echoManifest({ name, replicas: this.options.replicas }),
       });
+      this.measured.uids.set(`${namespace}/${name}`, created.metadata.uid);
     });
   }
 

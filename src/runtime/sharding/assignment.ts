@@ -155,6 +155,8 @@ export class BucketAssignment {
   private members = new Map<string, Seen<MemberLease>>();
   private buckets = new Map<number, Seen>();
   private leader: Seen | undefined;
+  /** The last plan left this replica short of its share, which the next rounds may fill. */
+  private wanting = false;
   /** The last list showed this replica's member Lease, so it read the leader Lease after it. */
   private memberListed = false;
   private readonly holding = new Map<number, Holding>();
@@ -204,6 +206,11 @@ export class BucketAssignment {
     return expiries.length > 0 ? Math.min(...expiries) : undefined;
   }
 
+  /** Whether the last plan left this replica short of a share it may soon fill: a newcomer. */
+  get shortOfShare(): boolean {
+    return this.wanting;
+  }
+
   /** Takes in the Leases as listed, `now` being the monotonic time of the list. */
   observe(snapshot: Snapshot, now: number): void {
     const seen = <T extends StoredLease>(before: Seen | undefined, lease: T): Seen<T> => ({
@@ -239,6 +246,17 @@ export class BucketAssignment {
     this.expire(now.monotonic);
     this.dropTaken();
     const { share, blocked } = this.share(now.monotonic);
+    const otherCount = [...this.members.values()].some(
+      (m) =>
+        m.bucketCount !== this.options.bucketCount && expiresAt(m, this.seconds) > now.monotonic,
+    );
+    // Short of its share for want of a bucket another replica is handing over, or of its own
+    // member Lease listed: what the next round may change, unlike another count or a leader.
+    this.wanting =
+      !this.leaving &&
+      !otherCount &&
+      this.bucketsIn('active').length < share.count &&
+      (this.leader === undefined || !blocked || !this.memberListed);
     this.drainSurplus(share);
     const writes = [
       ...this.memberWrites(now),

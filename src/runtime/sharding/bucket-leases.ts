@@ -253,9 +253,15 @@ export class BucketLeases {
     };
   }
 
-  /** A retry period, or less when a bucket Lease expires sooner (its holder stopped renewing). */
+  /**
+   * A retry period, or less when a bucket Lease expires sooner (its holder stopped renewing); a
+   * quarter of one while short of its share (a newcomer: the others hand buckets over at their
+   * next round, and each is taken as soon as it is released).
+   */
   private untilNextRound(): number {
-    const { retryPeriodMs } = this.options;
+    const retryPeriodMs = this.assignment.shortOfShare
+      ? this.options.retryPeriodMs / 4
+      : this.options.retryPeriodMs;
     const now = this.clocks().monotonic;
     const expiry = this.assignment.nextExpiry(now);
     if (expiry === undefined) return retryPeriodMs;

@@ -145,3 +145,49 @@ describe('overlaps in the audit log', () => {
     assert.equal(counted.objects, 1);
   });
 });
+
+describe('overlaps across a handover', () => {
+  const withBuckets: OverlapScope = { ...scope, bucketOf: () => 3 };
+  const lease = (atS: number, instance: string): AuditEvent =>
+    event(atS, instance, { verb: 'update', resource: 'leases', name: 'g-bucket-3-of-32' });
+
+  it('does not count writes of two replicas that the second took the bucket between', () => {
+    const counted = countOverlaps(
+      [
+        lease(8, 'r1'),
+        event(10, 'r1', { resource: 'deployments' }),
+        // r1 releases the Lease (its last write of it), r2 takes it, then writes the status.
+        lease(11, 'r1'),
+        lease(12, 'r2'),
+        event(14, 'r2', { subresource: 'status' }),
+      ],
+      withBuckets,
+    );
+    assert.equal(counted.pairs, 0);
+    assert.equal(counted.handovers, 1);
+  });
+
+  it('counts them when the first replica still wrote the Lease after the second took it', () => {
+    const counted = countOverlaps(
+      [
+        event(10, 'r1', { resource: 'deployments' }),
+        lease(12, 'r2'),
+        lease(13, 'r1'),
+        event(14, 'r2', { subresource: 'status' }),
+      ],
+      withBuckets,
+    );
+    assert.equal(counted.pairs, 1);
+    assert.equal(counted.handovers, 0);
+  });
+
+  it('counts them when the second replica took no Lease between, or without buckets known', () => {
+    const events = [
+      lease(5, 'r2'),
+      event(10, 'r1', { resource: 'deployments' }),
+      event(14, 'r2', { subresource: 'status' }),
+    ];
+    assert.equal(countOverlaps(events, withBuckets).pairs, 1);
+    assert.equal(countOverlaps([...events.slice(1), lease(12, 'r2')], scope).pairs, 1);
+  });
+});
