@@ -382,3 +382,38 @@ describe('bucket assignment beside a leader Lease (moving between the modes)', (
     assert.deepEqual(kinds(assignment.plan(at(0)), 'acquire'), range(0, 4));
   });
 });
+
+describe('a replica short of its share', () => {
+  it('says so until its share is held: a newcomer while others hand buckets over', () => {
+    const { assignment } = replica('b', 4);
+    // 'a' holds every bucket; 'b' joined: its share is two, none of them free yet.
+    const held = Object.fromEntries(range(0, 4).map((b) => [b, lease('a')]));
+    assignment.observe(snapshot({ members: { a: member('a', 4) }, buckets: held }), 0);
+    accept(assignment, assignment.plan(at(0)));
+    assert.equal(assignment.shortOfShare, true);
+    // 'a' released buckets 2 and 3: taken, and the share is held.
+    const released = { ...held, 2: lease(''), 3: lease('') };
+    assignment.observe(snapshot({ members: { a: member('a', 4) }, buckets: released }), 500);
+    const writes = assignment.plan(at(500));
+    assert.deepEqual(kinds(writes, 'acquire'), [2, 3]);
+    accept(assignment, writes);
+    assignment.plan(at(1_000));
+    assert.equal(assignment.shortOfShare, false);
+  });
+
+  it('is not, while a leader elected without sharding holds the Lease or another count lives', () => {
+    const beside = new BucketAssignment({
+      identity: 'a',
+      bucketCount: 4,
+      ...TIMINGS,
+      leaderLease: 'leader',
+    });
+    beside.observe(snapshot({ self: lease('a'), leader: lease('leader-1') }), 0);
+    beside.plan(at(0));
+    assert.equal(beside.shortOfShare, false, 'a leader leads: nothing to take soon');
+    const { assignment } = replica('a', 4);
+    assignment.observe(snapshot({ members: { old: member('old', 8) } }), 0);
+    assignment.plan(at(0));
+    assert.equal(assignment.shortOfShare, false, 'another bucket count: nothing to take soon');
+  });
+});
