@@ -417,11 +417,6 @@ export class Manager {
     );
   }
 
-  /** With sharding: the buckets this replica reconciles now. */
-  get heldBuckets(): number[] {
-    return this.leases?.held ?? [];
-  }
-
   async whenSynced(): Promise<void> {
     await Promise.all(this.groups().map((g) => g.whenSynced()));
   }

@@ -64,6 +64,14 @@ interface Deployment extends K8sObject {
   status?: { readyReplicas?: number; observedGeneration?: number };
 }
 
+/** The environment a container is given as plain values (not those read from elsewhere). */
+const containerEnv = (
+  container: { env?: { name: string; value?: string }[] } | undefined,
+): Record<string, string> =>
+  Object.fromEntries(
+    (container?.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]])),
+  );
+
 const render = (...args: string[]): K8sObject[] =>
   parseAllDocuments(helm('template', RELEASE, CHART, ...args))
     .map((d) => d.toJS() as K8sObject | null)
@@ -198,11 +206,7 @@ describe('Helm chart, end to end', () => {
     before(async () => {
       // The environment the chart gives the container, with the pod name the downward API would.
       const deployment = operatorDeployment();
-      const env = Object.fromEntries(
-        (deployment.spec.template.spec.containers[0]?.env ?? []).flatMap((e) =>
-          e.value === undefined ? [] : [[e.name, e.value]],
-        ),
-      );
+      const env = containerEnv(deployment.spec.template.spec.containers[0]);
       assert.equal(env.ECHO_OPERATOR_LOG_FORMAT, 'json');
       serviceAccount = `system:serviceaccount:${system.name}:${FULLNAME}`;
       const kubeconfig = await serviceAccountKubeconfig(admin, system.name, FULLNAME);
@@ -681,9 +685,7 @@ describe('Helm chart, end to end', () => {
 
     it('gives each replica, run with the chart’s identity and settings, its share of the buckets', async () => {
       const container = operatorDeployment().spec.template.spec.containers[0];
-      const env = Object.fromEntries(
-        (container?.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]])),
-      );
+      const env = containerEnv(container);
       const kubeconfig = await serviceAccountKubeconfig(admin, system.name, FULLNAME);
       for (const name of names) {
         // Plain /metrics on the probes' port: the secure port is covered above.
